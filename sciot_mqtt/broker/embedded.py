@@ -1,0 +1,65 @@
+"""The one adapter around amqtt: an MQTT 3.1.1 broker embedded in this process."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+from amqtt.broker import Broker
+
+from sciot_mqtt.transport import BrokerAddress
+
+_log = logging.getLogger(__name__)
+
+
+class EmbeddedBroker:
+    """amqtt on `host:port` (port 0: a free port, read back after binding).
+
+    Retained messages live in memory, so they are gone when the broker stops; use Mosquitto
+    with persistence for deployments that must survive a broker restart.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+        self._host = host
+        self._port = port
+        self._broker: Broker | None = None
+        self._address: BrokerAddress | None = None
+
+    @property
+    def address(self) -> BrokerAddress:
+        if self._address is None:
+            raise RuntimeError("the embedded broker is not running")
+        return self._address
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self._host}:{self._port}"}},
+            # No $SYS plugin and no packet logger: they cost time per message and say nothing
+            # our own stats do not.
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            },
+        }
+
+    async def __aenter__(self) -> Self:
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self._broker = Broker(self._config())
+        await self._broker.start()
+        server = self._broker._servers["default"].instance  # amqtt has no public accessor
+        port = server.sockets[0].getsockname()[1] if self._port == 0 else self._port
+        self._address = BrokerAddress(self._host, port)
+        _log.debug("embedded broker listening on %s", self._address)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+        self._broker = None
+        self._address = None

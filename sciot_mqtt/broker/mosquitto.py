@@ -1,0 +1,175 @@
+"""Mosquitto as a child process: the production broker, started here for tests and demos."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import shutil
+import signal
+import socket
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from sciot_mqtt.errors import ConfigurationError
+from sciot_mqtt.transport import BrokerAddress
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago; callers retry if another process takes it first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MosquittoBroker:
+    """Runs the `mosquitto` binary with a generated config on loopback.
+
+    `extra_config` lines are appended to the generated file; `config_file` replaces it
+    entirely (then `port` must match what the file says). `kill()` and `start()` let tests
+    crash and restart the broker; with `persistence=True` retained messages and persistent
+    sessions survive that, as in production.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        persistence: bool = False,
+        extra_config: str = "",
+        config_file: Path | None = None,
+        workdir: Path | None = None,
+        binary: str = "mosquitto",
+        start_timeout: float = 10.0,
+    ) -> None:
+        found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/local/sbin")
+        if found is None:
+            raise ConfigurationError(
+                f"{binary!r} not found: install Mosquitto (Debian/Ubuntu: apt-get install mosquitto)"
+            )
+        self._binary = found
+        self._host = host
+        self._port = port or free_port(host)
+        self._persistence = persistence
+        self._extra = extra_config
+        self._config_file = config_file
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._workdir = workdir
+        self._start_timeout = start_timeout
+        self._process: asyncio.subprocess.Process | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self.log_tail: collections.deque[str] = collections.deque(maxlen=200)
+
+    @property
+    def address(self) -> BrokerAddress:
+        return BrokerAddress(self._host, self._port)
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="sciot-mosquitto-")
+            self._workdir = Path(self._tmp.name)
+        return self._workdir
+
+    def _write_config(self) -> Path:
+        if self._config_file is not None:
+            return self._config_file
+        lines = [
+            f"listener {self._port} {self._host}",
+            "allow_anonymous true",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            f"persistence {'true' if self._persistence else 'false'}",
+        ]
+        if self._persistence:
+            lines += [f"persistence_location {self.workdir}/", "autosave_interval 1"]
+        path = self.workdir / "mosquitto.conf"
+        path.write_text("\n".join(lines) + "\n" + self._extra + "\n")
+        return path
+
+    async def start(self) -> None:
+        """Start the process and return once it accepts connections."""
+        if self._process is not None:
+            raise RuntimeError("mosquitto is already running")
+        config = self._write_config()
+        self._process = await asyncio.create_subprocess_exec(
+            self._binary,
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        self._drain = asyncio.create_task(self._read_output(), name="mosquitto-log")
+        try:
+            await asyncio.wait_for(self._until_accepting(), self._start_timeout)
+        except (TimeoutError, RuntimeError) as exc:
+            await self.stop()
+            raise ConfigurationError(
+                f"mosquitto did not start on {self.address}: " + " | ".join(self.log_tail)
+            ) from exc
+
+    async def _until_accepting(self) -> None:
+        # Mosquitto block-buffers its log on a pipe, so its "running" line cannot be awaited;
+        # the listening socket itself is the event.
+        assert self._process is not None
+        while True:
+            if self._process.returncode is not None:
+                raise RuntimeError(f"mosquitto exited with {self._process.returncode}")
+            try:
+                _, writer = await asyncio.open_connection(self._host, self._port)
+            except OSError:
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
+    async def _read_output(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        async for line in self._process.stdout:
+            self.log_tail.append(line.decode(errors="replace").rstrip())
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the process (SIGTERM: clean; SIGKILL: a crash)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._drain is not None:
+            self._drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain
+            self._drain = None
+
+    async def kill(self) -> None:
+        await self.stop(signal.SIGKILL)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()

@@ -1,0 +1,163 @@
+"""`sciot-mqtt` command line: `up` (broker + service), `device`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from sciot_mqtt import __version__
+from sciot_mqtt.errors import SciotError
+from sciot_mqtt.logs import configure_logging
+from sciot_mqtt.settings import DeviceSettings, ServiceSettings
+from sciot_mqtt.transport import BrokerAddress
+
+
+def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """CLI flags given explicitly; the rest comes from the environment or defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+async def _until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await work(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+# --- up ------------------------------------------------------------------------------------
+
+_SERVICE_FLAGS = (
+    "host",
+    "port",
+    "external_broker",
+    "instance",
+    "heartbeat_interval",
+    "stats_interval",
+    "models",
+    "max_payload",
+    "log_level",
+    "log_format",
+)
+
+
+def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("up", help="run the broker (embedded by default) and the service")
+    p.add_argument("--host", help="broker host; the embedded broker binds it (127.0.0.1)")
+    p.add_argument("--port", type=int, help="broker port (1883)")
+    p.add_argument(
+        "--external-broker",
+        action="store_const",
+        const=True,
+        help="connect to a running broker (e.g. Mosquitto) instead of embedding amqtt",
+    )
+    p.add_argument("--instance", help="service instance name used in its topics (edge)")
+    p.add_argument("--heartbeat-interval", type=float, help="seconds, told to devices (5)")
+    p.add_argument("--stats-interval", type=float, help="seconds between stats messages (5)")
+    p.add_argument("--models", help="comma-separated model ids served, preferred first")
+    p.add_argument("--max-payload", type=int, help="largest accepted payload in bytes")
+    p.add_argument("--log-level", help="debug, info, warning, error (info)")
+    p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.set_defaults(handler=_cmd_up)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    settings = ServiceSettings(**_overrides(args, _SERVICE_FLAGS))
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(_until_signalled(lambda stop: _run_up(settings, stop)))
+    return 0
+
+
+async def _run_up(settings: ServiceSettings, stop: asyncio.Event) -> None:
+    from sciot_mqtt.broker import EmbeddedBroker
+    from sciot_mqtt.service import Service
+
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.external_broker:
+            address = BrokerAddress(settings.host, settings.port)
+        else:
+            broker = await stack.enter_async_context(EmbeddedBroker(settings.host, settings.port))
+            address = broker.address
+        service = await stack.enter_async_context(Service(settings, address))
+        await stop.wait()
+        await service.stop()
+
+
+# --- device --------------------------------------------------------------------------------
+
+_DEVICE_FLAGS = ("id", "host", "port", "kind", "models", "log_level", "log_format")
+
+
+def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("device", help="run a Python device that follows the contract")
+    p.add_argument("--id", help="device id: letters, digits, _ . - (device-1)")
+    p.add_argument("--host", help="broker host (127.0.0.1)")
+    p.add_argument("--port", type=int, help="broker port (1883)")
+    p.add_argument("--kind", help="device kind announced in birth (python)")
+    p.add_argument("--models", help="comma-separated model ids it carries (fomo96)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--log-level", help="debug, info, warning, error (info)")
+    p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.set_defaults(handler=_cmd_device)
+
+
+def _cmd_device(args: argparse.Namespace) -> int:
+    settings = DeviceSettings(**_overrides(args, _DEVICE_FLAGS))
+    configure_logging(settings.log_level, settings.log_format)
+    summary: dict[str, object] = {}
+
+    async def run(stop: asyncio.Event) -> None:
+        from sciot_mqtt.device import Device
+
+        async with Device(settings) as device:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+            await device.stop()
+            summary.update(device.summary().as_dict())
+
+    asyncio.run(_until_signalled(run))
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sciot-mqtt", description="MQTT-native edge service for split computing of TinyML"
+    )
+    parser.add_argument("--version", action="version", version=f"sciot-mqtt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_up(sub)
+    _add_device(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ValidationError as exc:
+        print(f"sciot-mqtt: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    except SciotError as exc:
+        print(f"sciot-mqtt: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Payload schemas of the wire contract: one pydantic model per topic.
+
+These classes are the single source of truth: topics.md's payload tables are generated from
+them (`python -m sciot_mqtt.protocol.docs`), and a test fails when the two disagree.
+Every payload is a msgpack map with string keys; receivers ignore keys they do not know, so a
+newer sender can add optional fields without breaking older receivers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Self
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sciot_mqtt.errors import ErrorCode, ProtocolError
+from sciot_mqtt.protocol.topics import (
+    DEVICE_ID_PATTERN,
+    PROTOCOL_VERSION,
+    DeviceTopic,
+    ServiceTopic,
+)
+
+U32_MAX = 2**32 - 1
+U32 = Annotated[int, Field(ge=0, le=U32_MAX)]
+ShortText = Annotated[str, Field(max_length=200)]
+ModelId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN.pattern, max_length=64)]
+
+CONTROL_MAX_BYTES = 4096
+"""Size limit of every control payload (all but tensors), in bytes."""
+
+Publisher = Literal["device", "service"]
+Mode = Literal["offload", "local"]
+
+
+class Message(BaseModel):
+    """Base of every payload: strict types, unknown keys ignored, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    TOPIC: ClassVar[DeviceTopic | ServiceTopic]
+    PUBLISHER: ClassVar[Publisher]
+    QOS: ClassVar[int] = 1
+    RETAIN: ClassVar[bool] = False
+    MAX_BYTES: ClassVar[int] = CONTROL_MAX_BYTES
+
+    def encode(self) -> bytes:
+        packed: bytes = msgpack.packb(
+            self.model_dump(mode="python", exclude_none=True), use_bin_type=True
+        )
+        return packed
+
+    @classmethod
+    def decode(cls, payload: bytes, *, max_bytes: int | None = None) -> Self:
+        """Parse and validate a payload; any fault raises `ProtocolError` with its code."""
+        limit = cls.MAX_BYTES if max_bytes is None else max_bytes
+        if len(payload) > limit:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"{cls.TOPIC.value} payload of {len(payload)} B > {limit} B"
+            )
+        try:
+            data = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        except Exception as exc:  # msgpack raises several unrelated types for bad input
+            raise ProtocolError(
+                ErrorCode.MALFORMED,
+                f"{cls.TOPIC.value} payload is not msgpack ({type(exc).__name__})",
+            ) from exc
+        if not isinstance(data, dict):
+            raise ProtocolError(
+                ErrorCode.MALFORMED,
+                f"{cls.TOPIC.value} payload must be a msgpack map, got {type(data).__name__}",
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ProtocolError(ErrorCode.INVALID, _summarize(cls, exc)) from exc
+
+
+def _summarize(cls: type[Message], exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+    return f"{cls.TOPIC.value}: " + "; ".join(parts) + more
+
+
+# --- service -> everyone -------------------------------------------------------------------
+
+
+class ServiceState(Message):
+    """Retained presence of a service instance; its will carries `online: false`."""
+
+    TOPIC = ServiceTopic.STATE
+    PUBLISHER = "service"
+    RETAIN = True
+
+    online: bool = Field(description="true while the instance serves devices")
+    instance: ShortText = Field(description="the instance name, as in the topic")
+    started_at: float | None = Field(
+        default=None, description="unix time (s) the instance started; absent in the will"
+    )
+    version: ShortText | None = Field(default=None, description="software version")
+    protocol: int = Field(default=PROTOCOL_VERSION, description="protocol version it speaks")
+
+
+class DeviceCounts(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    online: int = Field(ge=0, description="devices heard from within 3 heartbeat intervals")
+    stale: int = Field(ge=0, description="registered devices that missed 3 heartbeats")
+    offline: int = Field(ge=0, description="devices whose will fired or past the grace period")
+
+
+class MessageRates(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    rx: float = Field(ge=0, description="messages received per second")
+    tx: float = Field(ge=0, description="messages published per second")
+    errors: float = Field(ge=0, description="rejected messages per second")
+
+
+class ServiceStats(Message):
+    """Published every stats interval."""
+
+    TOPIC = ServiceTopic.STATS
+    PUBLISHER = "service"
+    QOS = 0
+
+    instance: ShortText
+    uptime_s: float = Field(ge=0, description="seconds since the instance started")
+    devices: DeviceCounts
+    rates: MessageRates = Field(description="over the last stats interval")
+    rx_total: int = Field(ge=0, description="messages received since start")
+    tx_total: int = Field(ge=0, description="messages published since start")
+    errors_total: int = Field(ge=0, description="messages rejected since start")
+
+
+# --- device -> service ---------------------------------------------------------------------
+
+
+class Birth(Message):
+    """Registration, sent after `state` online on every (re)connect and on `rebirth`."""
+
+    TOPIC = DeviceTopic.BIRTH
+    PUBLISHER = "device"
+
+    protocol: int = Field(description="protocol version the device speaks (1)")
+    session: U32 = Field(description="session counter of this connection, also in its will")
+    kind: ShortText = Field(description='device kind, e.g. "python", "esp32s3"')
+    models: list[ModelId] = Field(
+        min_length=1, max_length=16, description="ids of the models the device carries"
+    )
+    max_payload: int = Field(
+        ge=256, le=2**28, description="largest payload (bytes) the device accepts"
+    )
+    fw: ShortText | None = Field(default=None, description="firmware / software version")
+
+
+class DeviceState(Message):
+    """Retained presence of a device; its will is the same message with `online: false`."""
+
+    TOPIC = DeviceTopic.STATE
+    PUBLISHER = "device"
+    RETAIN = True
+
+    online: bool
+    session: U32 = Field(description="session counter of the connection it describes")
+
+
+class Heartbeat(Message):
+    TOPIC = DeviceTopic.HB
+    PUBLISHER = "device"
+    QOS = 0
+
+    seq: U32 = Field(description="increments by one per heartbeat, wraps at 2^32")
+    session: U32
+    mode: Mode = Field(description="what the device does now: offload or local")
+
+
+# --- service -> device ---------------------------------------------------------------------
+
+
+class Assign(Message):
+    """The model a device runs and the rules it follows; retained so a reconnect knows it."""
+
+    TOPIC = DeviceTopic.ASSIGN
+    PUBLISHER = "service"
+    RETAIN = True
+
+    model: ModelId = Field(description="one of the models the device announced")
+    session: U32 = Field(description="the birth session this answers")
+    hb_interval_s: float = Field(gt=0, le=3600, description="heartbeat interval (s)")
+    max_payload: int = Field(ge=256, description="largest payload (bytes) the service accepts")
+    instance: ShortText = Field(description="the service instance that assigned it")
+
+
+class SplitDecision(Message):
+    """Where the device cuts the model; retained, published only when it changes."""
+
+    TOPIC = DeviceTopic.SPLIT
+    PUBLISHER = "service"
+    RETAIN = True
+
+    decision: U32 = Field(description="decision sequence number, increasing per device")
+    model: ModelId
+    split: int = Field(ge=0, le=65535, description="operators run on the device: [0, split)")
+    mode: Literal["offload", "local", "probe"]
+    reason: ShortText = Field(description="why, in a few words")
+    predicted_ms: float | None = Field(default=None, ge=0, description="predicted latency")
+
+
+class Command(Message):
+    TOPIC = DeviceTopic.CMD
+    PUBLISHER = "service"
+
+    cmd: Literal["rebirth"] = Field(description="rebirth: publish state and birth again")
+    reason: ShortText
+
+
+class ErrorReport(Message):
+    """Why a message from this device was rejected."""
+
+    TOPIC = DeviceTopic.ERROR
+    PUBLISHER = "service"
+
+    # Enums arrive as plain strings on the wire, so this one field is validated by value.
+    code: ErrorCode = Field(strict=False, description="reason code (topics.md, Error codes)")
+    reason: Annotated[str, Field(max_length=500)] = Field(description="human-readable detail")
+    topic: ShortText = Field(description="last level of the rejected message's topic")
+    seq: int | None = Field(default=None, description="its sequence number, when it had one")
+
+
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    ServiceState,
+    ServiceStats,
+    Birth,
+    DeviceState,
+    Heartbeat,
+    Assign,
+    SplitDecision,
+    Command,
+    ErrorReport,
+)

@@ -1,0 +1,113 @@
+"""Topic names of the wire contract (topics.md, "Topics")."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sciot_mqtt.errors import ErrorCode, ProtocolError
+
+PROTOCOL_VERSION = 1
+NAMESPACE = "sciot/v1"
+DEVICE_ID_MAX_LEN = 64
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+INSTANCE_PATTERN = DEVICE_ID_PATTERN
+
+
+class DeviceTopic(StrEnum):
+    """The last level of `sciot/v1/dev/{id}/...`."""
+
+    BIRTH = "birth"
+    STATE = "state"
+    HB = "hb"
+    ASSIGN = "assign"
+    SPLIT = "split"
+    CMD = "cmd"
+    ERROR = "error"
+
+
+class ServiceTopic(StrEnum):
+    """The last level of `sciot/v1/service/{instance}/...`."""
+
+    STATE = "state"
+    STATS = "stats"
+
+
+FROM_DEVICE: frozenset[DeviceTopic] = frozenset(
+    {DeviceTopic.BIRTH, DeviceTopic.STATE, DeviceTopic.HB}
+)
+TO_DEVICE: frozenset[DeviceTopic] = frozenset(
+    {DeviceTopic.ASSIGN, DeviceTopic.SPLIT, DeviceTopic.CMD, DeviceTopic.ERROR}
+)
+
+
+def is_valid_device_id(device_id: str) -> bool:
+    """A device id is one safe topic level: letters, digits, `_ . -`, at most 64 characters."""
+    return DEVICE_ID_PATTERN.fullmatch(device_id) is not None
+
+
+def validate_device_id(device_id: str) -> str:
+    if not is_valid_device_id(device_id):
+        raise ProtocolError(
+            ErrorCode.INVALID_DEVICE_ID,
+            f"device id {device_id[:80]!r} must match {DEVICE_ID_PATTERN.pattern}",
+        )
+    return device_id
+
+
+def validate_instance(instance: str) -> str:
+    if INSTANCE_PATTERN.fullmatch(instance) is None:
+        raise ValueError(f"service instance {instance!r} must match {INSTANCE_PATTERN.pattern}")
+    return instance
+
+
+def device_topic(device_id: str, kind: DeviceTopic) -> str:
+    return f"{NAMESPACE}/dev/{device_id}/{kind.value}"
+
+
+def service_topic(instance: str, kind: ServiceTopic) -> str:
+    return f"{NAMESPACE}/service/{instance}/{kind.value}"
+
+
+def device_filter(kind: DeviceTopic) -> str:
+    """Subscription filter for one kind of message from every device."""
+    return f"{NAMESPACE}/dev/+/{kind.value}"
+
+
+def service_filter(kind: ServiceTopic) -> str:
+    return f"{NAMESPACE}/service/+/{kind.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAddress:
+    """A topic below `sciot/v1/dev/`, split into its device id and kind."""
+
+    device_id: str
+    kind: DeviceTopic
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAddress:
+    instance: str
+    kind: ServiceTopic
+
+
+def parse_topic(topic: str) -> DeviceAddress | ServiceAddress | None:
+    """Split a topic of the contract; None for anything outside it.
+
+    The device id is returned as it stands, valid or not: the caller decides how to answer an
+    invalid one (it still names a topic we can log and reply on).
+    """
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != NAMESPACE:
+        return None
+    scope, ident, last = parts[2], parts[3], parts[4]
+    try:
+        if scope == "dev":
+            return DeviceAddress(ident, DeviceTopic(last))
+        if scope == "service":
+            return ServiceAddress(ident, ServiceTopic(last))
+    except ValueError:
+        return None
+    return None

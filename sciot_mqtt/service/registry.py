@@ -1,0 +1,228 @@
+"""What the service knows of each device: presence, session, assignment. Pure logic, no I/O.
+
+The service feeds it decoded messages and a clock; it answers with what to publish. Keeping
+it free of MQTT makes every lifecycle rule testable without a broker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sciot_mqtt.errors import ErrorCode, ProtocolError
+from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
+    U32_MAX,
+    Assign,
+    Birth,
+    DeviceCounts,
+    DeviceState,
+    Heartbeat,
+)
+
+
+class Presence(StrEnum):
+    ONLINE = "online"
+    STALE = "stale"
+    OFFLINE = "offline"
+
+
+def session_is_newer(candidate: int, current: int) -> bool:
+    """Serial-number order (RFC 1982) on 32-bit session counters, so wrapping is harmless."""
+    diff = (candidate - current) & U32_MAX
+    return 0 < diff < 2**31
+
+
+@dataclass
+class DeviceRecord:
+    device_id: str
+    session: int
+    presence: Presence
+    last_seen: float
+    birth: Birth | None = None  # the accepted birth of `session`; None until one arrives
+    model: str | None = None
+    stale_since: float | None = None
+    last_hb_seq: int | None = None
+    hb_gaps: int = 0
+    late_wills_ignored: int = 0
+    last_rebirth_request: float | None = None
+
+    @property
+    def registered(self) -> bool:
+        return self.birth is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    device_id: str
+    before: Presence
+    after: Presence
+    why: str
+
+
+@dataclass
+class Registry:
+    """Device lifecycle rules of topics.md ("Lifecycle")."""
+
+    models: Sequence[str]
+    hb_interval: float
+    instance: str
+    max_payload: int
+    missed_heartbeats: int = 3
+    offline_grace: float = 15.0
+    clock: Callable[[], float] = time.monotonic
+    _devices: dict[str, DeviceRecord] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[DeviceRecord]:
+        return iter(self._devices.values())
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        return self._devices.get(device_id)
+
+    def counts(self) -> DeviceCounts:
+        tally = {p: 0 for p in Presence}
+        for record in self._devices.values():
+            tally[record.presence] += 1
+        return DeviceCounts(
+            online=tally[Presence.ONLINE],
+            stale=tally[Presence.STALE],
+            offline=tally[Presence.OFFLINE],
+        )
+
+    # --- messages -------------------------------------------------------------------------
+
+    def on_birth(self, device_id: str, birth: Birth) -> Assign:
+        """Register a device; returns the assignment to publish, or raises ProtocolError."""
+        if birth.protocol != PROTOCOL_VERSION:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol {birth.protocol} not supported; this service speaks {PROTOCOL_VERSION}",
+            )
+        model = next((m for m in self.models if m in birth.models), None)
+        if model is None:
+            raise ProtocolError(
+                ErrorCode.NO_MODEL,
+                f"none of {birth.models} is served here; served: {list(self.models)}",
+            )
+        now = self.clock()
+        # A birth comes over a live connection, so it defines the current session even when
+        # its counter is lower (a device that lost its counter must still be able to join).
+        record = self._devices.get(device_id)
+        if record is None:
+            record = DeviceRecord(device_id, birth.session, Presence.ONLINE, now)
+            self._devices[device_id] = record
+        record.session = birth.session
+        record.birth = birth
+        record.model = model
+        record.presence = Presence.ONLINE
+        record.last_seen = now
+        record.stale_since = None
+        record.last_hb_seq = None
+        return Assign(
+            model=model,
+            session=birth.session,
+            hb_interval_s=self.hb_interval,
+            max_payload=min(self.max_payload, birth.max_payload),
+            instance=self.instance,
+        )
+
+    def on_state(
+        self, device_id: str, state: DeviceState, *, retained: bool
+    ) -> tuple[Transition | None, bool]:
+        """Apply a device's `state` (or its will). Returns (transition, rebirth wanted)."""
+        now = self.clock()
+        record = self._devices.get(device_id)
+        if record is None:
+            presence = Presence.ONLINE if state.online else Presence.OFFLINE
+            self._devices[device_id] = DeviceRecord(device_id, state.session, presence, now)
+            # A retained `online` seen at start-up: the device is out there, but this service
+            # has not heard its birth; ask for it instead of waiting for a reconnect.
+            return None, state.online and retained
+        if not state.online:
+            if session_is_newer(record.session, state.session):
+                record.late_wills_ignored += 1
+                return None, False
+            return self._move(record, Presence.OFFLINE, "will or offline state"), False
+        if state.session != record.session:
+            record.session = state.session
+            record.birth = None  # a new connection; its birth follows right after
+        record.last_seen = now
+        transition = self._move(record, Presence.ONLINE, "state online")
+        return transition, retained and not record.registered
+
+    def on_heartbeat(self, device_id: str, hb: Heartbeat) -> tuple[Transition | None, bool]:
+        """Returns (transition, rebirth wanted)."""
+        record = self._devices.get(device_id)
+        now = self.clock()
+        if record is None or not record.registered or hb.session != record.session:
+            return None, True
+        if record.presence is Presence.OFFLINE:
+            # Declared gone, yet it speaks: its birth state is unknown to us now.
+            return None, True
+        record.last_seen = now
+        if record.last_hb_seq is not None and hb.seq != (record.last_hb_seq + 1) & U32_MAX:
+            record.hb_gaps += 1
+        record.last_hb_seq = hb.seq
+        return self._move(record, Presence.ONLINE, "heartbeat"), False
+
+    def on_recovered_assign(self, device_id: str, assign: Assign) -> None:
+        """A retained `assign` read back at start-up: remember the model it named."""
+        record = self._devices.get(device_id)
+        if record is None:
+            record = DeviceRecord(device_id, assign.session, Presence.OFFLINE, self.clock())
+            self._devices[device_id] = record
+        if record.model is None:
+            record.model = assign.model
+
+    def touch_all(self) -> None:
+        """After our own reconnect: silence while we were away is not the devices' fault."""
+        now = self.clock()
+        for record in self._devices.values():
+            if record.presence is not Presence.OFFLINE:
+                record.last_seen = now
+
+    def should_request_rebirth(self, device_id: str) -> bool:
+        """Rate limit for `rebirth` commands: at most one per heartbeat interval per device."""
+        record = self._devices.get(device_id)
+        now = self.clock()
+        if record is None:
+            return True
+        last = record.last_rebirth_request
+        if last is not None and now - last < max(self.hb_interval, 1.0):
+            return False
+        record.last_rebirth_request = now
+        return True
+
+    # --- time -----------------------------------------------------------------------------
+
+    def sweep(self) -> list[Transition]:
+        """Apply heartbeat timeouts; call often (a few times per heartbeat interval)."""
+        now = self.clock()
+        stale_after = self.missed_heartbeats * self.hb_interval
+        moved = []
+        for record in self._devices.values():
+            if record.presence is Presence.ONLINE and now - record.last_seen > stale_after:
+                record.stale_since = now
+                moved.append(self._move(record, Presence.STALE, "missed heartbeats"))
+            elif (
+                record.presence is Presence.STALE
+                and record.stale_since is not None
+                and now - record.stale_since > self.offline_grace
+            ):
+                moved.append(self._move(record, Presence.OFFLINE, "stale past grace period"))
+        return [t for t in moved if t is not None]
+
+    @staticmethod
+    def _move(record: DeviceRecord, after: Presence, why: str) -> Transition | None:
+        before = record.presence
+        if before is after:
+            return None
+        record.presence = after
+        if after is not Presence.STALE:
+            record.stale_since = None
+        return Transition(record.device_id, before, after, why)

@@ -1,0 +1,358 @@
+"""The edge service: one MQTT connection, the device registry, heartbeats and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import structlog
+
+from sciot_mqtt import __version__
+from sciot_mqtt.errors import ConnectionLostError, ErrorCode, ProtocolError
+from sciot_mqtt.protocol import (
+    Assign,
+    Birth,
+    Command,
+    DeviceAddress,
+    DeviceState,
+    DeviceTopic,
+    ErrorReport,
+    Heartbeat,
+    Message,
+    MessageRates,
+    ServiceState,
+    ServiceStats,
+    ServiceTopic,
+    device_filter,
+    device_topic,
+    is_valid_device_id,
+    parse_topic,
+    service_topic,
+)
+from sciot_mqtt.service.registry import Registry, Transition
+from sciot_mqtt.settings import ServiceSettings
+from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
+
+_MAX_REPLY_TOPIC_LEN = 512
+
+
+@dataclass
+class Counters:
+    rx: int = 0
+    tx: int = 0
+    errors: int = 0
+
+
+class Service:
+    """Serves devices over one broker connection, reconnecting with backoff.
+
+    Use as an async context manager: entering starts it (and returns at once; await
+    `connected()` to know it is subscribed), leaving publishes `online: false` and stops.
+    """
+
+    def __init__(self, settings: ServiceSettings, broker: BrokerAddress) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.instance = settings.instance
+        self.registry = Registry(
+            models=list(settings.models),
+            hb_interval=settings.heartbeat_interval,
+            instance=settings.instance,
+            max_payload=settings.max_payload,
+            missed_heartbeats=settings.missed_heartbeats,
+            offline_grace=settings.offline_grace,
+        )
+        self.counters = Counters()
+        self._log = structlog.get_logger("sciot.service").bind(instance=self.instance)
+        self._started_wall = time.time()
+        self._started = time.monotonic()
+        self._stopping = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._runner: asyncio.Task[None] | None = None
+        self._mqtt: MqttSession | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._runner is not None:
+            raise RuntimeError("service already running")
+        self._runner = asyncio.create_task(self._supervise(), name=f"service-{self.instance}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Publish `online: false`, disconnect cleanly and end every task."""
+        self._stopping.set()
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(runner), 5)
+        except TimeoutError:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    async def connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait until `predicate()` holds; it is checked after every change of the registry."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _supervise(self) -> None:
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            try:
+                await self._serve_once()
+                backoff.reset()
+            except ConnectionLostError as exc:
+                self._connected.clear()
+                delay = backoff.next()
+                self._log.warning("broker connection lost", error=str(exc), retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _serve_once(self) -> None:
+        will = ServiceState(online=False, instance=self.instance)
+        async with MqttSession(
+            self.broker,
+            client_id=f"sciot-service-{self.instance}",
+            will=LastWill(service_topic(self.instance, ServiceTopic.STATE), will.encode()),
+            keepalive=self.settings.keepalive,
+        ) as mqtt:
+            self._mqtt = mqtt
+            try:
+                await self._publish_service_state(mqtt, online=True)
+                await mqtt.subscribe(
+                    device_filter(DeviceTopic.STATE),
+                    device_filter(DeviceTopic.BIRTH),
+                    device_filter(DeviceTopic.HB),
+                    device_filter(DeviceTopic.ASSIGN),
+                )
+                self.registry.touch_all()
+                self._connected.set()
+                self._log.info("service online", broker=str(self.broker))
+                await self._run_tasks(mqtt)
+                if self._stopping.is_set():
+                    await self._publish_service_state(mqtt, online=False)
+                    self._log.info("service offline")
+            finally:
+                self._mqtt = None
+                self._connected.clear()
+
+    async def _run_tasks(self, mqtt: MqttSession) -> None:
+        tasks = [
+            asyncio.create_task(self._receive(mqtt), name="service-receive"),
+            asyncio.create_task(self._watch_heartbeats(mqtt), name="service-heartbeats"),
+            asyncio.create_task(self._publish_stats(mqtt), name="service-stats"),
+        ]
+        stop = asyncio.create_task(self._stopping.wait(), name="service-stop")
+        try:
+            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*tasks, stop):
+                task.cancel()
+            await asyncio.gather(*tasks, stop, return_exceptions=True)
+        for task in done:
+            if task is not stop and (exc := task.exception()) is not None:
+                raise exc
+
+    async def _publish_service_state(self, mqtt: MqttSession, *, online: bool) -> None:
+        state = ServiceState(
+            online=online,
+            instance=self.instance,
+            started_at=self._started_wall,
+            version=__version__,
+        )
+        await mqtt.publish(
+            service_topic(self.instance, ServiceTopic.STATE), state.encode(), qos=1, retain=True
+        )
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def _send(self, mqtt: MqttSession, device_id: str, message: Message) -> None:
+        await mqtt.publish(
+            device_topic(device_id, message.TOPIC),  # type: ignore[arg-type]
+            message.encode(),
+            qos=message.QOS,
+            retain=message.RETAIN,
+        )
+        self.counters.tx += 1
+
+    async def _reject(
+        self, mqtt: MqttSession, device_id: str, kind: str, error: ProtocolError, seq: int | None
+    ) -> None:
+        self.counters.errors += 1
+        self._log.warning(
+            "message rejected",
+            device_id=device_id[:80],
+            topic=kind,
+            code=error.code.value,
+            reason=error.reason,
+        )
+        # An invalid id still names a topic we can answer on, unless it is absurdly long.
+        if len(device_id) <= _MAX_REPLY_TOPIC_LEN:
+            report = ErrorReport(code=error.code, reason=error.reason[:500], topic=kind, seq=seq)
+            await self._send(mqtt, device_id, report)
+
+    async def _request_rebirth(self, mqtt: MqttSession, device_id: str, why: str) -> None:
+        if self.registry.should_request_rebirth(device_id):
+            self._log.info("rebirth requested", device_id=device_id, reason=why)
+            await self._send(mqtt, device_id, Command(cmd="rebirth", reason=why))
+
+    # --- receiving ------------------------------------------------------------------------
+
+    async def _receive(self, mqtt: MqttSession) -> None:
+        async for message in mqtt.messages():
+            self.counters.rx += 1
+            try:
+                await self._dispatch(mqtt, message)
+            except ConnectionLostError:
+                raise
+            except Exception:
+                # One device's message must never stop the service for the others.
+                address = parse_topic(message.topic)
+                device_id = address.device_id if isinstance(address, DeviceAddress) else "?"
+                self._log.exception("handler failed", device_id=device_id, topic=message.topic)
+                if isinstance(address, DeviceAddress):
+                    await self._reject(
+                        mqtt,
+                        device_id,
+                        address.kind.value,
+                        ProtocolError(ErrorCode.INTERNAL, "the service failed on this message"),
+                        None,
+                    )
+            await self._notify()
+
+    async def _dispatch(self, mqtt: MqttSession, message: Inbound) -> None:
+        address = parse_topic(message.topic)
+        if not isinstance(address, DeviceAddress):
+            return
+        device_id, kind = address.device_id, address.kind
+        if kind is DeviceTopic.ASSIGN:
+            if message.retain and is_valid_device_id(device_id):
+                with contextlib.suppress(ProtocolError):
+                    self.registry.on_recovered_assign(device_id, Assign.decode(message.payload))
+            return  # live copies are our own publications echoed back
+        if not is_valid_device_id(device_id):
+            if message.payload or not message.retain:  # an empty retained message clears
+                await self._reject(
+                    mqtt,
+                    device_id,
+                    kind.value,
+                    ProtocolError(ErrorCode.INVALID_DEVICE_ID, "device id is not a safe id"),
+                    None,
+                )
+            return
+        try:
+            if kind is DeviceTopic.BIRTH:
+                await self._on_birth(mqtt, device_id, Birth.decode(message.payload))
+            elif kind is DeviceTopic.STATE:
+                if message.retain and not message.payload:
+                    return  # someone cleared the retained state; nothing to learn
+                state = DeviceState.decode(message.payload)
+                await self._on_state(mqtt, device_id, state, retained=message.retain)
+            elif kind is DeviceTopic.HB:
+                await self._on_heartbeat(mqtt, device_id, Heartbeat.decode(message.payload))
+        except ProtocolError as error:
+            await self._reject(mqtt, device_id, kind.value, error, None)
+
+    async def _on_birth(self, mqtt: MqttSession, device_id: str, birth: Birth) -> None:
+        assign = self.registry.on_birth(device_id, birth)
+        self._log.info(
+            "device registered",
+            device_id=device_id,
+            session=birth.session,
+            kind=birth.kind,
+            model=assign.model,
+        )
+        await self._send(mqtt, device_id, assign)
+
+    async def _on_state(
+        self, mqtt: MqttSession, device_id: str, state: DeviceState, *, retained: bool
+    ) -> None:
+        record_before = self.registry.get(device_id)
+        late_before = record_before.late_wills_ignored if record_before else 0
+        transition, rebirth = self.registry.on_state(device_id, state, retained=retained)
+        record = self.registry.get(device_id)
+        if record is not None and record.late_wills_ignored > late_before:
+            self._log.info(
+                "late will of an old session ignored",
+                device_id=device_id,
+                will_session=state.session,
+                current_session=record.session,
+            )
+        self._log_transition(transition)
+        if rebirth:
+            await self._request_rebirth(mqtt, device_id, "service restarted")
+
+    async def _on_heartbeat(self, mqtt: MqttSession, device_id: str, hb: Heartbeat) -> None:
+        transition, rebirth = self.registry.on_heartbeat(device_id, hb)
+        self._log_transition(transition)
+        if rebirth:
+            await self._request_rebirth(mqtt, device_id, "unknown session")
+
+    def _log_transition(self, transition: Transition | None) -> None:
+        if transition is not None:
+            self._log.info(
+                "device presence",
+                device_id=transition.device_id,
+                before=transition.before.value,
+                after=transition.after.value,
+                why=transition.why,
+            )
+
+    # --- periodic -------------------------------------------------------------------------
+
+    async def _watch_heartbeats(self, mqtt: MqttSession) -> None:
+        period = min(0.25, self.settings.heartbeat_interval / 4)
+        while True:
+            await asyncio.sleep(period)
+            transitions = self.registry.sweep()
+            for transition in transitions:
+                self._log_transition(transition)
+            if transitions:
+                await self._notify()
+
+    async def _publish_stats(self, mqtt: MqttSession) -> None:
+        interval = self.settings.stats_interval
+        previous = Counters()
+        while True:
+            await asyncio.sleep(interval)
+            now = Counters(self.counters.rx, self.counters.tx, self.counters.errors)
+            stats = ServiceStats(
+                instance=self.instance,
+                uptime_s=time.monotonic() - self._started,
+                devices=self.registry.counts(),
+                rates=MessageRates(
+                    rx=(now.rx - previous.rx) / interval,
+                    tx=(now.tx - previous.tx) / interval,
+                    errors=(now.errors - previous.errors) / interval,
+                ),
+                rx_total=now.rx,
+                tx_total=now.tx,
+                errors_total=now.errors,
+            )
+            previous = now
+            await mqtt.publish(
+                service_topic(self.instance, ServiceTopic.STATS), stats.encode(), qos=0
+            )

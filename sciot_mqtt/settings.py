@@ -1,0 +1,62 @@
+"""Settings of the service and the device: CLI flags, `SCIOT_...` environment, or `.env`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sciot_mqtt.logs import LogFormat
+from sciot_mqtt.protocol.topics import DEVICE_ID_PATTERN
+
+ModelList = Annotated[list[str], NoDecode]
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    """`sciot-mqtt up`. Environment: `SCIOT_<NAME>`, e.g. `SCIOT_PORT=1884`."""
+
+    model_config = SettingsConfigDict(env_prefix="SCIOT_", env_file=".env", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="broker host (embedded: address it binds)")
+    port: int = Field(1883, ge=0, le=65535, description="broker port (embedded: 0 = any free)")
+    external_broker: bool = Field(False, description="connect to a running broker instead")
+    instance: str = Field("edge", pattern=DEVICE_ID_PATTERN.pattern, description="service name")
+    heartbeat_interval: float = Field(5.0, gt=0, le=3600, description="told to devices (s)")
+    missed_heartbeats: int = Field(3, ge=1, description="missed intervals before `stale`")
+    offline_grace: float = Field(15.0, ge=0, description="seconds stale before `offline`")
+    stats_interval: float = Field(5.0, gt=0, description="seconds between `stats` messages")
+    models: ModelList = Field(["fomo96"], description="models served, in order of preference")
+    max_payload: int = Field(262_144, ge=4096, description="largest accepted payload (bytes)")
+    keepalive: int = Field(10, ge=1, le=65535, description="MQTT keepalive (s)")
+    log_level: str = Field("info", description="debug, info, warning, error")
+    log_format: LogFormat = Field("auto", description="auto, json or console")
+
+    _split_models = field_validator("models", mode="before")(_split_list)
+
+
+class DeviceSettings(BaseSettings):
+    """`sciot-mqtt device`. Environment: `SCIOT_DEVICE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SCIOT_DEVICE_", env_file=".env", extra="ignore")
+
+    id: str = Field("device-1", pattern=DEVICE_ID_PATTERN.pattern, description="device id")
+    host: str = Field("127.0.0.1", description="broker host")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    kind: str = Field("python", max_length=64, description="device kind announced in birth")
+    models: ModelList = Field(["fomo96"], description="models this device carries")
+    max_payload: int = Field(262_144, ge=256, description="largest payload it accepts (bytes)")
+    heartbeat_interval: float = Field(5.0, gt=0, description="until `assign` says otherwise (s)")
+    keepalive: int = Field(10, ge=1, le=65535, description="MQTT keepalive (s)")
+    reconnect_min: float = Field(0.2, gt=0, description="first reconnect delay (s)")
+    reconnect_max: float = Field(5.0, gt=0, description="longest reconnect delay (s)")
+    log_level: str = Field("info")
+    log_format: LogFormat = Field("auto")
+
+    _split_models = field_validator("models", mode="before")(_split_list)
