@@ -6,6 +6,7 @@ and `ConnectionLostError`, so moving to aiomqtt 3 (paho replaced) touches this f
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -88,10 +89,9 @@ class MqttSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
+        # The connection may already be gone; then there is nothing left to close cleanly.
+        with contextlib.suppress(aiomqtt.MqttError):
             await self._client.__aexit__(exc_type, exc, tb)
-        except aiomqtt.MqttError:
-            pass  # the connection is already gone; nothing left to close cleanly
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False

@@ -49,7 +49,8 @@ class MosquittoBroker:
         found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/local/sbin")
         if found is None:
             raise ConfigurationError(
-                f"{binary!r} not found: install Mosquitto (Debian/Ubuntu: apt-get install mosquitto)"
+                f"{binary!r} not found: install Mosquitto "
+                "(Debian/Ubuntu: apt-get install mosquitto)"
             )
         self._binary = found
         self._host = host

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -68,6 +69,8 @@ class Service:
             offline_grace=settings.offline_grace,
         )
         self.counters = Counters()
+        # Tracebacks of handler failures; the testing kit fails a test that leaves any.
+        self.internal_errors: list[str] = []
         self._log = structlog.get_logger("sciot.service").bind(instance=self.instance)
         self._started_wall = time.time()
         self._started = time.monotonic()
@@ -233,6 +236,7 @@ class Service:
                 address = parse_topic(message.topic)
                 device_id = address.device_id if isinstance(address, DeviceAddress) else "?"
                 self._log.exception("handler failed", device_id=device_id, topic=message.topic)
+                self.internal_errors.append(traceback.format_exc())
                 if isinstance(address, DeviceAddress):
                     await self._reject(
                         mqtt,

@@ -1,0 +1,5 @@
+import sys
+
+from sciot_mqtt.cli import main
+
+sys.exit(main())
