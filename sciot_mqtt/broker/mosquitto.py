@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from sciot_mqtt.broker._ready import until_accepting
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.transport import BrokerAddress
 
@@ -110,29 +111,17 @@ class MosquittoBroker:
         )
         self._drain = asyncio.create_task(self._read_output(), name="mosquitto-log")
         try:
-            await asyncio.wait_for(self._until_accepting(), self._start_timeout)
+            await asyncio.wait_for(
+                until_accepting(self.address, still_starting=self._running), self._start_timeout
+            )
         except (TimeoutError, RuntimeError) as exc:
             await self.stop()
             raise ConfigurationError(
                 f"mosquitto did not start on {self.address}: " + " | ".join(self.log_tail)
             ) from exc
 
-    async def _until_accepting(self) -> None:
-        # Mosquitto block-buffers its log on a pipe, so its "running" line cannot be awaited;
-        # the listening socket itself is the event.
-        assert self._process is not None
-        while True:
-            if self._process.returncode is not None:
-                raise RuntimeError(f"mosquitto exited with {self._process.returncode}")
-            try:
-                _, writer = await asyncio.open_connection(self._host, self._port)
-            except OSError:
-                await asyncio.sleep(0.02)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
+    def _running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
 
     async def _read_output(self) -> None:
         assert self._process is not None and self._process.stdout is not None
