@@ -14,7 +14,6 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"  # protocol version the service does not speak
     INVALID_DEVICE_ID = "invalid_device_id"  # the id level of the topic is not a safe device id
     NO_MODEL = "no_model"  # none of the device's models is served here
-    NOT_REGISTERED = "not_registered"  # message from a device without a current birth
     INTERNAL = "internal"  # the service failed on a valid message; it is logged
 
 

@@ -105,6 +105,8 @@ class ServiceState(Message):
 
 
 class DeviceCounts(BaseModel):
+    """Devices by presence."""
+
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     online: int = Field(ge=0, description="devices heard from within 3 heartbeat intervals")
@@ -113,6 +115,8 @@ class DeviceCounts(BaseModel):
 
 
 class MessageRates(BaseModel):
+    """Message rates of the service."""
+
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     rx: float = Field(ge=0, description="messages received per second")
@@ -127,9 +131,9 @@ class ServiceStats(Message):
     PUBLISHER = "service"
     QOS = 0
 
-    instance: ShortText
+    instance: ShortText = Field(description="the instance name, as in the topic")
     uptime_s: float = Field(ge=0, description="seconds since the instance started")
-    devices: DeviceCounts
+    devices: DeviceCounts = Field(description="devices known to the registry, by presence")
     rates: MessageRates = Field(description="over the last stats interval")
     rx_total: int = Field(ge=0, description="messages received since start")
     tx_total: int = Field(ge=0, description="messages published since start")
@@ -164,17 +168,19 @@ class DeviceState(Message):
     PUBLISHER = "device"
     RETAIN = True
 
-    online: bool
+    online: bool = Field(description="false in the will and when leaving cleanly")
     session: U32 = Field(description="session counter of the connection it describes")
 
 
 class Heartbeat(Message):
+    """Liveness, every `hb_interval_s` of the assignment; also says what the device does."""
+
     TOPIC = DeviceTopic.HB
     PUBLISHER = "device"
     QOS = 0
 
     seq: U32 = Field(description="increments by one per heartbeat, wraps at 2^32")
-    session: U32
+    session: U32 = Field(description="session of the current connection")
     mode: Mode = Field(description="what the device does now: offload or local")
 
 
@@ -203,19 +209,23 @@ class SplitDecision(Message):
     RETAIN = True
 
     decision: U32 = Field(description="decision sequence number, increasing per device")
-    model: ModelId
+    model: ModelId = Field(description="the model the decision is for")
     split: int = Field(ge=0, le=65535, description="operators run on the device: [0, split)")
-    mode: Literal["offload", "local", "probe"]
+    mode: Literal["offload", "local", "probe"] = Field(
+        description="offload: send at `split`; local: run everything; probe: a timed local run"
+    )
     reason: ShortText = Field(description="why, in a few words")
     predicted_ms: float | None = Field(default=None, ge=0, description="predicted latency")
 
 
 class Command(Message):
+    """An instruction to one device."""
+
     TOPIC = DeviceTopic.CMD
     PUBLISHER = "service"
 
     cmd: Literal["rebirth"] = Field(description="rebirth: publish state and birth again")
-    reason: ShortText
+    reason: ShortText = Field(description="why, for the device's log")
 
 
 class ErrorReport(Message):
