@@ -7,7 +7,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from amqtt.broker import Broker
+from amqtt.errors import BrokerError
 
+from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.transport import BrokerAddress
 
 _log = logging.getLogger(__name__)
@@ -46,7 +48,20 @@ class EmbeddedBroker:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self._broker = Broker(self._config())
-        await self._broker.start()
+        amqtt_log = logging.getLogger("amqtt.broker")
+        amqtt_log.setLevel(logging.CRITICAL)  # its start-up traceback would repeat our error
+        try:
+            await self._broker.start()
+        except BrokerError as exc:
+            self._broker = None
+            raise ConfigurationError(
+                f"the embedded broker cannot listen on {self._host}:{self._port} "
+                f"({exc.__cause__}); "
+                "if another broker (e.g. a system Mosquitto) has the port, serve through it with "
+                "--external-broker, or pick another --port"
+            ) from exc
+        finally:
+            amqtt_log.setLevel(logging.WARNING)
         server = self._broker._servers["default"].instance  # amqtt has no public accessor
         port = server.sockets[0].getsockname()[1] if self._port == 0 else self._port
         self._address = BrokerAddress(self._host, port)
