@@ -39,8 +39,9 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
         return f"str `{prop['const']}`"
     if "enum" in prop:
         return "str, one of " + ", ".join(f"`{v}`" for v in prop["enum"])
+    raw_kind = str(prop.get("type", "?"))
     kind = {"integer": "int", "number": "float", "string": "str", "boolean": "bool"}.get(
-        prop.get("type", ""), prop.get("type", "?")
+        raw_kind, raw_kind
     )
     if kind == "array":
         kind = f"array of {_type_of(prop.get('items', {}), defs)}"
@@ -80,9 +81,10 @@ def render_topics() -> str:
         "|---|---|---|---|---|",
     ]
     for message in ALL_MESSAGES:
+        name = message.__name__
         rows.append(
             f"| {_topic_pattern(message)} | {message.PUBLISHER} | {message.QOS} "
-            f"| {'yes' if message.RETAIN else 'no'} | [{message.__name__}](#{message.__name__.lower()}) |"
+            f"| {'yes' if message.RETAIN else 'no'} | [{name}](#{name.lower()}) |"
         )
     return "\n".join(rows)
 
