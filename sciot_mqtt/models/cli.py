@@ -1,0 +1,248 @@
+"""``sciot-mqtt models build|split|list``.
+
+``add_models_parser`` registers the commands on the main CLI's subparsers; each handler
+takes the parsed namespace and returns an exit code (set as ``handler``, like the other
+commands). Only ``build`` and ``split`` of a Keras file import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciot_mqtt.models.errors import ModelError
+from sciot_mqtt.models.graph import TfliteGraph
+from sciot_mqtt.models.package import ModelPackage, default_cache_dir, file_sha256
+from sciot_mqtt.models.zoo import zoo_metadata, zoo_model_ids, zoo_model_path
+
+__all__ = ["add_models_parser", "cmd_build", "cmd_list", "cmd_split"]
+
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("models", help="build, split and list split-computing models")
+    sub = p.add_subparsers(dest="models_command", required=True)
+
+    b = sub.add_parser("build", help="train and int8-quantize the fomo96 zoo model (TensorFlow)")
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/models/fomo96"),
+        help="output directory for model.tflite + model.json (out/models/fomo96); "
+        "sciot_mqtt/models/zoo/fomo96 refreshes the shipped model",
+    )
+    b.add_argument("--epochs", type=int, default=None, help="training epochs (10)")
+    b.add_argument("--seed", type=int, default=None, help="dataset and training seed (0)")
+    b.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    b.set_defaults(handler=cmd_build)
+
+    s = sub.add_parser(
+        "split",
+        help="cut a model into per-op and tail segments (cached) and show its split points",
+    )
+    s.add_argument("path", type=Path, help="int8 .tflite, or a .keras/.h5 model to convert first")
+    s.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
+    s.add_argument("--model-id", help="id to record (model.json sidecar, else file stem)")
+    s.add_argument(
+        "--representative",
+        type=Path,
+        help="Keras only: .npy/.npz of float calibration samples, shape (N, *input_shape); "
+        "without it, uniform noise over --input-range is used",
+    )
+    s.add_argument("--num-samples", type=int, default=100, help="calibration samples (100)")
+    s.add_argument(
+        "--input-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=(0.0, 1.0),
+        help="Keras only: float range of the model input (0 1)",
+    )
+    s.add_argument(
+        "--tflite-out",
+        type=Path,
+        help="Keras only: where to write the int8 .tflite (default: next to the cache)",
+    )
+    s.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    s.set_defaults(handler=cmd_split)
+
+    ls = sub.add_parser("list", help="zoo and cached models with op count, size, split points")
+    ls.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(handler=cmd_list)
+
+
+def _fail(message: str) -> int:
+    print(f"sciot-mqtt models: {message}", file=sys.stderr)
+    return 1
+
+
+# -- build ------------------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from sciot_mqtt.models.build import DEFAULT_EPOCHS, DEFAULT_SEED, build_zoo_model
+
+    epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    if epochs < 1:
+        return _fail("--epochs must be at least 1")
+    try:
+        path = build_zoo_model(args.out, epochs=epochs, seed=seed, verbose=0 if args.quiet else 2)
+    except ModelError as exc:
+        return _fail(str(exc))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    score = meta["score"]["int8"]
+    print(
+        f"{path}  {meta['bytes']} bytes, {meta['num_ops']} ops, int8 F1 {score['f1']:.3f} "
+        f"(P {score['precision']:.3f} R {score['recall']:.3f} on {score['scenes']} scenes)"
+    )
+    return 0
+
+
+# -- split ------------------------------------------------------------------------------
+
+
+def _load_representative(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise ModelError(f"representative data not found: {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path} as .npy/.npz: {exc}") from exc
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        if not loaded.files:
+            raise ModelError(f"{path} holds no arrays")
+        loaded = loaded[loaded.files[0]]
+    return np.asarray(loaded, dtype=np.float32)
+
+
+def _convert_keras(args: argparse.Namespace, root: Path) -> Path:
+    from sciot_mqtt.models.build import convert_keras_to_int8
+
+    representative = _load_representative(args.representative) if args.representative else None
+    out = args.tflite_out or root / "converted" / f"{file_sha256(args.path)}.tflite"
+    convert_keras_to_int8(
+        args.path,
+        out,
+        representative=representative,
+        num_samples=args.num_samples,
+        input_range=tuple(args.input_range),
+    )
+    sidecar = {
+        "model_id": args.model_id or args.path.stem,
+        "source": str(args.path),
+        "input_range": list(args.input_range),
+        "calibration": str(args.representative) if args.representative else "uniform noise",
+    }
+    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    print(f"converted {args.path} -> {out}", file=sys.stderr)
+    return out
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    root = args.cache_dir or default_cache_dir()
+    if not path.exists():
+        return _fail(f"no such file: {path}")
+    if path.is_dir():
+        return _fail(f"{path} is a directory; give a .tflite, .keras or .h5 file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in _KERAS_SUFFIXES:
+            path = _convert_keras(args, root)
+        elif suffix != ".tflite":
+            return _fail(f"unsupported model file {path.name}: expected .tflite, .keras or .h5")
+        elif args.representative:
+            return _fail("--representative only applies to Keras models (.keras/.h5)")
+        pkg = ModelPackage.prepare(path, root, model_id=args.model_id)
+    except ModelError as exc:
+        return _fail(str(exc))
+    if args.json:
+        manifest = pkg.manifest()
+        manifest["directory"] = str(pkg.directory)
+        print(json.dumps(manifest, indent=1))
+        return 0
+    _print_package(pkg)
+    return 0
+
+
+def _print_package(pkg: ModelPackage) -> None:
+    inp, out = pkg.input, pkg.output
+    print(f"model {pkg.model_id}  sha256 {pkg.sha256[:16]}  {pkg.model_bytes} bytes")
+    print(f"  input  {inp.dtype}{list(inp.shape)} scale {inp.scale:.6g} zp {inp.zero_point}")
+    print(f"  output {out.dtype}{list(out.shape)} scale {out.scale:.6g} zp {out.zero_point}")
+    print(f"  {pkg.num_ops} ops, split points 0..{pkg.num_ops}; segments in {pkg.directory}")
+    if pkg.reference:
+        print(f"  reference profile: {pkg.reference}")
+    print(f"  {'s':>3}  {'next op':<18} {'live':>4} {'bytes':>7}  {'ref ms [0,s)':>12}  layers")
+    for b in pkg.boundaries:
+        op = pkg.ops[b.index] if b.index < pkg.num_ops else None
+        ref = pkg.reference_ms(0, b.index)
+        ref_txt = f"{ref:12.1f}" if ref is not None else f"{'-':>12}"
+        layers = ",".join(op.reference_layers) if op else "(end)"
+        name = op.op if op else "-"
+        print(f"  {b.index:>3}  {name:<18} {len(b.tensors):>4} {b.nbytes:>7}  {ref_txt}  {layers}")
+
+
+# -- list -------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    root = args.cache_dir or default_cache_dir()
+    rows: list[dict[str, Any]] = []
+    for model_id in zoo_model_ids():
+        path = zoo_model_path(model_id)
+        try:
+            num_ops: int | None = TfliteGraph(path.read_bytes()).num_ops
+        except ModelError:
+            num_ops = None
+        meta = zoo_metadata(model_id)
+        rows.append(
+            {
+                "where": "zoo",
+                "model_id": model_id,
+                "sha256": file_sha256(path),
+                "bytes": path.stat().st_size,
+                "num_ops": num_ops,
+                "split_points": None if num_ops is None else num_ops + 1,
+                "int8_f1": meta.get("score", {}).get("int8", {}).get("f1"),
+                "path": str(path),
+            }
+        )
+    for pkg in ModelPackage.list_cached(root):
+        rows.append(
+            {
+                "where": "cache",
+                "model_id": pkg.model_id,
+                "sha256": pkg.sha256,
+                "bytes": pkg.model_bytes,
+                "num_ops": pkg.num_ops,
+                "split_points": pkg.num_ops + 1,
+                "int8_f1": pkg.metadata.get("score", {}).get("int8", {}).get("f1"),
+                "path": str(pkg.directory),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no models (zoo empty, nothing cached in {root})")
+        return 0
+    print(f"{'where':<6} {'model':<16} {'sha256':<12} {'bytes':>8} {'ops':>4} {'splits':>6}  path")
+    for r in rows:
+        ops = "?" if r["num_ops"] is None else str(r["num_ops"])
+        splits = "?" if r["split_points"] is None else str(r["split_points"])
+        print(
+            f"{r['where']:<6} {r['model_id']:<16} {r['sha256'][:12]:<12} {r['bytes']:>8} "
+            f"{ops:>4} {splits:>6}  {r['path']}"
+        )
+    if not (root.is_dir()):
+        print(f"(cache {root} does not exist yet)")
+    return 0

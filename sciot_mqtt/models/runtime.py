@@ -1,0 +1,184 @@
+"""Run a prepared model whole, op by op (device head) or as a fused tail (edge), via LiteRT.
+
+Every interpreter here is built the same way: one thread and the builtin kernels without
+default delegates. The default (``AUTO``) resolver applies XNNPACK, which rewrites and
+fuses the graph it is given, so a lone operator and the same operator inside the whole
+graph could be computed by different kernels; without it each op runs the same builtin
+kernel whatever segment it is in, which is what makes head-then-tail bit-identical to the
+whole model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from sciot_mqtt.models.errors import ModelError
+from sciot_mqtt.models.package import ModelPackage, TensorSpec
+
+__all__ = ["OP_RESOLVER", "SegmentRunner", "make_interpreter"]
+
+OP_RESOLVER = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+
+def make_interpreter(path: str | Path) -> Interpreter:
+    """An allocated LiteRT interpreter with the settings every segment must share."""
+    try:
+        interpreter = Interpreter(
+            model_path=str(path),
+            num_threads=1,
+            experimental_op_resolver_type=OP_RESOLVER,
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"LiteRT cannot load {path}: {exc}") from exc
+    return interpreter
+
+
+class _Segment:
+    """An interpreter plus which original tensors feed and leave it, in its I/O order."""
+
+    def __init__(self, path: Path, inputs: list[int], outputs: list[int]) -> None:
+        self.interpreter = make_interpreter(path)
+        in_details = self.interpreter.get_input_details()
+        out_details = self.interpreter.get_output_details()
+        if len(in_details) != len(inputs) or len(out_details) != len(outputs):
+            raise ModelError(f"segment {path.name} does not match the manifest; re-prepare")
+        self.inputs = list(zip(inputs, (d["index"] for d in in_details), strict=True))
+        self.outputs = list(zip(outputs, (d["index"] for d in out_details), strict=True))
+
+    def run(self, tensors: Mapping[int, np.ndarray]) -> tuple[dict[int, np.ndarray], float]:
+        it = self.interpreter
+        for original, local in self.inputs:
+            it.set_tensor(local, tensors[original])
+        start = time.perf_counter()
+        it.invoke()
+        elapsed = time.perf_counter() - start
+        return {original: it.get_tensor(local) for original, local in self.outputs}, elapsed
+
+
+class SegmentRunner:
+    """Runs a ``ModelPackage``; interpreters are created on first use and then reused.
+
+    Not thread-safe (LiteRT interpreters are not): use one runner per thread.
+    """
+
+    def __init__(self, package: ModelPackage) -> None:
+        self.package = package
+        self._ops: dict[int, _Segment] = {}
+        self._tails: dict[int, _Segment] = {}
+        self._whole: _Segment | None = None
+        self._specs: dict[int, TensorSpec] = {}
+        for b in package.boundaries:
+            for t in b.tensors:
+                self._specs[t.index] = t
+        for t in (*package.inputs, *package.outputs):
+            self._specs[t.index] = t
+
+    def warm_up(self) -> None:
+        """Create every interpreter now rather than on the first request."""
+        self._whole_segment()
+        for i in range(self.package.num_ops):
+            self._op_segment(i)
+        for s in range(self.package.num_ops):
+            self._tail_segment(s)
+
+    # -- public runs --------------------------------------------------------------------
+
+    def run_whole(self, x: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Whole model on one input; returns the (first) output."""
+        inputs = self._graph_inputs(x)
+        outs, _ = self._whole_segment().run(inputs)
+        return outs[self.package.outputs[0].index]
+
+    def run_head(
+        self, s: int, x: np.ndarray | Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], list[float]]:
+        """Ops ``[0, s)`` one at a time; the tensors live at ``s`` and each op's invoke time."""
+        pkg = self.package
+        self._check_split(s)
+        live: dict[int, np.ndarray] = self._graph_inputs(x)
+        op_seconds: list[float] = []
+        for i in range(s):
+            outs, seconds = self._op_segment(i).run(live)
+            live.update(outs)
+            op_seconds.append(seconds)
+            keep = {t.index for t in pkg.boundaries[i + 1].tensors}
+            live = {k: v for k, v in live.items() if k in keep}
+        return {t.name: live[t.index] for t in pkg.boundaries[s].tensors}, op_seconds
+
+    def run_tail_outputs(self, s: int, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ops ``[s, N)`` fused, from the tensors live at ``s``; every graph output by name."""
+        pkg = self.package
+        self._check_split(s)
+        boundary = pkg.boundaries[s]
+        given: dict[int, np.ndarray] = {}
+        missing = [t.name for t in boundary.tensors if t.name not in tensors]
+        if missing:
+            raise ModelError(f"split {s}: missing tensors {missing}")
+        for t in boundary.tensors:
+            given[t.index] = t.check(tensors[t.name])
+        results: dict[int, np.ndarray] = {}
+        if s < pkg.num_ops:
+            results, _ = self._tail_segment(s).run(given)
+        out = {}
+        for spec in pkg.outputs:
+            value = results.get(spec.index, given.get(spec.index))
+            if value is None:
+                raise ModelError(f"split {s}: output {spec.name!r} was not produced")
+            out[spec.name] = value
+        return out
+
+    def run_tail(self, s: int, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Ops ``[s, N)`` fused; returns the (first) model output."""
+        return self.run_tail_outputs(s, tensors)[self.package.outputs[0].name]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_split(self, s: int) -> None:
+        if not 0 <= s <= self.package.num_ops:
+            raise ModelError(f"split point {s} outside 0..{self.package.num_ops}")
+
+    def _graph_inputs(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+        specs = self.package.inputs
+        if isinstance(x, Mapping):
+            missing = [s.name for s in specs if s.name not in x]
+            if missing:
+                raise ModelError(f"missing model inputs {missing}")
+            return {s.index: s.check(x[s.name]) for s in specs}
+        if len(specs) != 1:
+            raise ModelError(f"model has {len(specs)} inputs; pass a dict name -> array")
+        return {specs[0].index: specs[0].check(x)}
+
+    def _whole_segment(self) -> _Segment:
+        if self._whole is None:
+            pkg = self.package
+            self._whole = _Segment(
+                pkg.model_path, [t.index for t in pkg.inputs], [t.index for t in pkg.outputs]
+            )
+        return self._whole
+
+    def _op_segment(self, i: int) -> _Segment:
+        seg = self._ops.get(i)
+        if seg is None:
+            op = self.package.ops[i]
+            seg = _Segment(self.package.op_segment_path(i), list(op.inputs), list(op.outputs))
+            self._ops[i] = seg
+        return seg
+
+    def _tail_segment(self, s: int) -> _Segment:
+        seg = self._tails.get(s)
+        if seg is None:
+            b = self.package.boundaries[s]
+            seg = _Segment(
+                self.package.tail_segment_path(s), list(b.tail_inputs), list(b.tail_outputs)
+            )
+            self._tails[s] = seg
+        return seg
+
+    def __repr__(self) -> str:
+        return f"SegmentRunner({self.package.model_id!r}, ops={self.package.num_ops})"
