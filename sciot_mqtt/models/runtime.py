@@ -91,9 +91,12 @@ class SegmentRunner:
 
     def run_whole(self, x: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
         """Whole model on one input; returns the (first) output."""
-        inputs = self._graph_inputs(x)
-        outs, _ = self._whole_segment().run(inputs)
-        return outs[self.package.outputs[0].index]
+        return self.run_whole_outputs(x)[self.package.outputs[0].name]
+
+    def run_whole_outputs(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Whole model on one input; every graph output by name."""
+        outs, _ = self._whole_segment().run(self._graph_inputs(x))
+        return {t.name: outs[t.index] for t in self.package.outputs}
 
     def run_head(
         self, s: int, x: np.ndarray | Mapping[str, np.ndarray]
