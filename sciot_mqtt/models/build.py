@@ -317,6 +317,8 @@ def build_zoo_model(
         raise ModelError(f"seed {seed} is the held-out evaluation seed; pick another")
     tf = _tf()
     tf.config.experimental.enable_op_determinism()
+    # Before the model exists: layer construction draws the initial weights.
+    _keras().utils.set_random_seed(seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # A stale sidecar would be read back while the new model is being scored.

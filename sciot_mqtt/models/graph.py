@@ -116,8 +116,23 @@ class TfliteGraph:
                 ).copy()
                 buf.offset = 0
                 buf.size = 0
+        for sg in model.subgraphs:
+            for op in sg.operators or []:
+                if getattr(op, "largeCustomOptionsOffset", 0) and op.largeCustomOptionsOffset > 1:
+                    start = op.largeCustomOptionsOffset
+                    op.customOptions = np.frombuffer(
+                        model_bytes, np.uint8, count=op.largeCustomOptionsSize, offset=start
+                    ).copy()
+                    op.largeCustomOptionsOffset = 0
+                    op.largeCustomOptionsSize = 0
         self._model = model
         self._sg = model.subgraphs[0]
+        try:
+            self._analyse()
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"malformed TFLite model: {exc!r}") from exc
+
+    def _analyse(self) -> None:
         sg = self._sg
         tensors = sg.tensors or []
         self.num_tensors = len(tensors)

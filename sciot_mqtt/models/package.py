@@ -499,6 +499,8 @@ class ModelPackage:
                 (tmp / "segments" / f"tail_{s:04d}.tflite").write_bytes(data)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
             target = root / sha
+            if cls._load_if_valid(target) is not None:
+                return  # another process finished first; its package may be in use
             if target.exists():
                 # Stale (older format or damaged): move it aside first; rename onto a
                 # non-empty directory fails.

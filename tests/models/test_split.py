@@ -143,6 +143,10 @@ def test_prepare_rejects_bad_files(tmp_path: Path) -> None:
     garbage.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
         ModelPackage.prepare(garbage, tmp_path)
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(zoo_model_path().read_bytes()[:30_000])
+    with pytest.raises(ModelError, match="cannot parse"):
+        ModelPackage.prepare(truncated, tmp_path)
 
 
 def test_run_tail_validates_payload(zoo_package: ModelPackage) -> None:
