@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from sciot_mqtt import __version__
 from sciot_mqtt.errors import SciotError
 from sciot_mqtt.logs import configure_logging
+from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.transport import BrokerAddress
 
@@ -48,6 +50,9 @@ _SERVICE_FLAGS = (
     "stats_interval",
     "models",
     "max_payload",
+    "split",
+    "workers",
+    "model_cache",
     "log_level",
     "log_format",
 )
@@ -68,6 +73,9 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--stats-interval", type=float, help="seconds between stats messages (5)")
     p.add_argument("--models", help="comma-separated model ids served, preferred first")
     p.add_argument("--max-payload", type=int, help="largest accepted payload in bytes")
+    p.add_argument("--split", type=int, help="split point told to every device")
+    p.add_argument("--workers", type=int, help="threads running model tails (2)")
+    p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
     p.set_defaults(handler=_cmd_up)
@@ -82,22 +90,35 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 async def _run_up(settings: ServiceSettings, stop: asyncio.Event) -> None:
     from sciot_mqtt.broker import EmbeddedBroker
+    from sciot_mqtt.models.catalog import resolve_packages
     from sciot_mqtt.service import Service
 
+    packages = resolve_packages(settings.models, settings.model_cache)
     async with contextlib.AsyncExitStack() as stack:
         if settings.external_broker:
             address = BrokerAddress(settings.host, settings.port)
         else:
             broker = await stack.enter_async_context(EmbeddedBroker(settings.host, settings.port))
             address = broker.address
-        service = await stack.enter_async_context(Service(settings, address))
+        service = await stack.enter_async_context(Service(settings, address, packages=packages))
         await stop.wait()
         await service.stop()
 
 
 # --- device --------------------------------------------------------------------------------
 
-_DEVICE_FLAGS = ("id", "host", "port", "kind", "models", "log_level", "log_format")
+_DEVICE_FLAGS = (
+    "id",
+    "host",
+    "port",
+    "kind",
+    "models",
+    "split",
+    "result_timeout",
+    "model_cache",
+    "log_level",
+    "log_format",
+)
 
 
 def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,6 +129,16 @@ def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--kind", help="device kind announced in birth (python)")
     p.add_argument("--models", help="comma-separated model ids it carries (fomo96)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--count", type=int, help="run this many inferences, then stop")
+    p.add_argument("--interval", type=float, default=0.0, help="seconds between inferences")
+    p.add_argument("--split", type=int, help="pin the split point (0 = edge only, N = local)")
+    p.add_argument("--images", type=Path, help="folder of input images (default: synthetic)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (0)")
+    p.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the service before --count"
+    )
+    p.add_argument("--result-timeout", type=float, help="seconds before finishing locally (5)")
+    p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
     p.set_defaults(handler=_cmd_device)
@@ -116,16 +147,35 @@ def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _cmd_device(args: argparse.Namespace) -> int:
     settings = DeviceSettings(**_overrides(args, _DEVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
+    from sciot_mqtt.device import Device
+    from sciot_mqtt.device.inputs import folder_images, synthetic_images
+    from sciot_mqtt.device.report import summarize_inferences
+    from sciot_mqtt.models.catalog import resolve_packages
+
+    packages = resolve_packages(settings.models, settings.model_cache)
+    images = folder_images(args.images) if args.images else synthetic_images(args.seed)
     summary: dict[str, object] = {}
 
     async def run(stop: asyncio.Event) -> None:
-        from sciot_mqtt.device import Device
-
-        async with Device(settings) as device:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
+        async with Device(settings, packages=packages) as device:
+            records = []
+            if args.count is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.duration)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await device.wait_until(lambda: device.mode == "offload", timeout=args.wait)
+                for _ in range(args.count):
+                    if stop.is_set():
+                        break
+                    records.append(await device.infer(next(images), verify=True))
+                    if args.interval:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), args.interval)
             await device.stop()
             summary.update(device.summary().as_dict())
+            if records:
+                summary["inference"] = summarize_inferences(records)
 
     asyncio.run(_until_signalled(run))
     print(json.dumps(summary), flush=True)
@@ -143,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_up(sub)
     _add_device(sub)
+    from sciot_mqtt.models.cli import add_models_parser
+
+    add_models_parser(sub)
     return parser
 
 
@@ -153,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"sciot-mqtt: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    except SciotError as exc:
+    except (SciotError, ModelError) as exc:
         print(f"sciot-mqtt: {exc}", file=sys.stderr)
         return 1
     return code

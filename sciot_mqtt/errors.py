@@ -14,6 +14,11 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"  # protocol version the service does not speak
     INVALID_DEVICE_ID = "invalid_device_id"  # the id level of the topic is not a safe device id
     NO_MODEL = "no_model"  # none of the device's models is served here
+    NOT_REGISTERED = "not_registered"  # inference from a device without a current birth
+    WRONG_MODEL = "wrong_model"  # inference for a model other than the one assigned
+    BAD_SPLIT = "bad_split"  # split point outside 0..N of the model
+    TENSOR_MISMATCH = "tensor_mismatch"  # tensors differ from the manifest at that split
+    OVERLOADED = "overloaded"  # the service's inference queue is full; run it locally
     INTERNAL = "internal"  # the service failed on a valid message; it is logged
 
 

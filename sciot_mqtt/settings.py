@@ -35,6 +35,12 @@ class ServiceSettings(BaseSettings):
     models: ModelList = Field(["fomo96"], description="models served, in order of preference")
     max_payload: int = Field(262_144, ge=4096, description="largest accepted payload (bytes)")
     keepalive: int = Field(10, ge=1, le=65535, description="MQTT keepalive (s)")
+    split: int | None = Field(
+        None, ge=0, description="split told to every device; unset: least-traffic cut"
+    )
+    workers: int = Field(2, ge=1, le=64, description="threads running model tails")
+    max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
+    model_cache: str | None = Field(None, description="prepared-model cache directory")
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: LogFormat = Field("auto", description="auto, json or console")
 
@@ -56,7 +62,10 @@ class DeviceSettings(BaseSettings):
     keepalive: int = Field(10, ge=1, le=65535, description="MQTT keepalive (s)")
     reconnect_min: float = Field(0.2, gt=0, description="first reconnect delay (s)")
     reconnect_max: float = Field(5.0, gt=0, description="longest reconnect delay (s)")
-    log_level: str = Field("info")
-    log_format: LogFormat = Field("auto")
+    split: int | None = Field(None, ge=0, description="pin the split point (testing)")
+    result_timeout: float = Field(5.0, gt=0, description="wait for a result before local (s)")
+    model_cache: str | None = Field(None, description="prepared-model cache directory")
+    log_level: str = Field("info", description="as for the service")
+    log_format: LogFormat = Field("auto", description="as for the service")
 
     _split_models = field_validator("models", mode="before")(_split_list)

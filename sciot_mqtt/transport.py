@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -81,6 +82,11 @@ class MqttSession:
             await self._client.__aenter__()
         except aiomqtt.MqttError as exc:
             raise ConnectionLostError(f"cannot connect to {self.broker}: {exc}") from exc
+        # paho leaves Nagle's algorithm on: with delayed ACKs every small publish then waits
+        # ~40 ms for the previous one's ACK, which dwarfs the inference itself.
+        sock = self._client._client.socket()  # aiomqtt 2 exposes no public accessor
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self
 
     async def __aexit__(

@@ -83,6 +83,7 @@ class MosquittoBroker:
         lines = [
             f"listener {self._port} {self._host}",
             "allow_anonymous true",
+            "set_tcp_nodelay true",
             "log_dest stdout",
             "log_type error",
             "log_type warning",

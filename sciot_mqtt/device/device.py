@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
+import numpy as np
 import structlog
 
 from sciot_mqtt import __version__
@@ -20,15 +22,20 @@ from sciot_mqtt.protocol import (
     Assign,
     Birth,
     Command,
+    DetectionItem,
     DeviceAddress,
     DeviceState,
     DeviceTopic,
     ErrorReport,
     Heartbeat,
+    InferRequest,
+    InferResult,
+    LocalTimings,
     ServiceAddress,
     ServiceState,
     ServiceTopic,
     SplitDecision,
+    Tensor,
     device_topic,
     parse_topic,
     service_filter,
@@ -36,7 +43,31 @@ from sciot_mqtt.protocol import (
 from sciot_mqtt.settings import DeviceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
 
+if TYPE_CHECKING:
+    from sciot_mqtt.models import ModelPackage, SegmentRunner
+
 Mode = Literal["offload", "local"]
+Path_ = Literal["offload", "local", "fallback"]
+
+
+class _Fallback(Exception):
+    """An offloaded inference that has to finish on the device; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRecord:
+    """One inference as the device saw it."""
+
+    seq: int
+    split: int
+    path: Path_  # offload: the service answered; local: planned; fallback: finished locally
+    reason: str
+    head_ms: float  # operators run on the device before sending (all of them when local)
+    total_ms: float  # input to result, on the device's clock
+    sent_bytes: int
+    output: bytes
+    detections: tuple[tuple[int, int, int, float], ...]
+    matches_local: bool | None = None
 
 
 @dataclass
@@ -57,6 +88,10 @@ class DeviceSummary:
     decisions: int = 0
     decisions_rejected: int = 0
     errors_received: int = 0
+    inferences: int = 0
+    offloaded: int = 0
+    local: int = 0
+    fallbacks_local: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -77,8 +112,17 @@ class Device:
     it is connected, assigned a model, and some service instance is online.
     """
 
-    def __init__(self, settings: DeviceSettings, broker: BrokerAddress | None = None) -> None:
+    def __init__(
+        self,
+        settings: DeviceSettings,
+        broker: BrokerAddress | None = None,
+        *,
+        packages: dict[str, ModelPackage] | None = None,
+    ) -> None:
+        """`packages` (model id -> prepared model) are the models it can run; without them
+        the device runs the lifecycle only."""
         self.settings = settings
+        self.packages = dict(packages or {})
         self.device_id = settings.id
         self.broker = broker or BrokerAddress(settings.host, settings.port)
         self.assignment: Assign | None = None
@@ -95,6 +139,12 @@ class Device:
         self._hb_wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._runner: asyncio.Task[None] | None = None
+        self._mqtt: MqttSession | None = None
+        self._pending: dict[int, asyncio.Future[InferResult | ErrorReport]] = {}
+        self._infer_seq = 0
+        self._last_rtt: tuple[int, float] | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._model_runners: dict[str, SegmentRunner] = {}
 
     # --- public state ---------------------------------------------------------------------
 
@@ -136,6 +186,10 @@ class Device:
     async def __aenter__(self) -> Self:
         if self._runner is not None:
             raise RuntimeError("device already running")
+        if self.packages:
+            # One thread: a device computes one inference at a time, and LiteRT
+            # interpreters must stay on the thread that uses them.
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="device")
         self._runner = asyncio.create_task(self._supervise(), name=f"device-{self.device_id}")
         return self
 
@@ -151,14 +205,16 @@ class Device:
         """Leave cleanly: retained `online: false`, then disconnect."""
         self._stopping.set()
         runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(runner), 5)
-        except TimeoutError:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+        if runner is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(runner), 5)
+            except TimeoutError:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     async def _changed_now(self) -> None:
         mode: Mode = (
@@ -174,6 +230,10 @@ class Device:
                 self._summary.resumes += 1
             self._log.info("mode", mode=mode, connected=self._connected)
             self._mode = mode
+            if mode == "local":
+                for future in self._pending.values():
+                    if not future.done():
+                        future.set_exception(_Fallback("service unavailable"))
         async with self._changed:
             self._changed.notify_all()
 
@@ -205,6 +265,7 @@ class Device:
                         for kind in (
                             DeviceTopic.ASSIGN,
                             DeviceTopic.SPLIT,
+                            DeviceTopic.RESULT,
                             DeviceTopic.CMD,
                             DeviceTopic.ERROR,
                         )
@@ -212,6 +273,7 @@ class Device:
                     service_filter(ServiceTopic.STATE),
                 )
                 await self._announce(mqtt)
+                self._mqtt = mqtt
                 self._connected = True
                 self._summary.connects += 1
                 backoff.reset()
@@ -228,6 +290,7 @@ class Device:
                 if self._connected:
                     self._summary.disconnects += 1
                 self._connected = False
+                self._mqtt = None
                 await self._changed_now()
 
     async def _announce(self, mqtt: MqttSession) -> None:
@@ -313,6 +376,11 @@ class Device:
                 return
             self.decision = SplitDecision.decode(message.payload)
             self._summary.decisions += 1
+        elif kind is DeviceTopic.RESULT:
+            result = InferResult.decode(message.payload, max_bytes=self.settings.max_payload)
+            future = self._pending.get(result.seq)
+            if future is not None and not future.done():
+                future.set_result(result)
         elif kind is DeviceTopic.CMD:
             command = Command.decode(message.payload)
             if command.cmd == "rebirth":
@@ -322,6 +390,9 @@ class Device:
         elif kind is DeviceTopic.ERROR:
             self.last_error = ErrorReport.decode(message.payload)
             self._summary.errors_received += 1
+            waiting = self._pending.get(self.last_error.seq or -1)
+            if self.last_error.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
+                waiting.set_result(self.last_error)
             self._log.warning(
                 "service rejected a message",
                 code=self.last_error.code.value,
@@ -341,3 +412,185 @@ class Device:
         self._log.info(
             "assigned", model=assign.model, session=assign.session, current_session=self._session
         )
+
+    # --- inference ------------------------------------------------------------------------
+
+    def model_package(self) -> ModelPackage:
+        """The assigned model's package, or before any assignment the first one carried."""
+        model = self.assignment.model if self.assignment else self.settings.models[0]
+        package = self.packages.get(model)
+        if package is None:
+            raise RuntimeError(f"device {self.device_id} has no prepared model {model!r}")
+        return package
+
+    def _runner_for(self, package: ModelPackage) -> SegmentRunner:
+        # Called on the device's one worker thread only.
+        from sciot_mqtt.models import SegmentRunner
+
+        runner = self._model_runners.get(package.sha256)
+        if runner is None:
+            runner = self._model_runners[package.sha256] = SegmentRunner(package)
+        return runner
+
+    def plan(self, package: ModelPackage) -> tuple[int, str]:
+        """The split for the next inference and why; N means a local run."""
+        n = package.num_ops
+        if self._mode != "offload":
+            return n, "local"
+        if self.settings.split is not None:
+            return (n, "pinned") if self.settings.split >= n else (self.settings.split, "pinned")
+        decision = self.decision
+        if decision is None or decision.model != package.model_id:
+            return n, "local"
+        if decision.mode == "probe":
+            return n, "probe"
+        if decision.mode == "local" or decision.split >= n:
+            return n, "local"
+        return decision.split, "decision"
+
+    async def _compute(self, fn: Callable[..., object], *args: object) -> object:
+        assert self._pool is not None
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
+        """One inference: split as planned, offload, and finish locally if the edge fails."""
+        if self._pool is None:
+            raise RuntimeError("the device has no models to run")
+        package = self.model_package()
+        runner = await self._compute(self._runner_for, package)
+        x = package.quantize_input(image)
+        seq = self._infer_seq
+        self._infer_seq = (self._infer_seq + 1) & U32_MAX
+        split, reason = self.plan(package)
+        started = time.perf_counter()
+        head = await self._compute(runner.run_head, split, x)  # type: ignore[attr-defined]
+        tensors, op_seconds = head  # type: ignore[misc]
+        device_ms = [t * 1000 for t in op_seconds]
+        sent = 0
+        if split == package.num_ops:
+            output = tensors[package.output.name]
+            path: Path_ = "local"
+            await self._publish_timings(package, seq, reason, device_ms, output)
+        else:
+            try:
+                output, sent = await self._offload(package, seq, split, tensors, device_ms)
+                path, reason = "offload", "answered"
+            except _Fallback as why:
+                output = await self._compute(runner.run_tail, split, tensors)  # type: ignore[attr-defined]
+                path, reason = "fallback", str(why)
+        total_ms = (time.perf_counter() - started) * 1000
+        output = np.asarray(output)
+        matches = None
+        if verify:
+            whole = await self._compute(runner.run_whole, x)  # type: ignore[attr-defined]
+            matches = bool(np.asarray(whole).tobytes() == output.tobytes())
+        self._count(path)
+        return InferenceRecord(
+            seq=seq,
+            split=split,
+            path=path,
+            reason=reason,
+            head_ms=sum(device_ms),
+            total_ms=total_ms,
+            sent_bytes=sent,
+            output=output.tobytes(),
+            detections=tuple(
+                (d.class_id, d.x, d.y, float(d.score)) for d in package.decode(output)
+            ),
+            matches_local=matches,
+        )
+
+    def _count(self, path: Path_) -> None:
+        self._summary.inferences += 1
+        if path == "offload":
+            self._summary.offloaded += 1
+        elif path == "local":
+            self._summary.local += 1
+        else:
+            self._summary.fallbacks_local += 1
+
+    async def _offload(
+        self,
+        package: ModelPackage,
+        seq: int,
+        split: int,
+        tensors: dict[str, np.ndarray],
+        device_ms: list[float],
+    ) -> tuple[np.ndarray, int]:
+        mqtt = self._mqtt
+        if mqtt is None or self.assignment is None:
+            raise _Fallback("disconnected")
+        specs = package.boundaries[split].tensors
+        followed = self.decision if self.settings.split is None else None
+        request = InferRequest(
+            seq=seq,
+            session=self._session,
+            model=package.model_id,
+            split=split,
+            decision=followed.decision if followed else None,
+            tensors=[
+                Tensor(
+                    index=spec.index,
+                    dtype=spec.dtype,  # type: ignore[arg-type]
+                    shape=list(spec.shape),
+                    scale=spec.scale,
+                    zero_point=spec.zero_point,
+                    data=np.ascontiguousarray(tensors[spec.name]).tobytes(),
+                )
+                for spec in specs
+            ],
+            device_ms=device_ms,
+            rtt_ms=self._last_rtt[1] if self._last_rtt else None,
+            rtt_seq=self._last_rtt[0] if self._last_rtt else None,
+        )
+        payload = request.encode()
+        future: asyncio.Future[InferResult | ErrorReport] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending[seq] = future
+        sent_at = time.perf_counter()
+        try:
+            await mqtt.publish(device_topic(self.device_id, DeviceTopic.INFER), payload, qos=1)
+            reply = await asyncio.wait_for(future, self.settings.result_timeout)
+        except TimeoutError:
+            raise _Fallback("timeout") from None
+        except ConnectionLostError:
+            raise _Fallback("disconnected") from None
+        finally:
+            self._pending.pop(seq, None)
+        if isinstance(reply, ErrorReport):
+            raise _Fallback(f"error:{reply.code.value}")
+        self._last_rtt = (seq, (time.perf_counter() - sent_at) * 1000)
+        spec = package.output
+        if reply.output.data and len(reply.output.data) == spec.nbytes:
+            output = np.frombuffer(reply.output.data, dtype=spec.np_dtype).reshape(spec.shape)
+        else:
+            raise _Fallback("malformed result")
+        return output, len(payload)
+
+    async def _publish_timings(
+        self,
+        package: ModelPackage,
+        seq: int,
+        reason: str,
+        device_ms: list[float],
+        output: np.ndarray,
+    ) -> None:
+        mqtt = self._mqtt
+        if mqtt is None:
+            return
+        timings = LocalTimings(
+            seq=seq,
+            session=self._session,
+            model=package.model_id,
+            reason=reason if reason in ("probe", "pinned") else "local",  # type: ignore[arg-type]
+            device_ms=device_ms,
+            detections=[
+                DetectionItem(cls=d.class_id, x=d.x, y=d.y, score=min(1.0, float(d.score)))
+                for d in package.decode(output)
+            ],
+        )
+        with contextlib.suppress(ConnectionLostError):
+            await mqtt.publish(
+                device_topic(self.device_id, DeviceTopic.TIMINGS), timings.encode(), qos=1
+            )

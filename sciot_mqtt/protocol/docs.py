@@ -120,6 +120,12 @@ def render_error_codes() -> str:
         ErrorCode.UNSUPPORTED_VERSION: "`protocol` in birth is not one the service speaks",
         ErrorCode.INVALID_DEVICE_ID: "the `{id}` level is not a valid device id",
         ErrorCode.NO_MODEL: "none of the models in birth is served by this service",
+        ErrorCode.NOT_REGISTERED: "inference from a device with no current birth here",
+        ErrorCode.WRONG_MODEL: "inference for a model other than the one assigned",
+        ErrorCode.BAD_SPLIT: "split point outside 0..N of the model",
+        ErrorCode.TENSOR_MISMATCH: "tensors differ from the manifest at that split "
+        "(names, dtype, shape, quantization or byte count)",
+        ErrorCode.OVERLOADED: "the inference queue is full; the device should run it locally",
         ErrorCode.INTERNAL: "the service failed on a valid message (a bug; it is logged)",
     }
     for code in ErrorCode:

@@ -184,7 +184,103 @@ class Heartbeat(Message):
     mode: Mode = Field(description="what the device does now: offload or local")
 
 
+Dtype = Literal["int8", "uint8", "int16", "int32", "float32"]
+TENSOR_MAX_BYTES = 2**24
+
+
+class Tensor(BaseModel):
+    """A tensor on the wire: raw bytes in C order plus what is needed to read them."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    index: int = Field(ge=0, le=2**31 - 1, description="tensor index in the model's manifest")
+    dtype: Dtype = Field(description="element type of `data`")
+    shape: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        min_length=1, max_length=8, description="dimensions, batch first"
+    )
+    scale: float = Field(description="quantization scale (0 when not quantized)")
+    zero_point: int = Field(description="quantization zero point")
+    data: Annotated[bytes, Field(max_length=TENSOR_MAX_BYTES)] = Field(
+        description="elements in C order, little-endian"
+    )
+
+
+class DetectionItem(BaseModel):
+    """One FOMO detection: an object centroid on the output grid."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    cls: int = Field(ge=1, description="output channel of the class (0 is background)")
+    x: int = Field(ge=0, description="grid column")
+    y: int = Field(ge=0, description="grid row")
+    score: float = Field(ge=0, le=1, description="class probability")
+
+
+class InferRequest(Message):
+    """The device ran operators [0, split) and sends the tensors live at that boundary."""
+
+    TOPIC = DeviceTopic.INFER
+    PUBLISHER = "device"
+    MAX_BYTES = TENSOR_MAX_BYTES  # the service applies its own, lower, max_payload
+
+    seq: U32 = Field(description="inference sequence number, increasing, wraps at 2^32")
+    session: U32 = Field(description="session of the current connection")
+    model: ModelId = Field(description="the assigned model")
+    split: int = Field(ge=0, le=65535, description="operators the device ran: [0, split)")
+    decision: U32 | None = Field(
+        default=None, description="the `split` decision it followed; absent when pinned"
+    )
+    tensors: list[Tensor] = Field(
+        min_length=1, max_length=16, description="live tensors at `split`, in manifest order"
+    )
+    device_ms: list[float] = Field(
+        max_length=65535, description="time of each operator [0, split) on the device (ms)"
+    )
+    rtt_ms: float | None = Field(
+        default=None, ge=0, description="round trip the device measured for `rtt_seq` (ms)"
+    )
+    rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
+
+
+class LocalTimings(Message):
+    """A device-only run: every operator's time and the local result."""
+
+    TOPIC = DeviceTopic.TIMINGS
+    PUBLISHER = "device"
+    MAX_BYTES = 65536
+
+    seq: U32
+    session: U32
+    model: ModelId
+    reason: Literal["local", "probe", "pinned"] = Field(
+        description="why it ran locally: no service, asked to probe, or split pinned to N"
+    )
+    device_ms: list[float] = Field(
+        max_length=65535, description="time of each operator [0, N) on the device (ms)"
+    )
+    detections: list[DetectionItem] = Field(max_length=4096)
+
+
 # --- service -> device ---------------------------------------------------------------------
+
+
+class InferResult(Message):
+    """The service ran operators [split, N) and returns the result."""
+
+    TOPIC = DeviceTopic.RESULT
+    PUBLISHER = "service"
+    MAX_BYTES = TENSOR_MAX_BYTES
+
+    seq: U32 = Field(description="the request's `seq`")
+    model: ModelId
+    split: int = Field(ge=0, le=65535, description="the request's `split`")
+    detections: list[DetectionItem] = Field(max_length=4096)
+    output: Tensor = Field(description="the raw model output")
+    edge_ms: list[float] = Field(
+        max_length=65535, description="time of each operator [split, N) at the edge (ms)"
+    )
+    queue_ms: float = Field(ge=0, description="time the request waited for a worker (ms)")
+    service_ms: float = Field(ge=0, description="receive to publish, in the service (ms)")
 
 
 class Assign(Message):
@@ -247,8 +343,11 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     Birth,
     DeviceState,
     Heartbeat,
+    InferRequest,
+    LocalTimings,
     Assign,
     SplitDecision,
+    InferResult,
     Command,
     ErrorReport,
 )

@@ -21,8 +21,11 @@ class DeviceTopic(StrEnum):
     BIRTH = "birth"
     STATE = "state"
     HB = "hb"
+    INFER = "infer"
+    TIMINGS = "timings"
     ASSIGN = "assign"
     SPLIT = "split"
+    RESULT = "result"
     CMD = "cmd"
     ERROR = "error"
 
@@ -35,10 +38,16 @@ class ServiceTopic(StrEnum):
 
 
 FROM_DEVICE: frozenset[DeviceTopic] = frozenset(
-    {DeviceTopic.BIRTH, DeviceTopic.STATE, DeviceTopic.HB}
+    {DeviceTopic.BIRTH, DeviceTopic.STATE, DeviceTopic.HB, DeviceTopic.INFER, DeviceTopic.TIMINGS}
 )
 TO_DEVICE: frozenset[DeviceTopic] = frozenset(
-    {DeviceTopic.ASSIGN, DeviceTopic.SPLIT, DeviceTopic.CMD, DeviceTopic.ERROR}
+    {
+        DeviceTopic.ASSIGN,
+        DeviceTopic.SPLIT,
+        DeviceTopic.RESULT,
+        DeviceTopic.CMD,
+        DeviceTopic.ERROR,
+    }
 )
 
 

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import structlog
 
@@ -19,27 +19,38 @@ from sciot_mqtt.protocol import (
     Assign,
     Birth,
     Command,
+    DetectionItem,
     DeviceAddress,
     DeviceState,
     DeviceTopic,
     ErrorReport,
     Heartbeat,
+    InferRequest,
+    InferResult,
+    LocalTimings,
     Message,
     MessageRates,
     ServiceState,
     ServiceStats,
     ServiceTopic,
+    SplitDecision,
+    Tensor,
     device_filter,
     device_topic,
     is_valid_device_id,
     parse_topic,
     service_topic,
 )
-from sciot_mqtt.service.registry import Registry, Transition
+from sciot_mqtt.service.registry import DeviceRecord, Registry, Transition
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
 
+if TYPE_CHECKING:
+    from sciot_mqtt.models import ModelPackage
+    from sciot_mqtt.service.inference import InferenceEngine
+
 _MAX_REPLY_TOPIC_LEN = 512
+_DRAIN_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -56,8 +67,18 @@ class Service:
     `connected()` to know it is subscribed), leaving publishes `online: false` and stops.
     """
 
-    def __init__(self, settings: ServiceSettings, broker: BrokerAddress) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        broker: BrokerAddress,
+        *,
+        packages: dict[str, ModelPackage] | None = None,
+    ) -> None:
+        """`packages` (model id -> prepared model) enable inference; without them the
+        service runs the device lifecycle only and answers `infer` with `no_model`."""
         self.settings = settings
+        self.packages = dict(packages or {})
+        self.engine: InferenceEngine | None = None
         self.broker = broker
         self.instance = settings.instance
         self.registry = Registry(
@@ -79,12 +100,24 @@ class Service:
         self._changed = asyncio.Condition()
         self._runner: asyncio.Task[None] | None = None
         self._mqtt: MqttSession | None = None
+        self._inferences: set[asyncio.Task[None]] = set()
+        self._decisions: dict[str, SplitDecision] = {}
+        self.results_published = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         if self._runner is not None:
             raise RuntimeError("service already running")
+        if self.packages:
+            from sciot_mqtt.service.inference import InferenceEngine
+
+            self.engine = InferenceEngine(
+                self.packages,
+                workers=self.settings.workers,
+                max_pending=self.settings.max_pending,
+            )
+            await self.engine.__aenter__()
         self._runner = asyncio.create_task(self._supervise(), name=f"service-{self.instance}")
         return self
 
@@ -97,17 +130,22 @@ class Service:
         await self.stop()
 
     async def stop(self) -> None:
-        """Publish `online: false`, disconnect cleanly and end every task."""
+        """Finish inferences under way, publish `online: false`, disconnect, end every task."""
         self._stopping.set()
         runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(runner), 5)
-        except TimeoutError:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+        if runner is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(runner), 5)
+            except TimeoutError:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+        for task in list(self._inferences):
+            task.cancel()
+        await asyncio.gather(*self._inferences, return_exceptions=True)
+        if self.engine is not None:
+            await self.engine.__aexit__(None, None, None)
+            self.engine = None
 
     async def connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -149,13 +187,17 @@ class Service:
                     device_filter(DeviceTopic.STATE),
                     device_filter(DeviceTopic.BIRTH),
                     device_filter(DeviceTopic.HB),
+                    device_filter(DeviceTopic.INFER),
+                    device_filter(DeviceTopic.TIMINGS),
                     device_filter(DeviceTopic.ASSIGN),
+                    device_filter(DeviceTopic.SPLIT),
                 )
                 self.registry.touch_all()
                 self._connected.set()
                 self._log.info("service online", broker=str(self.broker))
                 await self._run_tasks(mqtt)
                 if self._stopping.is_set():
+                    await self._drain_inferences()
                     await self._publish_service_state(mqtt, online=False)
                     self._log.info("service offline")
             finally:
@@ -178,6 +220,11 @@ class Service:
         for task in done:
             if task is not stop and (exc := task.exception()) is not None:
                 raise exc
+
+    async def _drain_inferences(self) -> None:
+        """Let inferences under way publish their results before going offline."""
+        if self._inferences:
+            await asyncio.wait(set(self._inferences), timeout=_DRAIN_TIMEOUT_S)
 
     async def _publish_service_state(self, mqtt: MqttSession, *, online: bool) -> None:
         state = ServiceState(
@@ -257,6 +304,13 @@ class Service:
                 with contextlib.suppress(ProtocolError):
                     self.registry.on_recovered_assign(device_id, Assign.decode(message.payload))
             return  # live copies are our own publications echoed back
+        if kind is DeviceTopic.SPLIT:
+            if message.retain and is_valid_device_id(device_id) and message.payload:
+                with contextlib.suppress(ProtocolError):
+                    self._decisions.setdefault(device_id, SplitDecision.decode(message.payload))
+            return
+        if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR):
+            return
         if not is_valid_device_id(device_id):
             if message.payload or not message.retain:  # an empty retained message clears
                 await self._reject(
@@ -277,6 +331,14 @@ class Service:
                 await self._on_state(mqtt, device_id, state, retained=message.retain)
             elif kind is DeviceTopic.HB:
                 await self._on_heartbeat(mqtt, device_id, Heartbeat.decode(message.payload))
+            elif kind is DeviceTopic.INFER:
+                request = InferRequest.decode(message.payload, max_bytes=self.settings.max_payload)
+                try:
+                    self._on_infer(mqtt, device_id, request, time.perf_counter())
+                except ProtocolError as error:
+                    await self._reject(mqtt, device_id, kind.value, error, request.seq)
+            elif kind is DeviceTopic.TIMINGS:
+                self._on_timings(device_id, LocalTimings.decode(message.payload))
         except ProtocolError as error:
             await self._reject(mqtt, device_id, kind.value, error, None)
 
@@ -290,6 +352,7 @@ class Service:
             model=assign.model,
         )
         await self._send(mqtt, device_id, assign)
+        await self._decide(mqtt, device_id, assign.model, "default split of the service")
 
     async def _on_state(
         self, mqtt: MqttSession, device_id: str, state: DeviceState, *, retained: bool
@@ -314,6 +377,148 @@ class Service:
         self._log_transition(transition)
         if rebirth:
             await self._request_rebirth(mqtt, device_id, "unknown session")
+
+    # --- inference ------------------------------------------------------------------------
+
+    def default_split(self, model_id: str) -> int | None:
+        package = self.packages.get(model_id)
+        if package is None:
+            return None
+        if self.settings.split is not None:
+            return min(self.settings.split, package.num_ops)
+        # Until the decision engine: the cut with the least traffic, earliest on a tie.
+        return min(package.split_points, key=lambda s: (package.boundaries[s].nbytes, s))
+
+    async def _decide(self, mqtt: MqttSession, device_id: str, model_id: str, reason: str) -> None:
+        """Publish the retained split decision if it changes."""
+        split = self.default_split(model_id)
+        if split is None:
+            return
+        package = self.packages[model_id]
+        mode = "local" if split == package.num_ops else "offload"
+        previous = self._decisions.get(device_id)
+        if previous is not None and (previous.split, previous.mode, previous.model) == (
+            split,
+            mode,
+            model_id,
+        ):
+            return
+        decision = SplitDecision(
+            decision=((previous.decision + 1) & 0xFFFFFFFF) if previous else 1,
+            model=model_id,
+            split=split,
+            mode=mode,
+            reason=reason,
+        )
+        self._decisions[device_id] = decision
+        await self._send(mqtt, device_id, decision)
+
+    def _registered(self, device_id: str, session: int, model: str) -> DeviceRecord:
+        record = self.registry.get(device_id)
+        if record is None or not record.registered or record.session != session:
+            raise ProtocolError(
+                ErrorCode.NOT_REGISTERED, "no current birth for this session; send birth first"
+            )
+        if record.model != model:
+            raise ProtocolError(
+                ErrorCode.WRONG_MODEL, f"assigned model is {record.model!r}, not {model!r}"
+            )
+        return record
+
+    def _on_infer(
+        self, mqtt: MqttSession, device_id: str, request: InferRequest, received: float
+    ) -> None:
+        """Validate now (errors answer at once), run the tail in an owned task."""
+        self._registered(device_id, request.session, request.model)
+        package = self.packages.get(request.model)
+        if package is None or self.engine is None:
+            raise ProtocolError(ErrorCode.NO_MODEL, f"{request.model!r} is not loaded here")
+        from sciot_mqtt.service.inference import validate_tensors
+
+        tensors = validate_tensors(package, request.split, request.tensors)
+        if len(request.device_ms) != request.split:
+            raise ProtocolError(
+                ErrorCode.INVALID,
+                f"device_ms has {len(request.device_ms)} times for split {request.split}",
+            )
+        task = asyncio.create_task(
+            self._infer(mqtt, device_id, request, tensors, received),
+            name=f"infer-{device_id}-{request.seq}",
+        )
+        self._inferences.add(task)
+        task.add_done_callback(self._inference_done)
+
+    def _inference_done(self, task: asyncio.Task[None]) -> None:
+        self._inferences.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._log.error("inference task failed", task=task.get_name(), error=repr(exc))
+            self.internal_errors.append(repr(exc))
+
+    async def _infer(
+        self,
+        mqtt: MqttSession,
+        device_id: str,
+        request: InferRequest,
+        tensors: dict[str, object],
+        received: float,
+    ) -> None:
+        assert self.engine is not None
+        package = self.packages[request.model]
+        try:
+            outcome = await self.engine.run_tail(request.model, request.split, tensors)  # type: ignore[arg-type]
+        except ProtocolError as error:
+            await self._reject(mqtt, device_id, DeviceTopic.INFER.value, error, request.seq)
+            return
+        except Exception:
+            self._log.exception("tail failed", device_id=device_id, seq=request.seq)
+            self.internal_errors.append(traceback.format_exc())
+            await self._reject(
+                mqtt,
+                device_id,
+                DeviceTopic.INFER.value,
+                ProtocolError(ErrorCode.INTERNAL, "the service failed on this inference"),
+                request.seq,
+            )
+            return
+        spec = package.output
+        output = outcome.output
+        result = InferResult(
+            seq=request.seq,
+            model=request.model,
+            split=request.split,
+            detections=detections_of(package, output),
+            output=Tensor(
+                index=spec.index,
+                dtype=spec.dtype,  # type: ignore[arg-type]
+                shape=list(spec.shape),
+                scale=spec.scale,
+                zero_point=spec.zero_point,
+                data=output.tobytes(),
+            ),
+            edge_ms=outcome.edge_op_ms,
+            queue_ms=outcome.queue_s * 1000,
+            service_ms=(time.perf_counter() - received) * 1000,
+        )
+        try:
+            await self._send(mqtt, device_id, result)
+        except ConnectionLostError:
+            self._log.warning(
+                "result lost with the connection", device_id=device_id, seq=request.seq
+            )
+            return
+        self.results_published += 1
+
+    def _on_timings(self, device_id: str, timings: LocalTimings) -> None:
+        record = self.registry.get(device_id)
+        if record is None or record.session != timings.session:
+            return  # a run from before the current session says nothing about it now
+        self._log.debug(
+            "local run",
+            device_id=device_id,
+            seq=timings.seq,
+            reason=timings.reason,
+            total_ms=round(sum(timings.device_ms), 3),
+        )
 
     def _log_transition(self, transition: Transition | None) -> None:
         if transition is not None:
@@ -360,3 +565,16 @@ class Service:
             await mqtt.publish(
                 service_topic(self.instance, ServiceTopic.STATS), stats.encode(), qos=0
             )
+
+
+def detections_of(package: ModelPackage, output: object) -> list[DetectionItem]:
+    """FOMO detections of an output; empty for models whose output is not a FOMO grid."""
+    import numpy as np
+
+    array = np.asarray(output)
+    if array.ndim not in (3, 4) or array.shape[-1] < 2:
+        return []
+    return [
+        DetectionItem(cls=d.class_id, x=d.x, y=d.y, score=min(1.0, max(0.0, float(d.score))))
+        for d in package.decode(array)
+    ]

@@ -1,0 +1,176 @@
+"""Runs model tails for the service in worker threads, never on the event loop.
+
+LiteRT interpreters are not thread-safe, so each worker thread keeps its own runner per
+model; interpreters are created once per (thread, model, split) and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+
+from sciot_mqtt.errors import ErrorCode, ProtocolError
+from sciot_mqtt.models import ModelPackage, SegmentRunner
+from sciot_mqtt.protocol import Tensor
+
+
+@dataclass(frozen=True, slots=True)
+class TailOutcome:
+    output: np.ndarray
+    compute_s: float  # fused tail invoke, wall time in the worker
+    queue_s: float  # waiting for a worker
+    edge_op_ms: list[float]  # per operator [split, N), see EdgeProfile
+
+
+class EdgeProfile:
+    """Per-operator edge times of one model: calibrated once, then tracked by EMA.
+
+    The edge runs a fused tail per split (one invoke), so per-operator times cannot be read
+    off a request. At start every operator is timed alone (its own segment, several runs);
+    each measured tail then rescales the calibrated shares of its operators, smoothed.
+    """
+
+    def __init__(self, calibrated_ms: Sequence[float], alpha: float = 0.2) -> None:
+        self.ms = list(calibrated_ms)
+        self.alpha = alpha
+        self._lock = threading.Lock()
+
+    def observe(self, split: int, tail_ms: float) -> list[float]:
+        with self._lock:
+            share = self.ms[split:]
+            total = sum(share) or 1.0
+            estimate = [tail_ms * part / total for part in share]
+            for offset, value in enumerate(estimate):
+                i = split + offset
+                self.ms[i] += self.alpha * (value - self.ms[i])
+            return estimate
+
+
+def validate_tensors(
+    package: ModelPackage, split: int, tensors: Sequence[Tensor]
+) -> dict[str, np.ndarray]:
+    """The request's tensors as arrays, if they are exactly what the manifest says."""
+    if not 0 <= split < package.num_ops:
+        raise ProtocolError(
+            ErrorCode.BAD_SPLIT,
+            f"split {split} outside 0..{package.num_ops - 1} for offloading {package.model_id}",
+        )
+    expected = package.boundaries[split].tensors
+    if [t.index for t in tensors] != [t.index for t in expected]:
+        raise ProtocolError(
+            ErrorCode.TENSOR_MISMATCH,
+            f"split {split} takes tensors {[t.index for t in expected]}, "
+            f"got {[t.index for t in tensors][:8]}",
+        )
+    arrays = {}
+    for got, spec in zip(tensors, expected, strict=True):
+        problems = []
+        if got.dtype != spec.dtype:
+            problems.append(f"dtype {got.dtype} != {spec.dtype}")
+        if tuple(got.shape) != spec.shape:
+            problems.append(f"shape {tuple(got.shape)} != {spec.shape}")
+        if got.scale != spec.scale or got.zero_point != spec.zero_point:
+            problems.append(
+                f"quantization ({got.scale}, {got.zero_point}) != ({spec.scale}, {spec.zero_point})"
+            )
+        if len(got.data) != spec.nbytes:
+            problems.append(f"{len(got.data)} bytes != {spec.nbytes}")
+        if problems:
+            raise ProtocolError(
+                ErrorCode.TENSOR_MISMATCH, f"tensor {spec.index}: " + "; ".join(problems)
+            )
+        arrays[spec.name] = np.frombuffer(got.data, dtype=spec.np_dtype).reshape(spec.shape)
+    return arrays
+
+
+class InferenceEngine:
+    """A bounded pool of worker threads running tails; an async context manager."""
+
+    def __init__(
+        self, packages: Mapping[str, ModelPackage], *, workers: int = 2, max_pending: int = 256
+    ) -> None:
+        self.packages = dict(packages)
+        self.workers = workers
+        self.max_pending = max_pending
+        self.profiles: dict[str, EdgeProfile] = {}
+        self._pending = 0
+        self._local = threading.local()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def __aenter__(self) -> Self:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.workers, thread_name_prefix="sciot-tail"
+        )
+        loop = asyncio.get_running_loop()
+        for model_id, package in self.packages.items():
+            calibrated = await loop.run_in_executor(self._pool, self._calibrate, package)
+            self.profiles[model_id] = EdgeProfile(calibrated)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _runner(self, package: ModelPackage) -> SegmentRunner:
+        runners: dict[str, SegmentRunner] | None = getattr(self._local, "runners", None)
+        if runners is None:
+            runners = self._local.runners = {}
+        runner = runners.get(package.sha256)
+        if runner is None:
+            runner = runners[package.sha256] = SegmentRunner(package)
+        return runner
+
+    def _calibrate(self, package: ModelPackage, repeats: int = 5) -> list[float]:
+        """Each operator alone, best of `repeats`, on a zero input (times do not depend on data)."""
+        runner = self._runner(package)
+        x = np.zeros(package.input.shape, dtype=package.input.np_dtype)
+        best = [float("inf")] * package.num_ops
+        for _ in range(repeats):
+            _, seconds = runner.run_head(package.num_ops, x)
+            best = [min(b, s * 1000) for b, s in zip(best, seconds, strict=True)]
+        return best
+
+    def _run(
+        self, package: ModelPackage, split: int, tensors: Mapping[str, np.ndarray], queued_at: float
+    ) -> tuple[np.ndarray, float, float]:
+        started = time.perf_counter()
+        output = self._runner(package).run_tail(split, tensors)
+        return output, time.perf_counter() - started, started - queued_at
+
+    async def run_tail(
+        self, model_id: str, split: int, tensors: Mapping[str, np.ndarray]
+    ) -> TailOutcome:
+        if self._pool is None:
+            raise RuntimeError("inference engine not started")
+        if self._pending >= self.max_pending:
+            raise ProtocolError(
+                ErrorCode.OVERLOADED, f"{self._pending} inferences waiting; run this one locally"
+            )
+        package = self.packages[model_id]
+        self._pending += 1
+        try:
+            output, compute_s, queue_s = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._run, package, split, tensors, time.perf_counter()
+            )
+        finally:
+            self._pending -= 1
+        edge_op_ms = self.profiles[model_id].observe(split, compute_s * 1000)
+        return TailOutcome(output, compute_s, queue_s, edge_op_ms)
