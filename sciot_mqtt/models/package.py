@@ -22,13 +22,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.models.graph import TensorInfo, TfliteGraph
 from sciot_mqtt.models.reference import map_reference_layers
+
+if TYPE_CHECKING:  # decode imports this module
+    from sciot_mqtt.models.decode import Detection
 
 __all__ = [
     "CACHE_ENV",
@@ -372,7 +375,7 @@ class ModelPackage:
             raise ModelError(f"cannot quantize a {array.dtype} array for input {spec.dtype}")
         return spec.check(spec.quantize(values))
 
-    def decode(self, output: np.ndarray, threshold: float = 0.5) -> list[Any]:
+    def decode(self, output: np.ndarray, threshold: float = 0.5) -> list[Detection]:
         """FOMO output -> detections (see ``decode_detections``)."""
         from sciot_mqtt.models.decode import decode_detections
 
