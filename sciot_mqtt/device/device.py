@@ -390,7 +390,8 @@ class Device:
         elif kind is DeviceTopic.ERROR:
             self.last_error = ErrorReport.decode(message.payload)
             self._summary.errors_received += 1
-            waiting = self._pending.get(self.last_error.seq or -1)
+            seq = self.last_error.seq
+            waiting = self._pending.get(seq) if seq is not None else None
             if self.last_error.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
                 waiting.set_result(self.last_error)
             self._log.warning(

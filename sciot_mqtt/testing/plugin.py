@@ -4,9 +4,11 @@ Installed with the package, so `pip install sciot-mqtt` gives any project these 
 
 - `sciot_broker`: an embedded amqtt broker on a free port (its `BrokerAddress`)
 - `sciot_mosquitto`: Mosquitto started from the `mosquitto` binary on a free port
+- `sciot_models`: the zoo models, prepared once per test session in a temporary cache
 - `sciot_service_settings`: fast timings for tests (override the fixture to change them)
-- `sciot_service`: a running, connected service on `sciot_broker`
-- `sciot_device_factory`: `await make("dev-1", **settings)` gives a running device
+- `sciot_service`: a running, connected service on `sciot_broker`, serving `sciot_models`
+- `sciot_device_factory`: `await make("dev-1", **settings)` gives a running device that
+  carries `sciot_models`
 - `sciot_device`: one device, registered and offloading
 - `sciot_probe`: an `MqttProbe` recording everything under `sciot/v1/`
 
@@ -17,7 +19,7 @@ under every other fixture.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -30,7 +32,18 @@ from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.testing.probe import MqttProbe
 from sciot_mqtt.transport import BrokerAddress
 
+if TYPE_CHECKING:
+    from sciot_mqtt.models import ModelPackage
+
 DeviceFactory = Callable[..., Awaitable[Device]]
+
+
+@pytest.fixture(scope="session")
+def sciot_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelPackage]:
+    from sciot_mqtt.models import zoo_model_ids
+    from sciot_mqtt.models.catalog import resolve_packages
+
+    return resolve_packages(zoo_model_ids(), tmp_path_factory.mktemp("sciot-models"))
 
 
 @pytest_asyncio.fixture
@@ -63,9 +76,11 @@ def sciot_service_settings() -> ServiceSettings:
 
 @pytest_asyncio.fixture
 async def sciot_service(
-    sciot_broker: BrokerAddress, sciot_service_settings: ServiceSettings
+    sciot_broker: BrokerAddress,
+    sciot_service_settings: ServiceSettings,
+    sciot_models: dict[str, ModelPackage],
 ) -> AsyncIterator[Service]:
-    async with Service(sciot_service_settings, sciot_broker) as service:
+    async with Service(sciot_service_settings, sciot_broker, packages=sciot_models) as service:
         await service.connected(timeout=10)
         yield service
     if service.internal_errors:
@@ -73,13 +88,15 @@ async def sciot_service(
 
 
 @pytest_asyncio.fixture
-async def sciot_device_factory(sciot_broker: BrokerAddress) -> AsyncIterator[DeviceFactory]:
+async def sciot_device_factory(
+    sciot_broker: BrokerAddress, sciot_models: dict[str, ModelPackage]
+) -> AsyncIterator[DeviceFactory]:
     devices: list[Device] = []
 
     async def make(device_id: str = "device-1", **settings: Any) -> Device:
         values: dict[str, Any] = {"heartbeat_interval": 0.5, "keepalive": 5} | settings
         device_settings = DeviceSettings(_env_file=None, id=device_id, **values)  # type: ignore[call-arg]
-        device = Device(device_settings, sciot_broker)
+        device = Device(device_settings, sciot_broker, packages=sciot_models)
         devices.append(device)
         await device.__aenter__()
         return device
