@@ -68,6 +68,9 @@ class InferenceRecord:
     output: bytes
     detections: tuple[tuple[int, int, int, float], ...]
     matches_local: bool | None = None
+    rtt_ms: float | None = None  # publish of `infer` to arrival of `result` (offload only)
+    edge_ms: float | None = None  # the service's tail compute, from the result
+    service_ms: float | None = None  # the service's receive to publish, from the result
 
 
 @dataclass
@@ -468,14 +471,17 @@ class Device:
         tensors, op_seconds = head  # type: ignore[misc]
         device_ms = [t * 1000 for t in op_seconds]
         sent = 0
+        rtt_ms = None
+        reply: InferResult | None = None
         if split == package.num_ops:
             output = tensors[package.output.name]
             path: Path_ = "local"
             await self._publish_timings(package, seq, reason, device_ms, output)
         else:
             try:
-                output, sent = await self._offload(package, seq, split, tensors, device_ms)
+                output, sent, reply = await self._offload(package, seq, split, tensors, device_ms)
                 path, reason = "offload", "answered"
+                rtt_ms = self._last_rtt[1] if self._last_rtt else None
             except _Fallback as why:
                 output = await self._compute(runner.run_tail, split, tensors)  # type: ignore[attr-defined]
                 path, reason = "fallback", str(why)
@@ -499,6 +505,9 @@ class Device:
                 (d.class_id, d.x, d.y, float(d.score)) for d in package.decode(output)
             ),
             matches_local=matches,
+            rtt_ms=rtt_ms,
+            edge_ms=sum(reply.edge_ms) if reply else None,
+            service_ms=reply.service_ms if reply else None,
         )
 
     def _count(self, path: Path_) -> None:
@@ -517,7 +526,7 @@ class Device:
         split: int,
         tensors: dict[str, np.ndarray],
         device_ms: list[float],
-    ) -> tuple[np.ndarray, int]:
+    ) -> tuple[np.ndarray, int, InferResult]:
         mqtt = self._mqtt
         if mqtt is None or self.assignment is None:
             raise _Fallback("disconnected")
@@ -567,7 +576,7 @@ class Device:
             output = np.frombuffer(reply.output.data, dtype=spec.np_dtype).reshape(spec.shape)
         else:
             raise _Fallback("malformed result")
-        return output, len(payload)
+        return output, len(payload), reply
 
     async def _publish_timings(
         self,

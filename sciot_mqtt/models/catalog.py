@@ -15,9 +15,10 @@ __all__ = ["resolve_package", "resolve_packages"]
 def resolve_package(model_id: str, cache_dir: str | Path | None = None) -> ModelPackage:
     if model_id in zoo_model_ids():
         return ModelPackage.prepare(zoo_model_path(model_id), cache_dir, model_id=model_id)
-    for package in ModelPackage.list_cached(cache_dir):
-        if package.model_id == model_id:
-            return package
+    # The same id may have been prepared from several files over time: take the latest.
+    prepared = [p for p in ModelPackage.list_cached(cache_dir) if p.model_id == model_id]
+    if prepared:
+        return max(prepared, key=lambda p: p.directory.stat().st_mtime)
     where = cache_dir or default_cache_dir()
     raise ModelError(
         f"model {model_id!r} is neither in the zoo {zoo_model_ids()} nor prepared in {where}; "

@@ -1,0 +1,190 @@
+"""`sciot-mqtt bench split`: end-to-end latency of every split point on loopback.
+
+The service runs as `sciot-mqtt up` in a child process (embedded amqtt, or against a
+Mosquitto child), the device in this process, as deployed. Per split point: latency from
+publishing `infer` to receiving `result` (the device's head compute is excluded and reported
+apart), bytes on the wire, and the service's overhead (receive to publish, minus the tail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciot_mqtt.bench.machine import describe_machine
+from sciot_mqtt.broker import MosquittoBroker, free_port
+from sciot_mqtt.device import Device
+from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.models import ModelPackage
+from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
+from sciot_mqtt.settings import DeviceSettings
+from sciot_mqtt.testing import MqttProbe
+from sciot_mqtt.transport import BrokerAddress
+
+BROKERS = ("amqtt", "mosquitto")
+
+
+@contextlib.asynccontextmanager
+async def _service(broker: str, workdir: Path) -> AsyncIterator[BrokerAddress]:
+    """The broker and `sciot-mqtt up` as child processes; yields once the service is online."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIOT_")}
+    async with contextlib.AsyncExitStack() as stack:
+        if broker == "mosquitto":
+            mosquitto = await stack.enter_async_context(MosquittoBroker())
+            address = mosquitto.address
+            extra = ["--external-broker"]
+        else:
+            address = BrokerAddress("127.0.0.1", free_port())
+            extra = []
+        log = (workdir / f"service-{broker}.log").open("wb")
+        stack.callback(log.close)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sciot_mqtt",
+            "up",
+            "--port",
+            str(address.port),
+            *extra,
+            "--log-level",
+            "warning",
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        try:
+            from sciot_mqtt.broker import until_accepting
+
+            await asyncio.wait_for(until_accepting(address), 30)
+            async with MqttProbe(address, service_topic("edge", ServiceTopic.STATE)) as probe:
+                await probe.expect_message(
+                    ServiceState,
+                    service_topic("edge", ServiceTopic.STATE),
+                    lambda s: s.online,
+                    timeout=30,
+                )
+            yield address
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 10)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "p50": float(np.percentile(array, 50)),
+        "p99": float(np.percentile(array, 99)),
+        "mean": float(array.mean()),
+    }
+
+
+async def _measure(
+    address: BrokerAddress, package: ModelPackage, iterations: int, warmup: int
+) -> list[dict[str, Any]]:
+    settings = DeviceSettings(_env_file=None, id="bench", result_timeout=10.0)  # type: ignore[call-arg]
+    rows = []
+    async with Device(settings, address, packages={package.model_id: package}) as device:
+        await device.wait_until(lambda: device.mode == "offload", timeout=30)
+        images = synthetic_images(seed=7)
+        frames = [next(images) for _ in range(16)]
+        for split in package.split_points:
+            settings.split = split
+            records = []
+            for i in range(warmup + iterations):
+                record = await device.infer(frames[i % len(frames)])
+                if i >= warmup:
+                    records.append(record)
+            lost = [r for r in records if split < package.num_ops and r.path != "offload"]
+            row: dict[str, Any] = {
+                "split": split,
+                "tensors": len(package.boundaries[split].tensors),
+                "tensor_bytes": package.boundaries[split].nbytes,
+                "payload_bytes": int(np.mean([r.sent_bytes for r in records])),
+                "head_ms": _stats([r.head_ms for r in records]),
+                "not_offloaded": len(lost),
+            }
+            offloaded = [r for r in records if r.path == "offload"]
+            if offloaded:
+                row["latency_ms"] = _stats([r.rtt_ms or 0.0 for r in offloaded])
+                row["tail_ms"] = _stats([r.edge_ms or 0.0 for r in offloaded])
+                row["service_overhead_ms"] = _stats(
+                    [(r.service_ms or 0.0) - (r.edge_ms or 0.0) for r in offloaded]
+                )
+            rows.append(row)
+    return rows
+
+
+async def run_split_bench(
+    package: ModelPackage,
+    out: Path,
+    *,
+    brokers: tuple[str, ...] = BROKERS,
+    iterations: int = 200,
+    warmup: int = 20,
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "benchmark": "split",
+        "command": "sciot-mqtt bench split " + " ".join(sys.argv[3:]),
+        "machine": describe_machine(),
+        "config": {
+            "model": package.model_id,
+            "ops": package.num_ops,
+            "iterations": iterations,
+            "warmup": warmup,
+            "transport": "loopback TCP, QoS 1 both ways",
+            "service": "sciot-mqtt up (child process), 2 tail workers",
+        },
+        "brokers": {},
+    }
+    for broker in brokers:
+        async with _service(broker, out) as address:
+            report["brokers"][broker] = await _measure(address, package, iterations, warmup)
+    (out / "split.json").write_text(json.dumps(report, indent=2))
+    plot_split(report, out / "split.png")
+    return report
+
+
+def plot_split(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for broker, rows in report["brokers"].items():
+        rows = [r for r in rows if "latency_ms" in r]
+        splits = [r["split"] for r in rows]
+        top.plot(splits, [r["latency_ms"]["p50"] for r in rows], marker="o", label=f"{broker} p50")
+        top.plot(
+            splits, [r["latency_ms"]["p99"] for r in rows], linestyle="--", label=f"{broker} p99"
+        )
+    top.axhline(10, color="grey", linewidth=0.8, linestyle=":", label="10 ms target")
+    top.set_ylabel("publish -> result (ms)")
+    top.set_title(
+        f"{report['config']['model']}: end-to-end latency per split point "
+        f"({report['machine']['cpu']}, {report['machine']['cores']} cores)"
+    )
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    rows = next(iter(report["brokers"].values()))
+    bottom.bar([r["split"] for r in rows], [r["tensor_bytes"] / 1024 for r in rows])
+    bottom.set_ylabel("tensor bytes at the cut (KiB)")
+    bottom.set_xlabel("split point s (device runs ops [0, s))")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
