@@ -1,0 +1,57 @@
+"""The service and devices start small: no TensorFlow at run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sciot_mqtt.device.inputs import folder_images
+from sciot_mqtt.models import ModelPackage, SegmentRunner
+
+
+def test_service_and_device_never_import_tensorflow() -> None:
+    code = """
+import sys, asyncio
+from sciot_mqtt.cli import build_parser
+from sciot_mqtt.service import Service
+from sciot_mqtt.service.inference import InferenceEngine
+from sciot_mqtt.device import Device
+from sciot_mqtt.models.catalog import resolve_packages
+from sciot_mqtt.models import SegmentRunner
+packages = resolve_packages(["fomo96"])
+runner = SegmentRunner(packages["fomo96"])
+runner.warm_up()
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
+print(heavy)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_folder_images_feed_the_model(
+    tmp_path: Path, sciot_models: dict[str, ModelPackage]
+) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        np.save(tmp_path / f"frame{i}.npy", rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    (tmp_path / "notes.txt").write_text("ignored")
+    images = folder_images(tmp_path)
+    frames = [next(images) for _ in range(4)]
+    assert np.array_equal(frames[0], frames[3])  # it loops over the folder
+    package = sciot_models["fomo96"]
+    output = SegmentRunner(package).run_whole(package.quantize_input(frames[1]))
+    assert output.shape == package.output.shape
+
+
+def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
+    import pytest
+
+    from sciot_mqtt.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="no images"):
+        next(folder_images(tmp_path))
