@@ -36,8 +36,14 @@ class ServiceSettings(BaseSettings):
     max_payload: int = Field(262_144, ge=4096, description="largest accepted payload (bytes)")
     keepalive: int = Field(10, ge=1, le=65535, description="MQTT keepalive (s)")
     split: int | None = Field(
-        None, ge=0, description="split told to every device; unset: least-traffic cut"
+        None, ge=0, description="pin one split for every device; unset: decide per device"
     )
+    ema_alpha: float = Field(0.2, gt=0, le=1, description="weight of a new timing sample")
+    hysteresis_rel: float = Field(0.10, ge=0, description="relative gain needed to move split")
+    hysteresis_ms: float = Field(1.0, ge=0, description="absolute gain needed to move (ms)")
+    variance_window: int = Field(10, ge=3, description="per-operator samples for variance")
+    variance_cv: float = Field(0.15, gt=0, description="CV marking an operator unstable")
+    probe_probability: float = Field(0.05, ge=0, le=1, description="chance of a routine probe")
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
     model_cache: str | None = Field(None, description="prepared-model cache directory")

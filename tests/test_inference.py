@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import numpy as np
+import pytest
 
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
@@ -73,22 +74,33 @@ async def test_result_carries_detections_output_and_edge_times(
     assert result.service_ms >= sum(result.edge_ms) * 0.5
 
 
-async def test_service_publishes_a_retained_default_split_that_devices_follow(
+async def test_first_decision_probes_the_device_then_offloads_with_a_reason(
     sciot_service: Service,
     sciot_device: Device,
     sciot_models: dict[str, ModelPackage],
     sciot_probe: MqttProbe,
 ) -> None:
+    """A new device is probed (a timed device-only run) before the service picks its split."""
     package = sciot_models["fomo96"]
-    decision = await sciot_probe.expect_message(
-        SplitDecision, device_topic("device-1", DeviceTopic.SPLIT)
-    )
-    least = min(package.split_points, key=lambda s: (package.boundaries[s].nbytes, s))
-    assert (decision.split, decision.model, decision.decision) == (least, "fomo96", 1)
+    topic = device_topic("device-1", DeviceTopic.SPLIT)
+    first = await sciot_probe.expect_message(SplitDecision, topic)
+    assert (first.mode, first.split, first.decision) == ("probe", package.num_ops, 1)
     await sciot_device.wait_until(lambda: sciot_device.decision is not None, timeout=5)
     record = await sciot_device.infer(next(synthetic_images()))
-    expected_path = "offload" if least < package.num_ops else "local"
-    assert (record.split, record.path) == (least, expected_path)
+    assert (record.path, record.reason) == ("local", "probe")
+    timings = await sciot_probe.expect_message(
+        LocalTimings, device_topic("device-1", DeviceTopic.TIMINGS)
+    )
+    assert timings.reason == "probe" and len(timings.device_ms) == package.num_ops
+    second = await sciot_probe.expect_message(SplitDecision, topic, lambda d: d.decision == 2)
+    assert second.mode in ("offload", "local") and second.predicted_ms is not None
+    # A device at host speed is as fast as the edge, so any link cost makes local the best.
+    assert (second.mode, second.split) == ("local", package.num_ops)
+    assert second.reason.startswith("device only") and "predicted" in second.reason
+    assert second.predicted_ms == pytest.approx(sum(timings.device_ms), rel=0.5)
+    await sciot_device.wait_until(lambda: sciot_device.decision == second, timeout=5)
+    record = await sciot_device.infer(next(synthetic_images()))
+    assert (record.path, record.reason) == ("local", "local")
 
 
 def _request(package: ModelPackage, split: int, session: int, **changes: object) -> InferRequest:

@@ -145,7 +145,9 @@ class Device:
         self._mqtt: MqttSession | None = None
         self._pending: dict[int, asyncio.Future[InferResult | ErrorReport]] = {}
         self._infer_seq = 0
-        self._last_rtt: tuple[int, float] | None = None
+        self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
+        self._probed: int | None = None  # decision number of the probe already run
+        self._followed: SplitDecision | None = None  # the last decision that was not a probe
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._model_runners: dict[str, SegmentRunner] = {}
 
@@ -378,6 +380,8 @@ class Device:
                 self.decision = None
                 return
             self.decision = SplitDecision.decode(message.payload)
+            if self.decision.mode != "probe":
+                self._followed = self.decision
             self._summary.decisions += 1
         elif kind is DeviceTopic.RESULT:
             result = InferResult.decode(message.payload, max_bytes=self.settings.max_payload)
@@ -444,10 +448,12 @@ class Device:
         if self.settings.split is not None:
             return (n, "pinned") if self.settings.split >= n else (self.settings.split, "pinned")
         decision = self.decision
+        if decision is not None and decision.mode == "probe":
+            if decision.decision != self._probed:
+                return n, "probe"
+            decision = self._followed  # one probe per probe decision; then as before
         if decision is None or decision.model != package.model_id:
             return n, "local"
-        if decision.mode == "probe":
-            return n, "probe"
         if decision.mode == "local" or decision.split >= n:
             return n, "local"
         return decision.split, "decision"
@@ -466,6 +472,8 @@ class Device:
         seq = self._infer_seq
         self._infer_seq = (self._infer_seq + 1) & U32_MAX
         split, reason = self.plan(package)
+        if reason == "probe" and self.decision is not None:
+            self._probed = self.decision.decision
         started = time.perf_counter()
         head = await self._compute(runner.run_head, split, x)  # type: ignore[attr-defined]
         tensors, op_seconds = head  # type: ignore[misc]
@@ -479,9 +487,10 @@ class Device:
             await self._publish_timings(package, seq, reason, device_ms, output)
         else:
             try:
-                output, sent, reply = await self._offload(package, seq, split, tensors, device_ms)
+                output, sent, reply, rtt_ms = await self._offload(
+                    package, seq, split, tensors, device_ms
+                )
                 path, reason = "offload", "answered"
-                rtt_ms = self._last_rtt[1] if self._last_rtt else None
             except _Fallback as why:
                 output = await self._compute(runner.run_tail, split, tensors)  # type: ignore[attr-defined]
                 path, reason = "fallback", str(why)
@@ -526,7 +535,7 @@ class Device:
         split: int,
         tensors: dict[str, np.ndarray],
         device_ms: list[float],
-    ) -> tuple[np.ndarray, int, InferResult]:
+    ) -> tuple[np.ndarray, int, InferResult, float]:
         mqtt = self._mqtt
         if mqtt is None or self.assignment is None:
             raise _Fallback("disconnected")
@@ -553,6 +562,7 @@ class Device:
             rtt_ms=self._last_rtt[1] if self._last_rtt else None,
             rtt_seq=self._last_rtt[0] if self._last_rtt else None,
         )
+        self._last_rtt = None
         payload = request.encode()
         future: asyncio.Future[InferResult | ErrorReport] = (
             asyncio.get_running_loop().create_future()
@@ -570,13 +580,14 @@ class Device:
             self._pending.pop(seq, None)
         if isinstance(reply, ErrorReport):
             raise _Fallback(f"error:{reply.code.value}")
-        self._last_rtt = (seq, (time.perf_counter() - sent_at) * 1000)
+        rtt_ms = (time.perf_counter() - sent_at) * 1000
+        self._last_rtt = (seq, rtt_ms)
         spec = package.output
         if reply.output.data and len(reply.output.data) == spec.nbytes:
             output = np.frombuffer(reply.output.data, dtype=spec.np_dtype).reshape(spec.shape)
         else:
             raise _Fallback("malformed result")
-        return output, len(payload), reply
+        return output, len(payload), reply, rtt_ms
 
     async def _publish_timings(
         self,
@@ -599,7 +610,10 @@ class Device:
                 DetectionItem(cls=d.class_id, x=d.x, y=d.y, score=min(1.0, float(d.score)))
                 for d in package.decode(output)
             ],
+            rtt_ms=self._last_rtt[1] if self._last_rtt else None,
+            rtt_seq=self._last_rtt[0] if self._last_rtt else None,
         )
+        self._last_rtt = None
         with contextlib.suppress(ConnectionLostError):
             await mqtt.publish(
                 device_topic(self.device_id, DeviceTopic.TIMINGS), timings.encode(), qos=1

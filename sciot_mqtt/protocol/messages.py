@@ -259,6 +259,10 @@ class LocalTimings(Message):
         max_length=65535, description="time of each operator [0, N) on the device (ms)"
     )
     detections: list[DetectionItem] = Field(max_length=4096)
+    rtt_ms: float | None = Field(
+        default=None, ge=0, description="as in `infer`: a round trip not yet reported"
+    )
+    rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
 
 
 # --- service -> device ---------------------------------------------------------------------

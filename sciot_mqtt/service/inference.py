@@ -101,6 +101,7 @@ class InferenceEngine:
         self.workers = workers
         self.max_pending = max_pending
         self.profiles: dict[str, EdgeProfile] = {}
+        self.queue_ms = 0.0  # EMA of the wait for a worker: the load of every device counts
         self._pending = 0
         self._local = threading.local()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -173,4 +174,5 @@ class InferenceEngine:
         finally:
             self._pending -= 1
         edge_op_ms = self.profiles[model_id].observe(split, compute_s * 1000)
+        self.queue_ms += 0.2 * (queue_s * 1000 - self.queue_ms)
         return TailOutcome(output, compute_s, queue_s, edge_op_ms)

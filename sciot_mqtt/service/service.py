@@ -41,7 +41,8 @@ from sciot_mqtt.protocol import (
     parse_topic,
     service_topic,
 )
-from sciot_mqtt.service.registry import DeviceRecord, Registry, Transition
+from sciot_mqtt.service.decisions import Decision, DecisionSettings, DeviceCostModel
+from sciot_mqtt.service.registry import DeviceRecord, Presence, Registry, Transition
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
 
@@ -102,6 +103,15 @@ class Service:
         self._mqtt: MqttSession | None = None
         self._inferences: set[asyncio.Task[None]] = set()
         self._decisions: dict[str, SplitDecision] = {}
+        self.costs: dict[str, DeviceCostModel] = {}
+        self.decision_settings = DecisionSettings(
+            alpha=settings.ema_alpha,
+            rel_margin=settings.hysteresis_rel,
+            abs_margin_ms=settings.hysteresis_ms,
+            window=settings.variance_window,
+            cv_threshold=settings.variance_cv,
+            probe_probability=settings.probe_probability,
+        )
         self.results_published = 0
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -239,14 +249,16 @@ class Service:
 
     # --- publishing -----------------------------------------------------------------------
 
-    async def _send(self, mqtt: MqttSession, device_id: str, message: Message) -> None:
+    async def _send(self, mqtt: MqttSession, device_id: str, message: Message) -> int:
+        payload = message.encode()
         await mqtt.publish(
             device_topic(device_id, message.TOPIC),  # type: ignore[arg-type]
-            message.encode(),
+            payload,
             qos=message.QOS,
             retain=message.RETAIN,
         )
         self.counters.tx += 1
+        return len(payload)
 
     async def _reject(
         self, mqtt: MqttSession, device_id: str, kind: str, error: ProtocolError, seq: int | None
@@ -334,11 +346,13 @@ class Service:
             elif kind is DeviceTopic.INFER:
                 request = InferRequest.decode(message.payload, max_bytes=self.settings.max_payload)
                 try:
-                    self._on_infer(mqtt, device_id, request, time.perf_counter())
+                    self._on_infer(
+                        mqtt, device_id, request, time.perf_counter(), len(message.payload)
+                    )
                 except ProtocolError as error:
                     await self._reject(mqtt, device_id, kind.value, error, request.seq)
             elif kind is DeviceTopic.TIMINGS:
-                self._on_timings(device_id, LocalTimings.decode(message.payload))
+                await self._on_timings(mqtt, device_id, LocalTimings.decode(message.payload))
         except ProtocolError as error:
             await self._reject(mqtt, device_id, kind.value, error, None)
 
@@ -352,7 +366,7 @@ class Service:
             model=assign.model,
         )
         await self._send(mqtt, device_id, assign)
-        await self._decide(mqtt, device_id, assign.model, "default split of the service")
+        await self._decide(mqtt, device_id)
 
     async def _on_state(
         self, mqtt: MqttSession, device_id: str, state: DeviceState, *, retained: bool
@@ -369,49 +383,86 @@ class Service:
                 current_session=record.session,
             )
         self._log_transition(transition)
+        if transition is not None:
+            await self._decide(mqtt, device_id)
         if rebirth:
             await self._request_rebirth(mqtt, device_id, "service restarted")
 
     async def _on_heartbeat(self, mqtt: MqttSession, device_id: str, hb: Heartbeat) -> None:
         transition, rebirth = self.registry.on_heartbeat(device_id, hb)
         self._log_transition(transition)
+        if transition is not None:
+            await self._decide(mqtt, device_id)
         if rebirth:
             await self._request_rebirth(mqtt, device_id, "unknown session")
 
     # --- inference ------------------------------------------------------------------------
 
-    def default_split(self, model_id: str) -> int | None:
-        package = self.packages.get(model_id)
+    def cost_model(self, device_id: str) -> DeviceCostModel | None:
+        """The device's cost model for its assigned model (None without a loaded model)."""
+        record = self.registry.get(device_id)
+        package = self.packages.get(record.model) if record and record.model else None
         if package is None:
             return None
-        if self.settings.split is not None:
-            return min(self.settings.split, package.num_ops)
-        # Until the decision engine: the cut with the least traffic, earliest on a tie.
-        return min(package.split_points, key=lambda s: (package.boundaries[s].nbytes, s))
+        model = self.costs.get(device_id)
+        if model is None or model.bytes_at != [b.nbytes for b in package.boundaries]:
+            model = DeviceCostModel(
+                package.num_ops, [b.nbytes for b in package.boundaries], self.decision_settings
+            )
+            self.costs[device_id] = model
+        return model
 
-    async def _decide(self, mqtt: MqttSession, device_id: str, model_id: str, reason: str) -> None:
-        """Publish the retained split decision if it changes."""
-        split = self.default_split(model_id)
-        if split is None:
+    def _next_decision(self, device_id: str, *, after_probe: bool) -> tuple[str, Decision] | None:
+        record = self.registry.get(device_id)
+        if record is None or record.model is None or record.model not in self.packages:
+            return None
+        package = self.packages[record.model]
+        n = package.num_ops
+        if record.presence is not Presence.ONLINE:
+            return record.model, Decision(n, "local", None, f"device {record.presence.value}")
+        if self.settings.split is not None:
+            split = min(self.settings.split, n)
+            mode = "local" if split == n else "offload"
+            return record.model, Decision(split, mode, None, "pinned by the service")
+        cost = self.cost_model(device_id)
+        assert cost is not None
+        edge_ms = self.engine.profiles[record.model].ms if self.engine else [0.0] * n
+        queue_ms = self.engine.queue_ms if self.engine else 0.0
+        return record.model, cost.decide(edge_ms, queue_ms, after_probe=after_probe)
+
+    async def _decide(
+        self, mqtt: MqttSession, device_id: str, *, after_probe: bool = False
+    ) -> None:
+        """Publish the device's retained split decision when split, mode or model change."""
+        chosen = self._next_decision(device_id, after_probe=after_probe)
+        if chosen is None:
             return
-        package = self.packages[model_id]
-        mode = "local" if split == package.num_ops else "offload"
+        model_id, decision = chosen
         previous = self._decisions.get(device_id)
         if previous is not None and (previous.split, previous.mode, previous.model) == (
-            split,
-            mode,
+            decision.split,
+            decision.mode,
             model_id,
         ):
             return
-        decision = SplitDecision(
+        message = SplitDecision(
             decision=((previous.decision + 1) & 0xFFFFFFFF) if previous else 1,
             model=model_id,
-            split=split,
-            mode=mode,
-            reason=reason,
+            split=decision.split,
+            mode=decision.mode,
+            reason=decision.reason[:200],
+            predicted_ms=decision.predicted_ms,
         )
-        self._decisions[device_id] = decision
-        await self._send(mqtt, device_id, decision)
+        self._decisions[device_id] = message
+        self._log.info(
+            "split decision",
+            device_id=device_id,
+            split=message.split,
+            mode=message.mode,
+            predicted_ms=None if decision.predicted_ms is None else round(decision.predicted_ms, 2),
+            reason=message.reason,
+        )
+        await self._send(mqtt, device_id, message)
 
     def _registered(self, device_id: str, session: int, model: str) -> DeviceRecord:
         record = self.registry.get(device_id)
@@ -426,7 +477,12 @@ class Service:
         return record
 
     def _on_infer(
-        self, mqtt: MqttSession, device_id: str, request: InferRequest, received: float
+        self,
+        mqtt: MqttSession,
+        device_id: str,
+        request: InferRequest,
+        received: float,
+        payload_bytes: int,
     ) -> None:
         """Validate now (errors answer at once), run the tail in an owned task."""
         self._registered(device_id, request.session, request.model)
@@ -441,6 +497,11 @@ class Service:
                 ErrorCode.INVALID,
                 f"device_ms has {len(request.device_ms)} times for split {request.split}",
             )
+        cost = self.cost_model(device_id)
+        if cost is not None:
+            cost.on_request(request.seq, request.split, request.device_ms, payload_bytes)
+            if request.rtt_ms is not None and request.rtt_seq is not None:
+                cost.on_round_trip(request.rtt_seq, request.rtt_ms)
         task = asyncio.create_task(
             self._infer(mqtt, device_id, request, tensors, received),
             name=f"infer-{device_id}-{request.seq}",
@@ -508,17 +569,22 @@ class Service:
             return
         self.results_published += 1
 
-    def _on_timings(self, device_id: str, timings: LocalTimings) -> None:
+    async def _on_timings(self, mqtt: MqttSession, device_id: str, timings: LocalTimings) -> None:
         record = self.registry.get(device_id)
-        if record is None or record.session != timings.session:
+        if record is None or record.session != timings.session or record.model != timings.model:
             return  # a run from before the current session says nothing about it now
-        self._log.debug(
-            "local run",
-            device_id=device_id,
-            seq=timings.seq,
-            reason=timings.reason,
-            total_ms=round(sum(timings.device_ms), 3),
-        )
+        cost = self.cost_model(device_id)
+        if cost is None:
+            return
+        if len(timings.device_ms) != cost.n_ops:
+            raise ProtocolError(
+                ErrorCode.INVALID,
+                f"timings has {len(timings.device_ms)} times; {timings.model} has {cost.n_ops} ops",
+            )
+        cost.on_local_run(timings.device_ms)
+        if timings.rtt_ms is not None and timings.rtt_seq is not None:
+            cost.on_round_trip(timings.rtt_seq, timings.rtt_ms)
+        await self._decide(mqtt, device_id, after_probe=timings.reason == "probe")
 
     def _log_transition(self, transition: Transition | None) -> None:
         if transition is not None:
@@ -539,6 +605,7 @@ class Service:
             transitions = self.registry.sweep()
             for transition in transitions:
                 self._log_transition(transition)
+                await self._decide(mqtt, transition.device_id)
             if transitions:
                 await self._notify()
 

@@ -1,0 +1,296 @@
+"""Where each device should cut its model: a per-device cost model. Pure logic, no I/O.
+
+Predicted latency of split point s (the device runs operators [0, s)):
+
+    T(s) = device[0, s) + link latency + bytes(s) / bandwidth + edge queue + edge[s, N)   s < N
+    T(N) = device[0, N)                                                               (local)
+
+Device times are EMAs of what the device reports per operator; edge times are the service's
+own (calibrated, then EMA of measured tails); the link is fitted from round trips the device
+measures itself (no clock is shared), net of the service's own time for that request.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["offload", "local", "probe"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSettings:
+    alpha: float = 0.2  # EMA weight of a new sample
+    rel_margin: float = 0.10  # change split only if it saves this fraction of T(current)...
+    abs_margin_ms: float = 1.0  # ...and at least this much
+    window: int = 10  # per-operator samples kept for the variance test
+    cv_threshold: float = 0.15  # coefficient of variation that marks an operator unstable
+    probe_probability: float = 0.05  # random device-only runs, so device times never go stale
+    link_window: int = 20  # round-trip samples the link fit uses
+    prior_latency_ms: float = 5.0  # link guesses until the device has reported round trips
+    prior_kbps: float = 10_000.0
+
+
+def cost_curve(
+    device_ms: Sequence[float],
+    edge_ms: Sequence[float],
+    bytes_at: Sequence[int],
+    *,
+    latency_ms: float,
+    ms_per_byte: float,
+    queue_ms: float = 0.0,
+) -> list[float]:
+    """T(s) for s in 0..N (see the module docstring)."""
+    n = len(device_ms)
+    if len(edge_ms) != n or len(bytes_at) != n + 1:
+        raise ValueError("need N device times, N edge times and N + 1 byte counts")
+    head = [0.0]
+    for t in device_ms:
+        head.append(head[-1] + t)
+    tail = [0.0] * (n + 1)
+    for s in range(n - 1, -1, -1):
+        tail[s] = tail[s + 1] + edge_ms[s]
+    curve = [
+        head[s] + latency_ms + bytes_at[s] * ms_per_byte + queue_ms + tail[s] for s in range(n)
+    ]
+    curve.append(head[n])
+    return curve
+
+
+def best_split(curve: Sequence[float], bytes_at: Sequence[int]) -> int:
+    """The cheapest split; ties go to fewer bytes on the wire, then to the later split."""
+    return min(range(len(curve)), key=lambda s: (round(curve[s], 9), bytes_at[s], -s))
+
+
+def with_hysteresis(
+    curve: Sequence[float],
+    bytes_at: Sequence[int],
+    current: int | None,
+    settings: DecisionSettings,
+) -> tuple[int, bool]:
+    """(split, changed): keep `current` unless the best one saves enough to be worth it."""
+    best = best_split(curve, bytes_at)
+    if current is None or not 0 <= current < len(curve):
+        return best, True
+    gain = curve[current] - curve[best]
+    if best != current and gain > max(settings.abs_margin_ms, settings.rel_margin * curve[current]):
+        return best, True
+    return current, False
+
+
+class OperatorTimes:
+    """Per-operator EMA plus a sliding window for the variance test."""
+
+    def __init__(self, n_ops: int, alpha: float, window: int) -> None:
+        self.alpha = alpha
+        self.ema: list[float | None] = [None] * n_ops
+        self.samples: list[deque[float]] = [deque(maxlen=window) for _ in range(n_ops)]
+
+    def observe(self, times_ms: Sequence[float], start: int = 0) -> None:
+        for offset, value in enumerate(times_ms):
+            i = start + offset
+            if not 0 <= i < len(self.ema) or not math.isfinite(value) or value < 0:
+                continue
+            current = self.ema[i]
+            self.ema[i] = value if current is None else current + self.alpha * (value - current)
+            self.samples[i].append(value)
+
+    @property
+    def complete(self) -> bool:
+        return all(v is not None for v in self.ema)
+
+    def values(self) -> list[float]:
+        return [v if v is not None else 0.0 for v in self.ema]
+
+    def unstable(self, threshold: float, min_samples: int = 3) -> set[int]:
+        """Operators whose times vary more than `threshold` (CV), each with the next one."""
+        marked: set[int] = set()
+        for i, window in enumerate(self.samples):
+            if len(window) < min_samples:
+                continue
+            mean = sum(window) / len(window)
+            if mean <= 0:
+                continue
+            sd = math.sqrt(sum((x - mean) ** 2 for x in window) / (len(window) - 1))
+            if sd / mean > threshold:
+                marked.update({i, i + 1} & set(range(len(self.samples))))
+        return marked
+
+
+@dataclass
+class LinkEstimate:
+    """time = latency + bytes / bandwidth, fitted to the device's own round-trip reports."""
+
+    settings: DecisionSettings
+    latency_ms: float = 0.0
+    ms_per_byte: float = 0.0
+    samples: deque[tuple[int, float]] = field(default_factory=deque)
+    observed: int = 0
+
+    def __post_init__(self) -> None:
+        self.latency_ms = self.settings.prior_latency_ms
+        self.ms_per_byte = 8.0 / self.settings.prior_kbps  # kbit/s = bit/ms
+        self.samples = deque(maxlen=self.settings.link_window)
+
+    @property
+    def kbps(self) -> float:
+        return 8.0 / self.ms_per_byte if self.ms_per_byte > 0 else math.inf
+
+    def observe(self, nbytes: int, network_ms: float) -> None:
+        if not math.isfinite(network_ms) or network_ms < 0 or nbytes <= 0:
+            return
+        self.samples.append((nbytes, network_ms))
+        self.observed += 1
+        latency, per_byte = self._fit()
+        a = self.settings.alpha if self.observed > 1 else 1.0
+        # Faster than the EMA when the link changed a lot, so a step is followed quickly.
+        if abs(network_ms - self.predict(nbytes)) > 0.5 * max(self.predict(nbytes), 1.0):
+            a = max(a, 0.5)
+        self.latency_ms += a * (latency - self.latency_ms)
+        self.ms_per_byte += a * (per_byte - self.ms_per_byte)
+
+    def predict(self, nbytes: int) -> float:
+        return self.latency_ms + nbytes * self.ms_per_byte
+
+    def _fit(self) -> tuple[float, float]:
+        recent = list(self.samples)[-max(3, self.settings.link_window // 2) :]
+        xs = [float(b) for b, _ in recent]
+        ys = [t for _, t in recent]
+        n = len(recent)
+        mean_x, mean_y = sum(xs) / n, sum(ys) / n
+        var_x = sum((x - mean_x) ** 2 for x in xs)
+        if n >= 3 and max(xs) > 1.5 * min(xs) and var_x > 0:
+            slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var_x
+            slope = max(slope, 1e-7)
+            intercept = max(0.0, mean_y - slope * mean_x)
+            return intercept, slope
+        # One payload size only: bandwidth is not identifiable; keep it, refit the latency.
+        slope = self.ms_per_byte
+        return max(0.0, mean_y - slope * mean_x), slope
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    split: int
+    mode: Mode
+    predicted_ms: float | None
+    reason: str
+
+
+@dataclass
+class _Sent:
+    nbytes: int
+    service_ms: float | None = None
+
+
+class DeviceCostModel:
+    """Everything the service knows of one device's timing, and the decision it implies."""
+
+    def __init__(
+        self,
+        n_ops: int,
+        bytes_at: Sequence[int],
+        settings: DecisionSettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.n_ops = n_ops
+        self.bytes_at = list(bytes_at)
+        self.settings = settings
+        self.device = OperatorTimes(n_ops, settings.alpha, settings.window)
+        self.link = LinkEstimate(settings)
+        self.current: Decision | None = None
+        self.last_curve: list[float] | None = None
+        self._rng = rng or random.Random()
+        self._sent: dict[int, _Sent] = {}
+        self._since_variance_probe = settings.window
+        self._probe_wait = 0
+
+    # --- observations ---------------------------------------------------------------------
+
+    def on_request(self, seq: int, split: int, device_ms: Sequence[float], nbytes: int) -> None:
+        self.device.observe(device_ms, 0)
+        self._remember(seq, nbytes)
+        self._since_variance_probe += 1
+
+    def on_result(self, seq: int, nbytes: int, service_ms: float) -> None:
+        sent = self._sent.get(seq)
+        if sent is not None:
+            sent.nbytes += nbytes
+            sent.service_ms = service_ms
+
+    def on_round_trip(self, seq: int, rtt_ms: float) -> None:
+        """The device's round trip of inference `seq`, minus our own time for it."""
+        sent = self._sent.pop(seq, None)
+        if sent is None or sent.service_ms is None:
+            return
+        self.link.observe(sent.nbytes, rtt_ms - sent.service_ms)
+
+    def on_local_run(self, device_ms: Sequence[float]) -> None:
+        if len(device_ms) == self.n_ops:
+            self.device.observe(device_ms, 0)
+
+    def _remember(self, seq: int, nbytes: int) -> None:
+        self._sent[seq] = _Sent(nbytes)
+        while len(self._sent) > 64:
+            self._sent.pop(next(iter(self._sent)))
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def decide(
+        self, edge_ms: Sequence[float], queue_ms: float, *, after_probe: bool = False
+    ) -> Decision:
+        """The decision for the next inference (it may equal the current one).
+
+        Call it after each observation; `after_probe` when the device's probe run arrived.
+        A probe stays in force until then (an inference already under way must not cancel
+        it), or for at most 2 x window requests if the probe run never comes.
+        """
+        previous = self.current
+        if previous is not None and previous.mode == "probe" and not after_probe:
+            self._probe_wait += 1
+            if self._probe_wait <= 2 * self.settings.window:
+                return previous
+        self._probe_wait = 0
+        if not self.device.complete:
+            return self._set(Decision(self.n_ops, "probe", None, "learning the device's times"))
+        curve = cost_curve(
+            self.device.values(),
+            edge_ms,
+            self.bytes_at,
+            latency_ms=self.link.latency_ms,
+            ms_per_byte=self.link.ms_per_byte,
+            queue_ms=queue_ms,
+        )
+        self.last_curve = curve
+        # Right after a probe no new one: never two in a row.
+        if not after_probe and (previous is None or previous.mode != "probe"):
+            unstable = self.device.unstable(self.settings.cv_threshold)
+            if unstable and self._since_variance_probe >= self.settings.window:
+                self._since_variance_probe = 0
+                ops = ",".join(str(i) for i in sorted(unstable)[:6])
+                return self._set(Decision(self.n_ops, "probe", None, f"unstable ops {ops}"))
+            if self._rng.random() < self.settings.probe_probability:
+                return self._set(Decision(self.n_ops, "probe", None, "routine probe"))
+        split, changed = with_hysteresis(curve, self.bytes_at, self._last_split, self.settings)
+        mode: Mode = "local" if split == self.n_ops else "offload"
+        if changed or previous is None or previous.mode == "probe":
+            where = "device only" if mode == "local" else ("edge only" if split == 0 else "split")
+            reason = (
+                f"{where}: {curve[split]:.1f} ms predicted, link {self.link.latency_ms:.1f} ms"
+                f" + {self.link.kbps:.0f} kbit/s"
+            )
+        else:
+            reason = previous.reason
+        return self._set(Decision(split, mode, curve[split], reason))
+
+    _last_split: int | None = None
+
+    def _set(self, decision: Decision) -> Decision:
+        if decision.mode != "probe":
+            self._last_split = decision.split
+        self.current = decision
+        return decision
