@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_routine_probes_are_never_two_in_a_row() -> None:
         else:
             model.on_request(step, decision.split, [5.0] * decision.split, 1000)
     assert "probe" in modes
-    assert all(not (a == b == "probe") for a, b in zip(modes, modes[1:], strict=False))
+    assert all(not (a == b == "probe") for a, b in itertools.pairwise(modes))
 
 
 def test_round_trips_move_the_split_to_device_only_on_a_slow_link() -> None:
