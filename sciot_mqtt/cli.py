@@ -109,6 +109,9 @@ async def _run_up(settings: ServiceSettings, stop: asyncio.Event) -> None:
 
 _DEVICE_FLAGS = (
     "id",
+    "network",
+    "profile",
+    "emulation_seed",
     "host",
     "port",
     "kind",
@@ -132,6 +135,16 @@ def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--count", type=int, help="run this many inferences, then stop")
     p.add_argument("--interval", type=float, default=0.0, help="seconds between inferences")
     p.add_argument("--split", type=int, help="pin the split point (0 = edge only, N = local)")
+    p.add_argument(
+        "--network",
+        help="link to emulate: loopback (default), 5g, wifi, lte, congested, lossy, a .json "
+        "profile, or a schedule such as wifi@0,lte@30",
+    )
+    p.add_argument(
+        "--profile",
+        help="compute to emulate: host (default), esp32s3[:SCALE][:DIST[:SPREAD]], or a .json",
+    )
+    p.add_argument("--emulation-seed", type=int, help="seed of the emulation (0)")
     p.add_argument("--images", type=Path, help="folder of input images (default: synthetic)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (0)")
     p.add_argument(
@@ -174,6 +187,7 @@ def _cmd_device(args: argparse.Namespace) -> int:
                             await asyncio.wait_for(stop.wait(), args.interval)
             await device.stop()
             summary.update(device.summary().as_dict())
+            summary["link"] = {d: st.as_dict() for d, st in device.link.stats.items()}
             if records:
                 summary["inference"] = summarize_inferences(records)
 

@@ -15,6 +15,7 @@ import numpy as np
 import structlog
 
 from sciot_mqtt import __version__
+from sciot_mqtt.device.emulation import ComputeEmulator, LinkEmulator, load_compute_profile
 from sciot_mqtt.errors import ConnectionLostError, ProtocolError
 from sciot_mqtt.protocol import (
     PROTOCOL_VERSION,
@@ -143,7 +144,10 @@ class Device:
         self._changed = asyncio.Condition()
         self._runner: asyncio.Task[None] | None = None
         self._mqtt: MqttSession | None = None
-        self._pending: dict[int, asyncio.Future[InferResult | ErrorReport]] = {}
+        self._pending: dict[int, asyncio.Future[tuple[InferResult | ErrorReport, int]]] = {}
+        # Emulated link and compute: what this device's network and chip would add.
+        self.link = LinkEmulator(settings.network, seed=settings.emulation_seed)
+        self._emulators: dict[str, ComputeEmulator] = {}
         self._infer_seq = 0
         self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
         self._probed: int | None = None  # decision number of the probe already run
@@ -387,7 +391,7 @@ class Device:
             result = InferResult.decode(message.payload, max_bytes=self.settings.max_payload)
             future = self._pending.get(result.seq)
             if future is not None and not future.done():
-                future.set_result(result)
+                future.set_result((result, len(message.payload)))
         elif kind is DeviceTopic.CMD:
             command = Command.decode(message.payload)
             if command.cmd == "rebirth":
@@ -400,7 +404,7 @@ class Device:
             seq = self.last_error.seq
             waiting = self._pending.get(seq) if seq is not None else None
             if self.last_error.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
-                waiting.set_result(self.last_error)
+                waiting.set_result((self.last_error, len(message.payload)))
             self._log.warning(
                 "service rejected a message",
                 code=self.last_error.code.value,
@@ -440,6 +444,42 @@ class Device:
             runner = self._model_runners[package.sha256] = SegmentRunner(package)
         return runner
 
+    def compute_emulator(self, package: ModelPackage) -> ComputeEmulator:
+        """How long each operator takes on the emulated chip (`host`: as measured)."""
+        emulator = self._emulators.get(package.sha256)
+        if emulator is None:
+            profile = load_compute_profile(self.settings.profile, package)
+            emulator = ComputeEmulator(profile, seed=self.settings.emulation_seed)
+            self._emulators[package.sha256] = emulator
+        return emulator
+
+    @staticmethod
+    def _emulated_head(
+        runner: SegmentRunner, emulator: ComputeEmulator, split: int, x: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], list[float]]:
+        """Operators [0, split), then the wait that makes each take the profile's time."""
+        tensors, measured = runner.run_head(split, x)
+        target = [emulator.op_seconds(i, t) for i, t in enumerate(measured)]
+        extra = sum(target) - sum(measured)
+        if extra > 0:
+            time.sleep(extra)  # on the device's compute thread, standing in for a slow chip
+        return tensors, target
+
+    @staticmethod
+    def _emulated_tail(
+        runner: SegmentRunner,
+        emulator: ComputeEmulator,
+        split: int,
+        tensors: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        started = time.perf_counter()
+        output = runner.run_tail(split, tensors)
+        measured = time.perf_counter() - started
+        target = sum(emulator.op_seconds(i, 0.0) for i in range(split, runner.package.num_ops))
+        if target > measured:
+            time.sleep(target - measured)
+        return output
+
     def plan(self, package: ModelPackage) -> tuple[int, str]:
         """The split for the next inference and why; N means a local run."""
         n = package.num_ops
@@ -475,7 +515,8 @@ class Device:
         if reason == "probe" and self.decision is not None:
             self._probed = self.decision.decision
         started = time.perf_counter()
-        head = await self._compute(runner.run_head, split, x)  # type: ignore[attr-defined]
+        emulator = self.compute_emulator(package)
+        head = await self._compute(self._emulated_head, runner, emulator, split, x)
         tensors, op_seconds = head  # type: ignore[misc]
         device_ms = [t * 1000 for t in op_seconds]
         sent = 0
@@ -492,7 +533,7 @@ class Device:
                 )
                 path, reason = "offload", "answered"
             except _Fallback as why:
-                output = await self._compute(runner.run_tail, split, tensors)  # type: ignore[attr-defined]
+                output = await self._compute(self._emulated_tail, runner, emulator, split, tensors)
                 path, reason = "fallback", str(why)
         total_ms = (time.perf_counter() - started) * 1000
         output = np.asarray(output)
@@ -564,14 +605,17 @@ class Device:
         )
         self._last_rtt = None
         payload = request.encode()
-        future: asyncio.Future[InferResult | ErrorReport] = (
+        future: asyncio.Future[tuple[InferResult | ErrorReport, int]] = (
             asyncio.get_running_loop().create_future()
         )
         self._pending[seq] = future
         sent_at = time.perf_counter()
         try:
-            await mqtt.publish(device_topic(self.device_id, DeviceTopic.INFER), payload, qos=1)
-            reply = await asyncio.wait_for(future, self.settings.result_timeout)
+            async with asyncio.timeout(self.settings.result_timeout):
+                await self.link.uplink(len(payload))
+                await mqtt.publish(device_topic(self.device_id, DeviceTopic.INFER), payload, qos=1)
+                reply, reply_bytes = await future
+                await self.link.downlink(reply_bytes)
         except TimeoutError:
             raise _Fallback("timeout") from None
         except ConnectionLostError:

@@ -29,8 +29,10 @@ class DecisionSettings:
     abs_margin_ms: float = 1.0  # ...and at least this much
     window: int = 10  # per-operator samples kept for the variance test
     cv_threshold: float = 0.15  # coefficient of variation that marks an operator unstable
+    min_sd_ms: float = 0.1  # ...if its spread is also this large: sub-0.1 ms jitter moves nothing
     probe_probability: float = 0.05  # random device-only runs, so device times never go stale
     link_window: int = 20  # round-trip samples the link fit uses
+    explore_every: int = 10  # local by cost: try the best offloading split once per this many
     prior_latency_ms: float = 5.0  # link guesses until the device has reported round trips
     prior_kbps: float = 10_000.0
 
@@ -106,8 +108,9 @@ class OperatorTimes:
     def values(self) -> list[float]:
         return [v if v is not None else 0.0 for v in self.ema]
 
-    def unstable(self, threshold: float, min_samples: int = 3) -> set[int]:
-        """Operators whose times vary more than `threshold` (CV), each with the next one."""
+    def unstable(self, threshold: float, min_sd_ms: float = 0.0, min_samples: int = 3) -> set[int]:
+        """Operators whose times vary more than `threshold` (CV) and `min_sd_ms`, each with
+        the next one."""
         marked: set[int] = set()
         for i, window in enumerate(self.samples):
             if len(window) < min_samples:
@@ -116,7 +119,7 @@ class OperatorTimes:
             if mean <= 0:
                 continue
             sd = math.sqrt(sum((x - mean) ** 2 for x in window) / (len(window) - 1))
-            if sd / mean > threshold:
+            if sd / mean > threshold and sd > min_sd_ms:
                 marked.update({i, i + 1} & set(range(len(self.samples))))
         return marked
 
@@ -143,13 +146,17 @@ class LinkEstimate:
     def observe(self, nbytes: int, network_ms: float) -> None:
         if not math.isfinite(network_ms) or network_ms < 0 or nbytes <= 0:
             return
+        expected = self.predict(nbytes)
+        # A sample far off the fit means the link changed (a handover, congestion): what was
+        # learnt before describes another link, so start over from this sample.
+        # Only once a fit stands on a few samples: before that, misses are the prior's fault.
+        step = len(self.samples) >= 3 and abs(network_ms - expected) > max(0.5 * expected, 5.0)
+        if step:
+            self.samples.clear()
         self.samples.append((nbytes, network_ms))
         self.observed += 1
         latency, per_byte = self._fit()
-        a = self.settings.alpha if self.observed > 1 else 1.0
-        # Faster than the EMA when the link changed a lot, so a step is followed quickly.
-        if abs(network_ms - self.predict(nbytes)) > 0.5 * max(self.predict(nbytes), 1.0):
-            a = max(a, 0.5)
+        a = 1.0 if step or self.observed == 1 else self.settings.alpha
         self.latency_ms += a * (latency - self.latency_ms)
         self.ms_per_byte += a * (per_byte - self.ms_per_byte)
 
@@ -208,11 +215,14 @@ class DeviceCostModel:
         self._sent: dict[int, _Sent] = {}
         self._since_variance_probe = settings.window
         self._probe_wait = 0
+        self._local_streak = 0
+        self._exploring = 0  # decisions left to wait for the exploring request
 
     # --- observations ---------------------------------------------------------------------
 
     def on_request(self, seq: int, split: int, device_ms: Sequence[float], nbytes: int) -> None:
         self.device.observe(device_ms, 0)
+        self._exploring = 0
         self._remember(seq, nbytes)
         self._since_variance_probe += 1
 
@@ -250,6 +260,11 @@ class DeviceCostModel:
         it), or for at most 2 x window requests if the probe run never comes.
         """
         previous = self.current
+        if self._exploring > 0:
+            # The device may start its next run before this decision reaches it: keep it
+            # until it offloads once (a few decisions at most).
+            self._exploring -= 1
+            return previous  # type: ignore[return-value]
         if previous is not None and previous.mode == "probe" and not after_probe:
             self._probe_wait += 1
             if self._probe_wait <= 2 * self.settings.window:
@@ -268,7 +283,7 @@ class DeviceCostModel:
         self.last_curve = curve
         # Right after a probe no new one: never two in a row.
         if not after_probe and (previous is None or previous.mode != "probe"):
-            unstable = self.device.unstable(self.settings.cv_threshold)
+            unstable = self.device.unstable(self.settings.cv_threshold, self.settings.min_sd_ms)
             if unstable and self._since_variance_probe >= self.settings.window:
                 self._since_variance_probe = 0
                 ops = ",".join(str(i) for i in sorted(unstable)[:6])
@@ -277,6 +292,20 @@ class DeviceCostModel:
                 return self._set(Decision(self.n_ops, "probe", None, "routine probe"))
         split, changed = with_hysteresis(curve, self.bytes_at, self._last_split, self.settings)
         mode: Mode = "local" if split == self.n_ops else "offload"
+        if mode == "local" and self.n_ops > 0:
+            # A link is only measured by using it: now and then try the best offloading split,
+            # so a link that got better is noticed. Its round trip arrives with the next run.
+            self._local_streak += 1
+            if self._local_streak > self.settings.explore_every:
+                self._local_streak = 0
+                self._exploring = 3
+                offload = best_split(curve[: self.n_ops], self.bytes_at[: self.n_ops])
+                self.current = Decision(
+                    offload, "offload", curve[offload], "checking the link (device only so far)"
+                )
+                return self.current
+        else:
+            self._local_streak = 0
         if changed or previous is None or previous.mode == "probe":
             where = "device only" if mode == "local" else ("edge only" if split == 0 else "split")
             reason = (

@@ -111,6 +111,7 @@ class Service:
             window=settings.variance_window,
             cv_threshold=settings.variance_cv,
             probe_probability=settings.probe_probability,
+            explore_every=settings.explore_every,
         )
         self.results_published = 0
 
@@ -561,13 +562,17 @@ class Service:
             service_ms=(time.perf_counter() - received) * 1000,
         )
         try:
-            await self._send(mqtt, device_id, result)
+            sent = await self._send(mqtt, device_id, result)
         except ConnectionLostError:
             self._log.warning(
                 "result lost with the connection", device_id=device_id, seq=request.seq
             )
             return
         self.results_published += 1
+        cost = self.cost_model(device_id)
+        if cost is not None:
+            cost.on_result(request.seq, sent, result.service_ms)
+        await self._decide(mqtt, device_id)
 
     async def _on_timings(self, mqtt: MqttSession, device_id: str, timings: LocalTimings) -> None:
         record = self.registry.get(device_id)
