@@ -217,6 +217,7 @@ class DeviceCostModel:
         self._probe_wait = 0
         self._local_streak = 0
         self._exploring = 0  # decisions left to wait for the exploring request
+        self._reason: str | None = None  # why the current split was chosen
 
     # --- observations ---------------------------------------------------------------------
 
@@ -242,6 +243,7 @@ class DeviceCostModel:
     def on_local_run(self, device_ms: Sequence[float]) -> None:
         if len(device_ms) == self.n_ops:
             self.device.observe(device_ms, 0)
+            self._since_variance_probe += 1
 
     def _remember(self, seq: int, nbytes: int) -> None:
         self._sent[seq] = _Sent(nbytes)
@@ -306,15 +308,13 @@ class DeviceCostModel:
                 return self.current
         else:
             self._local_streak = 0
-        if changed or previous is None or previous.mode == "probe":
+        if changed or self._reason is None:
             where = "device only" if mode == "local" else ("edge only" if split == 0 else "split")
-            reason = (
+            self._reason = (
                 f"{where}: {curve[split]:.1f} ms predicted, link {self.link.latency_ms:.1f} ms"
                 f" + {self.link.kbps:.0f} kbit/s"
             )
-        else:
-            reason = previous.reason
-        return self._set(Decision(split, mode, curve[split], reason))
+        return self._set(Decision(split, mode, curve[split], self._reason))
 
     _last_split: int | None = None
 
