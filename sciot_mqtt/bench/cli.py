@@ -21,6 +21,16 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     split.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     split.set_defaults(handler=_cmd_split)
 
+    decisions = kinds.add_parser("decisions", help="quality of the service's split choices")
+    decisions.add_argument("--model", default="fomo96", help="model id (fomo96)")
+    decisions.add_argument("--links", default="5g,wifi,lte,congested,lossy", help="link profiles")
+    decisions.add_argument("--chips", default="esp32s3:0.05,host", help="compute profiles")
+    decisions.add_argument("--repeats", type=int, default=5, help="inferences per fixed split")
+    decisions.add_argument("--adaptive", type=int, default=80, help="inferences left to decide")
+    decisions.add_argument("--steady", type=int, default=50, help="last ones scored")
+    decisions.add_argument("--out", type=Path, default=Path("bench-results"))
+    decisions.set_defaults(handler=_cmd_decisions)
+
 
 def _cmd_split(args: argparse.Namespace) -> int:
     from sciot_mqtt.bench.split import BROKERS, run_split_bench
@@ -56,4 +66,27 @@ def _cmd_split(args: argparse.Namespace) -> int:
     }
     print(json.dumps({"machine": report["machine"], "results": summary}, indent=1))
     print(f"saved {args.out / 'split.json'} and {args.out / 'split.png'}")
+    return 0
+
+
+def _cmd_decisions(args: argparse.Namespace) -> int:
+    from sciot_mqtt.bench.decisions import run_decisions_bench
+    from sciot_mqtt.logs import configure_logging
+    from sciot_mqtt.models.catalog import resolve_package
+
+    configure_logging("warning")
+    package = resolve_package(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(
+        run_decisions_bench(
+            package,
+            args.out,
+            links=tuple(x for x in args.links.split(",") if x),
+            chips=tuple(x for x in args.chips.split(",") if x),
+            repeats=args.repeats,
+            adaptive=args.adaptive,
+            steady=args.steady,
+        )
+    )
+    print(f"saved {args.out / 'decisions.json'} and {args.out / 'decisions.png'}")
     return 0

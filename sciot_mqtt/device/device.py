@@ -70,6 +70,7 @@ class InferenceRecord:
     detections: tuple[tuple[int, int, int, float], ...]
     matches_local: bool | None = None
     rtt_ms: float | None = None  # publish of `infer` to arrival of `result` (offload only)
+    decision_reason: str | None = None  # why the service chose this split (None if pinned)
     edge_ms: float | None = None  # the service's tail compute, from the result
     service_ms: float | None = None  # the service's receive to publish, from the result
 
@@ -512,6 +513,7 @@ class Device:
         seq = self._infer_seq
         self._infer_seq = (self._infer_seq + 1) & U32_MAX
         split, reason = self.plan(package)
+        followed = self.decision if reason in ("decision", "probe") else None
         if reason == "probe" and self.decision is not None:
             self._probed = self.decision.decision
         started = time.perf_counter()
@@ -556,6 +558,7 @@ class Device:
             ),
             matches_local=matches,
             rtt_ms=rtt_ms,
+            decision_reason=followed.reason if followed else None,
             edge_ms=sum(reply.edge_ms) if reply else None,
             service_ms=reply.service_ms if reply else None,
         )

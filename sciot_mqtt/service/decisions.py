@@ -32,7 +32,7 @@ class DecisionSettings:
     min_sd_ms: float = 0.1  # ...if its spread is also this large: sub-0.1 ms jitter moves nothing
     probe_probability: float = 0.05  # random device-only runs, so device times never go stale
     link_window: int = 20  # round-trip samples the link fit uses
-    explore_every: int = 10  # local by cost: try the best offloading split once per this many
+    explore_every: int = 6  # local by cost: try the best offloading split once per this many
     prior_latency_ms: float = 5.0  # link guesses until the device has reported round trips
     prior_kbps: float = 10_000.0
 
