@@ -25,7 +25,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     decisions.add_argument("--model", default="fomo96", help="model id (fomo96)")
     decisions.add_argument("--links", default="5g,wifi,lte,congested,lossy", help="link profiles")
     decisions.add_argument("--chips", default="esp32s3:0.05,host", help="compute profiles")
-    decisions.add_argument("--repeats", type=int, default=5, help="inferences per fixed split")
+    decisions.add_argument("--repeats", type=int, default=8, help="inferences per fixed split")
     decisions.add_argument("--adaptive", type=int, default=80, help="inferences left to decide")
     decisions.add_argument("--steady", type=int, default=50, help="last ones scored")
     decisions.add_argument("--out", type=Path, default=Path("bench-results"))

@@ -55,12 +55,15 @@ async def _fixed_splits(
 ) -> list[float]:
     """Realized mean latency of every split point, pinned."""
     images = synthetic_images(seed=1)
-    device = _device(address, package, "fixed", network=link, profile=chip)
+    device = _device(
+        address, package, f"fixed-{chip.replace(':', '_')}", network=link, profile=chip
+    )
     means = []
     async with device:
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
         for split in package.split_points:
             device.settings.split = split
+            await device.infer(next(images))  # warm-up: the device's first run of this split
             totals = [(await device.infer(next(images))).total_ms for _ in range(repeats)]
             means.append(float(np.mean(totals)))
     return means
@@ -89,7 +92,7 @@ async def _adaptive(
     steady: int,
 ) -> dict[str, Any]:
     images = synthetic_images(seed=2)
-    name = f"adaptive-{link}"
+    name = f"adaptive-{chip.replace(':', '_')}-{link}"
     device = _device(address, package, name, network=link, profile=chip)
     records = []
     async with device:
@@ -129,7 +132,7 @@ async def _step(
     limit: int,
 ) -> dict[str, Any]:
     images = synthetic_images(seed=3)
-    name = f"step-{before}-{after}"
+    name = f"step-{chip.replace(':', '_')}-{before}-{after}"
     device = _device(address, package, name, network=before, profile=chip)
     async with device:
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
@@ -152,7 +155,7 @@ async def run_decisions_bench(
     *,
     links: tuple[str, ...] = LINKS,
     chips: tuple[str, ...] = CHIPS,
-    repeats: int = 5,
+    repeats: int = 8,
     adaptive: int = 80,
     steady: int = 50,
 ) -> dict[str, Any]:

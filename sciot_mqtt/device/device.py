@@ -481,23 +481,23 @@ class Device:
             time.sleep(target - measured)
         return output
 
-    def plan(self, package: ModelPackage) -> tuple[int, str]:
-        """The split for the next inference and why; N means a local run."""
+    def plan(self, package: ModelPackage) -> tuple[int, str, SplitDecision | None]:
+        """The split for the next inference, why, and the decision followed (N: local)."""
         n = package.num_ops
         if self._mode != "offload":
-            return n, "local"
+            return n, "local", None
         if self.settings.split is not None:
-            return (n, "pinned") if self.settings.split >= n else (self.settings.split, "pinned")
+            return min(self.settings.split, n), "pinned", None
         decision = self.decision
         if decision is not None and decision.mode == "probe":
             if decision.decision != self._probed:
-                return n, "probe"
+                return n, "probe", decision
             decision = self._followed  # one probe per probe decision; then as before
         if decision is None or decision.model != package.model_id:
-            return n, "local"
+            return n, "local", None
         if decision.mode == "local" or decision.split >= n:
-            return n, "local"
-        return decision.split, "decision"
+            return n, "local", decision
+        return decision.split, "decision", decision
 
     async def _compute(self, fn: Callable[..., object], *args: object) -> object:
         assert self._pool is not None
@@ -512,10 +512,9 @@ class Device:
         x = package.quantize_input(image)
         seq = self._infer_seq
         self._infer_seq = (self._infer_seq + 1) & U32_MAX
-        split, reason = self.plan(package)
-        followed = self.decision if reason in ("decision", "probe") else None
-        if reason == "probe" and self.decision is not None:
-            self._probed = self.decision.decision
+        split, reason, followed = self.plan(package)
+        if reason == "probe" and followed is not None:
+            self._probed = followed.decision
         started = time.perf_counter()
         emulator = self.compute_emulator(package)
         head = await self._compute(self._emulated_head, runner, emulator, split, x)

@@ -92,13 +92,19 @@ class OperatorTimes:
         self.ema: list[float | None] = [None] * n_ops
         self.samples: list[deque[float]] = [deque(maxlen=window) for _ in range(n_ops)]
 
-    def observe(self, times_ms: Sequence[float], start: int = 0) -> None:
+    def observe(self, times_ms: Sequence[float], start: int = 0, *, refresh: bool = False) -> None:
+        """Blend new times in; with `refresh` (a probe), an operator whose time moved by more
+        than half is reset to the new value instead of being blended towards it slowly."""
         for offset, value in enumerate(times_ms):
             i = start + offset
             if not 0 <= i < len(self.ema) or not math.isfinite(value) or value < 0:
                 continue
             current = self.ema[i]
-            self.ema[i] = value if current is None else current + self.alpha * (value - current)
+            if current is None or (refresh and abs(value - current) > 0.5 * max(current, 1e-3)):
+                self.ema[i] = value
+                self.samples[i].clear()
+            else:
+                self.ema[i] = current + self.alpha * (value - current)
             self.samples[i].append(value)
 
     @property
@@ -240,9 +246,9 @@ class DeviceCostModel:
             return
         self.link.observe(sent.nbytes, rtt_ms - sent.service_ms)
 
-    def on_local_run(self, device_ms: Sequence[float]) -> None:
+    def on_local_run(self, device_ms: Sequence[float], *, probe: bool = False) -> None:
         if len(device_ms) == self.n_ops:
-            self.device.observe(device_ms, 0)
+            self.device.observe(device_ms, 0, refresh=probe)
             self._since_variance_probe += 1
 
     def _remember(self, seq: int, nbytes: int) -> None:

@@ -111,13 +111,21 @@ class InferenceEngine:
         return self._pending
 
     async def __aenter__(self) -> Self:
+        # Every worker builds all its interpreters when it starts, so no request pays for
+        # creating the tail of a split point nobody used before.
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            self.workers, thread_name_prefix="sciot-tail"
+            self.workers, thread_name_prefix="sciot-tail", initializer=self._warm_up_thread
         )
         loop = asyncio.get_running_loop()
         for model_id, package in self.packages.items():
             calibrated = await loop.run_in_executor(self._pool, self._calibrate, package)
             self.profiles[model_id] = EdgeProfile(calibrated)
+        # Start every worker now (each warms up in its initializer), not on the first requests:
+        # a barrier of `workers` parties can only be passed by that many distinct threads.
+        barrier = threading.Barrier(self.workers)
+        await asyncio.gather(
+            *(loop.run_in_executor(self._pool, barrier.wait, 60) for _ in range(self.workers))
+        )
         return self
 
     async def __aexit__(
@@ -129,6 +137,10 @@ class InferenceEngine:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def _warm_up_thread(self) -> None:
+        for package in self.packages.values():
+            self._runner(package).warm_up()
 
     def _runner(self, package: ModelPackage) -> SegmentRunner:
         runners: dict[str, SegmentRunner] | None = getattr(self._local, "runners", None)

@@ -358,6 +358,10 @@ class Service:
             await self._reject(mqtt, device_id, kind.value, error, None)
 
     async def _on_birth(self, mqtt: MqttSession, device_id: str, birth: Birth) -> None:
+        before = self.registry.get(device_id)
+        if before is not None and before.birth is not None and before.birth.kind != birth.kind:
+            # Another kind of hardware behind the same id: what we learnt of its timing is void.
+            self.costs.pop(device_id, None)
         assign = self.registry.on_birth(device_id, birth)
         self._log.info(
             "device registered",
@@ -586,7 +590,7 @@ class Service:
                 ErrorCode.INVALID,
                 f"timings has {len(timings.device_ms)} times; {timings.model} has {cost.n_ops} ops",
             )
-        cost.on_local_run(timings.device_ms)
+        cost.on_local_run(timings.device_ms, probe=timings.reason == "probe")
         if timings.rtt_ms is not None and timings.rtt_seq is not None:
             cost.on_round_trip(timings.rtt_seq, timings.rtt_ms)
         await self._decide(mqtt, device_id, after_probe=timings.reason == "probe")

@@ -159,3 +159,12 @@ def test_round_trips_move_the_split_to_device_only_on_a_slow_link() -> None:
         decision = model.decide(edge, 0.0)
     assert (decision.mode, decision.split) == ("local", 3)
     assert "device only" in decision.reason
+
+
+def test_a_probe_refreshes_times_that_moved_instead_of_blending_slowly() -> None:
+    times = OperatorTimes(2, alpha=0.2, window=10)
+    times.observe([250.0, 10.0])
+    times.observe([1.0, 10.5], refresh=True)  # the chip behind the id got much faster
+    assert times.ema == pytest.approx([1.0, 10.1])  # op 1 moved 5 %: blended as usual
+    times.observe([2.0, 10.0])
+    assert times.ema[0] == pytest.approx(1.2)
