@@ -3,7 +3,8 @@
 For each emulated chip and link profile, on the embedded broker with the real service:
 
 1. every split point is pinned in turn and its realized latency measured (the device's own
-   input-to-result time): the **oracle** is the best fixed split of that run;
+   input-to-result time): the **oracle** is the best fixed split of that sweep, measured
+   again (with device-only) over as many inferences as the adaptive run is scored on;
 2. a fresh device lets the service decide; its realized mean latency in steady state (after
    convergence) over the inferences run at the chosen split is compared with the oracle,
    with device-only, and with
@@ -51,22 +52,30 @@ def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings
 
 
 async def _fixed_splits(
-    address: BrokerAddress, package: ModelPackage, chip: str, link: str, repeats: int
-) -> list[float]:
-    """Realized mean latency of every split point, pinned."""
+    address: BrokerAddress,
+    package: ModelPackage,
+    chip: str,
+    link: str,
+    repeats: int,
+    confirm: int,
+) -> tuple[list[float], dict[int, float]]:
+    """Realized mean latency of every split point, pinned; then the best one and device-only
+    again over `confirm` inferences, as many as the adaptive run is scored on."""
     images = synthetic_images(seed=1)
-    device = _device(
-        address, package, f"fixed-{chip.replace(':', '_')}", network=link, profile=chip
-    )
-    means = []
+    name = f"fixed-{chip.replace(':', '_')}-{link}"
+    device = _device(address, package, name, network=link, profile=chip)
+
+    async def mean_at(split: int, count: int) -> float:
+        device.settings.split = split
+        await device.infer(next(images))  # warm-up: the device's first run of this split
+        return float(np.mean([(await device.infer(next(images))).total_ms for _ in range(count)]))
+
     async with device:
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
-        for split in package.split_points:
-            device.settings.split = split
-            await device.infer(next(images))  # warm-up: the device's first run of this split
-            totals = [(await device.infer(next(images))).total_ms for _ in range(repeats)]
-            means.append(float(np.mean(totals)))
-    return means
+        sweep = [await mean_at(split, repeats) for split in package.split_points]
+        best = int(np.argmin(sweep))
+        confirmed = {s: await mean_at(s, confirm) for s in sorted({best, package.num_ops})}
+    return sweep, confirmed
 
 
 def sciot_rule(cost: DeviceCostModel, edge_ms: list[float]) -> int:
@@ -183,7 +192,9 @@ async def run_decisions_bench(
             await service.connected(timeout=30)
             for chip in chips:
                 for link in links:
-                    fixed = await _fixed_splits(address, package, chip, link, repeats)
+                    fixed, confirmed = await _fixed_splits(
+                        address, package, chip, link, repeats, steady
+                    )
                     fixed_by[(chip, link)] = fixed
                     result = await _adaptive(
                         service, address, package, chip, link, adaptive, steady
@@ -194,12 +205,12 @@ async def run_decisions_bench(
                         "link": link,
                         "fixed_ms": fixed,
                         "oracle_split": oracle,
-                        "oracle_ms": fixed[oracle],
-                        "device_only_ms": fixed[-1],
+                        "oracle_ms": confirmed[oracle],
+                        "device_only_ms": confirmed[package.num_ops],
                         "adaptive_ms": result["mean_ms"],
                         "adaptive_all_ms": result["mean_all_ms"],
-                        "vs_oracle": result["mean_ms"] / fixed[oracle] - 1,
-                        "vs_oracle_all": result["mean_all_ms"] / fixed[oracle] - 1,
+                        "vs_oracle": result["mean_ms"] / confirmed[oracle] - 1,
+                        "vs_oracle_all": result["mean_all_ms"] / confirmed[oracle] - 1,
                         "sciot_split": result["sciot_split"],
                         "sciot_ms": fixed[result["sciot_split"]],
                         "adaptive": result,
