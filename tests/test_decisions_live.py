@@ -25,16 +25,9 @@ CRAWL = LinkProfile("crawl", latency_ms=30, jitter_ms=3, uplink_kbps=200, downli
 
 
 @pytest.fixture
-def sciot_service_settings() -> ServiceSettings:
-    return ServiceSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        instance="test",
-        heartbeat_interval=0.5,
-        stats_interval=0.5,
-        offline_grace=1.0,
-        keepalive=5,
-        probe_probability=0.0,  # routine probes are random; these tests want determinism
-    )
+def sciot_service_settings(sciot_service_settings: ServiceSettings) -> ServiceSettings:
+    # Routine probes are random; these tests want determinism.
+    return sciot_service_settings.model_copy(update={"probe_probability": 0.0})
 
 
 @pytest.fixture
@@ -131,7 +124,7 @@ async def test_a_noisy_operator_triggers_a_probe(
         device,
         images,
         lambda: device.decision is not None and device.decision.mode == "probe",
-        limit=15,
+        limit=2 * sciot_service.settings.variance_window + 5,
     )
     probe = await sciot_probe.expect_message(
         SplitDecision,

@@ -15,6 +15,7 @@ import numpy as np
 import structlog
 
 from sciot_mqtt import __version__
+from sciot_mqtt._tasks import Changes, finish, run_until_stopped
 from sciot_mqtt.device.emulation import ComputeEmulator, LinkEmulator, load_compute_profile
 from sciot_mqtt.errors import ConnectionLostError, ProtocolError
 from sciot_mqtt.protocol import (
@@ -142,7 +143,7 @@ class Device:
         self._log = structlog.get_logger("sciot.device").bind(device_id=self.device_id)
         self._stopping = asyncio.Event()
         self._hb_wake = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._changes = Changes()
         self._runner: asyncio.Task[None] | None = None
         self._mqtt: MqttSession | None = None
         self._pending: dict[int, asyncio.Future[tuple[InferResult | ErrorReport, int]]] = {}
@@ -188,8 +189,7 @@ class Device:
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until `predicate()` holds; it is checked after every change of the device."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(predicate)
+        await self._changes.wait_until(predicate, timeout)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -215,13 +215,7 @@ class Device:
         """Leave cleanly: retained `online: false`, then disconnect."""
         self._stopping.set()
         runner, self._runner = self._runner, None
-        if runner is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(runner), 5)
-            except TimeoutError:
-                runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
+        await finish(runner, timeout=5)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -244,8 +238,7 @@ class Device:
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(_Fallback("service unavailable"))
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.notify()
 
     async def _supervise(self) -> None:
         backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
@@ -320,20 +313,13 @@ class Device:
         await mqtt.publish(device_topic(self.device_id, DeviceTopic.BIRTH), birth.encode(), qos=1)
 
     async def _run_tasks(self, mqtt: MqttSession) -> None:
-        tasks = [
-            asyncio.create_task(self._receive(mqtt), name=f"{self.device_id}-receive"),
-            asyncio.create_task(self._heartbeat(mqtt), name=f"{self.device_id}-heartbeat"),
-        ]
-        stop = asyncio.create_task(self._stopping.wait(), name=f"{self.device_id}-stop")
-        try:
-            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (*tasks, stop):
-                task.cancel()
-            await asyncio.gather(*tasks, stop, return_exceptions=True)
-        for task in done:
-            if task is not stop and (exc := task.exception()) is not None:
-                raise exc
+        await run_until_stopped(
+            self._stopping,
+            {
+                f"{self.device_id}-receive": self._receive(mqtt),
+                f"{self.device_id}-heartbeat": self._heartbeat(mqtt),
+            },
+        )
 
     async def _heartbeat(self, mqtt: MqttSession) -> None:
         while True:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Self
 import structlog
 
 from sciot_mqtt import __version__
+from sciot_mqtt._tasks import Changes, finish, run_until_stopped
 from sciot_mqtt.errors import ConnectionLostError, ErrorCode, ProtocolError
 from sciot_mqtt.protocol import (
     Assign,
@@ -98,7 +99,7 @@ class Service:
         self._started = time.monotonic()
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._changes = Changes()
         self._runner: asyncio.Task[None] | None = None
         self._mqtt: MqttSession | None = None
         self._inferences: set[asyncio.Task[None]] = set()
@@ -144,13 +145,7 @@ class Service:
         """Finish inferences under way, publish `online: false`, disconnect, end every task."""
         self._stopping.set()
         runner, self._runner = self._runner, None
-        if runner is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(runner), 5)
-            except TimeoutError:
-                runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
+        await finish(runner, timeout=5)
         for task in list(self._inferences):
             task.cancel()
         await asyncio.gather(*self._inferences, return_exceptions=True)
@@ -163,12 +158,10 @@ class Service:
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until `predicate()` holds; it is checked after every change of the registry."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(predicate)
+        await self._changes.wait_until(predicate, timeout)
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changes.notify()
 
     async def _supervise(self) -> None:
         backoff = Backoff()
@@ -216,21 +209,14 @@ class Service:
                 self._connected.clear()
 
     async def _run_tasks(self, mqtt: MqttSession) -> None:
-        tasks = [
-            asyncio.create_task(self._receive(mqtt), name="service-receive"),
-            asyncio.create_task(self._watch_heartbeats(mqtt), name="service-heartbeats"),
-            asyncio.create_task(self._publish_stats(mqtt), name="service-stats"),
-        ]
-        stop = asyncio.create_task(self._stopping.wait(), name="service-stop")
-        try:
-            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (*tasks, stop):
-                task.cancel()
-            await asyncio.gather(*tasks, stop, return_exceptions=True)
-        for task in done:
-            if task is not stop and (exc := task.exception()) is not None:
-                raise exc
+        await run_until_stopped(
+            self._stopping,
+            {
+                "service-receive": self._receive(mqtt),
+                "service-heartbeats": self._watch_heartbeats(mqtt),
+                "service-stats": self._publish_stats(mqtt),
+            },
+        )
 
     async def _drain_inferences(self) -> None:
         """Let inferences under way publish their results before going offline."""
