@@ -19,7 +19,12 @@ class Child:
         self.process.send_signal(sig)
 
     async def wait(self, timeout: float) -> int:
-        return await asyncio.wait_for(self.process.wait(), timeout)
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"still running after {timeout}s; its log ends:\n{self.output()[-3000:]}"
+            ) from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -18,9 +18,9 @@ from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.testing.plugin import DeviceFactory
 
-# ESP32-S3 reference times scaled down 100x (about 51 ms a run) keep the tests quick while the
-# device stays far slower than the edge, as a real one is.
-ESP32_FAST = "esp32s3:0.01"
+# ESP32-S3 reference times scaled to int8-with-ESP-NN speed (about 255 ms a run): far slower
+# than the edge, as a real device is, so the right answer stays clear on a loaded machine.
+ESP32 = "esp32s3:0.05"
 CRAWL = LinkProfile("crawl", latency_ms=30, jitter_ms=3, uplink_kbps=200, downlink_kbps=400, loss=0)
 
 
@@ -53,7 +53,7 @@ async def test_slow_device_offloads_early_on_a_fast_link_and_goes_local_when_it_
     images: Iterator[np.ndarray],
 ) -> None:
     n = sciot_models["fomo96"].num_ops
-    device = await sciot_device_factory("esp", network="wifi", profile=ESP32_FAST)
+    device = await sciot_device_factory("esp", network="wifi", profile=ESP32)
     await device.wait_until(lambda: device.mode == "offload", timeout=10)
 
     def offloading_early() -> bool:
@@ -88,7 +88,7 @@ async def test_two_devices_with_different_chips_get_different_splits(
     sciot_models: dict[str, ModelPackage],
     images: Iterator[np.ndarray],
 ) -> None:
-    slow = await sciot_device_factory("slow-chip", network="wifi", profile=ESP32_FAST)
+    slow = await sciot_device_factory("slow-chip", network="wifi", profile=ESP32)
     fast = await sciot_device_factory("fast-chip", network="wifi", profile="host")
     for device in (slow, fast):
         await device.wait_until(lambda d=device: d.mode == "offload", timeout=10)
@@ -112,7 +112,7 @@ async def test_a_noisy_operator_triggers_a_probe(
     images: Iterator[np.ndarray],
 ) -> None:
     package = sciot_models["fomo96"]
-    device = await sciot_device_factory("jittery", network="congested", profile=ESP32_FAST)
+    device = await sciot_device_factory("jittery", network="congested", profile=ESP32)
     await device.wait_until(lambda: device.mode == "offload", timeout=10)
     # On a congested link this chip runs locally, reporting every operator each time.
     await run_until(
@@ -141,9 +141,7 @@ async def test_hysteresis_holds_the_split_under_steady_noise(
     sciot_probe: MqttProbe,
     images: Iterator[np.ndarray],
 ) -> None:
-    device = await sciot_device_factory(
-        "steady", network="wifi", profile=f"{ESP32_FAST}:gaussian:0.05"
-    )
+    device = await sciot_device_factory("steady", network="wifi", profile=f"{ESP32}:gaussian:0.05")
     await device.wait_until(lambda: device.mode == "offload", timeout=10)
     await run_until(
         device,
@@ -163,6 +161,10 @@ async def test_hysteresis_holds_the_split_under_steady_noise(
     ]
     # Probes come and go (the noise makes some operators look unstable); what must not
     # flap is the split chosen between them.
-    chosen = [d.split for d in published if d.mode != "probe"]
+    chosen = [
+        d.split
+        for d in published
+        if d.mode != "probe" and not d.reason.startswith("checking the link")
+    ]
     flaps = sum(a != b for a, b in itertools.pairwise([settled.split, *chosen]))
     assert flaps <= 1, [(d.split, d.mode, d.reason[:40]) for d in published]

@@ -230,10 +230,10 @@ async def run_decisions_bench(
                     )
             chip = chips[0]
             for before, after in STEPS:
-                fixed = fixed_by.get((chip, after))
-                if fixed is None:
+                after_sweep = fixed_by.get((chip, after))
+                if after_sweep is None:
                     continue
-                good = {s for s, t in enumerate(fixed) if t <= GOOD * min(fixed)}
+                good = {s for s, t in enumerate(after_sweep) if t <= GOOD * min(after_sweep)}
                 step = await _step(service, address, package, chip, before, after, good, 40)
                 step |= {"chip": chip, "from": before, "to": after, "good_splits": sorted(good)}
                 report["steps"].append(step)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from types import TracebackType
 from typing import Any, Self
@@ -13,6 +15,7 @@ from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.transport import BrokerAddress
 
 _log = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT_S = 2.0
 
 
 class EmbeddedBroker:
@@ -74,7 +77,16 @@ class EmbeddedBroker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._broker is not None:
-            await self._broker.shutdown()
-        self._broker = None
+        broker, self._broker = self._broker, None
         self._address = None
+        if broker is None:
+            return
+        try:
+            # amqtt can wait seconds on clients that are still connected; our own state is
+            # already published, so a bounded wait is enough before the listeners close.
+            await asyncio.wait_for(broker.shutdown(), SHUTDOWN_TIMEOUT_S)
+        except TimeoutError:
+            _log.warning("amqtt did not stop within %ss; closing its listeners", SHUTDOWN_TIMEOUT_S)
+            for server in broker._servers.values():
+                with contextlib.suppress(Exception):
+                    await server.close_instance()

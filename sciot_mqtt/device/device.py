@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
 import numpy as np
 import structlog
@@ -48,6 +48,7 @@ from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, Mqtt
 if TYPE_CHECKING:
     from sciot_mqtt.models import ModelPackage, SegmentRunner
 
+_T = TypeVar("_T")
 Mode = Literal["offload", "local"]
 Path_ = Literal["offload", "local", "fallback"]
 
@@ -485,7 +486,7 @@ class Device:
             return n, "local", decision
         return decision.split, "decision", decision
 
-    async def _compute(self, fn: Callable[..., object], *args: object) -> object:
+    async def _compute(self, fn: Callable[..., _T], *args: object) -> _T:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
@@ -503,8 +504,7 @@ class Device:
             self._probed = followed.decision
         started = time.perf_counter()
         emulator = self.compute_emulator(package)
-        head = await self._compute(self._emulated_head, runner, emulator, split, x)
-        tensors, op_seconds = head  # type: ignore[misc]
+        tensors, op_seconds = await self._compute(self._emulated_head, runner, emulator, split, x)
         device_ms = [t * 1000 for t in op_seconds]
         sent = 0
         rtt_ms = None
@@ -526,7 +526,7 @@ class Device:
         output = np.asarray(output)
         matches = None
         if verify:
-            whole = await self._compute(runner.run_whole, x)  # type: ignore[attr-defined]
+            whole = await self._compute(runner.run_whole, x)
             matches = bool(np.asarray(whole).tobytes() == output.tobytes())
         self._count(path)
         return InferenceRecord(

@@ -40,7 +40,7 @@ def _load(path: Path, size: tuple[int, int]) -> np.ndarray:
         array = np.load(path)
         if array.dtype != np.uint8 or array.shape != (*size, 3):
             raise ConfigurationError(f"{path}: want a uint8 array of shape {(*size, 3)}")
-        return array
+        return np.asarray(array, dtype=np.uint8)
     try:
         from PIL import Image
     except ImportError as exc:

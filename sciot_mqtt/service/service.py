@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import structlog
 
@@ -413,7 +413,7 @@ class Service:
             return record.model, Decision(n, "local", None, f"device {record.presence.value}")
         if self.settings.split is not None:
             split = min(self.settings.split, n)
-            mode = "local" if split == n else "offload"
+            mode: Literal["offload", "local"] = "local" if split == n else "offload"
             return record.model, Decision(split, mode, None, "pinned by the service")
         cost = self.cost_model(device_id)
         assert cost is not None
@@ -511,13 +511,13 @@ class Service:
         mqtt: MqttSession,
         device_id: str,
         request: InferRequest,
-        tensors: dict[str, object],
+        tensors: Mapping[str, Any],
         received: float,
     ) -> None:
         assert self.engine is not None
         package = self.packages[request.model]
         try:
-            outcome = await self.engine.run_tail(request.model, request.split, tensors)  # type: ignore[arg-type]
+            outcome = await self.engine.run_tail(request.model, request.split, tensors)
         except ProtocolError as error:
             await self._reject(mqtt, device_id, DeviceTopic.INFER.value, error, request.seq)
             return
