@@ -260,6 +260,9 @@ class Device:
             client_id=f"sciot-dev-{self.device_id}",
             will=LastWill(device_topic(self.device_id, DeviceTopic.STATE), will.encode()),
             keepalive=self.settings.keepalive,
+            # A broker that never acknowledges (amqtt has dropped a SUBSCRIBE now and then)
+            # costs this long before the device reconnects.
+            timeout=5.0,
         ) as mqtt:
             self._services.clear()
             try:
