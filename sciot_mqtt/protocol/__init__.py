@@ -23,10 +23,8 @@ from sciot_mqtt.protocol.messages import (
     Tensor,
 )
 from sciot_mqtt.protocol.topics import (
-    FROM_DEVICE,
     NAMESPACE,
     PROTOCOL_VERSION,
-    TO_DEVICE,
     DeviceAddress,
     DeviceTopic,
     ServiceAddress,
@@ -37,17 +35,13 @@ from sciot_mqtt.protocol.topics import (
     parse_topic,
     service_filter,
     service_topic,
-    validate_device_id,
-    validate_instance,
 )
 
 __all__ = [
     "ALL_MESSAGES",
     "CONTROL_MAX_BYTES",
-    "FROM_DEVICE",
     "NAMESPACE",
     "PROTOCOL_VERSION",
-    "TO_DEVICE",
     "U32_MAX",
     "Assign",
     "Birth",
@@ -76,6 +70,4 @@ __all__ = [
     "parse_topic",
     "service_filter",
     "service_topic",
-    "validate_device_id",
-    "validate_instance",
 ]

@@ -33,10 +33,14 @@ Publisher = Literal["device", "service"]
 Mode = Literal["offload", "local"]
 
 
-class Message(BaseModel):
-    """Base of every payload: strict types, unknown keys ignored, immutable."""
+class Strict(BaseModel):
+    """Strict types, unknown keys ignored (forward compatibility), immutable."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class Message(Strict):
+    """Base of every payload, one subclass per topic."""
 
     TOPIC: ClassVar[DeviceTopic | ServiceTopic]
     PUBLISHER: ClassVar[Publisher]
@@ -104,20 +108,16 @@ class ServiceState(Message):
     protocol: int = Field(default=PROTOCOL_VERSION, description="protocol version it speaks")
 
 
-class DeviceCounts(BaseModel):
+class DeviceCounts(Strict):
     """Devices by presence."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     online: int = Field(ge=0, description="devices heard from within 3 heartbeat intervals")
     stale: int = Field(ge=0, description="registered devices that missed 3 heartbeats")
     offline: int = Field(ge=0, description="devices whose will fired or past the grace period")
 
 
-class MessageRates(BaseModel):
+class MessageRates(Strict):
     """Message rates of the service."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     rx: float = Field(ge=0, description="messages received per second")
     tx: float = Field(ge=0, description="messages published per second")
@@ -188,10 +188,8 @@ Dtype = Literal["int8", "uint8", "int16", "int32", "float32"]
 TENSOR_MAX_BYTES = 2**24
 
 
-class Tensor(BaseModel):
+class Tensor(Strict):
     """A tensor on the wire: raw bytes in C order plus what is needed to read them."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     index: int = Field(ge=0, le=2**31 - 1, description="tensor index in the model's manifest")
     dtype: Dtype = Field(description="element type of `data`")
@@ -205,10 +203,8 @@ class Tensor(BaseModel):
     )
 
 
-class DetectionItem(BaseModel):
+class DetectionItem(Strict):
     """One FOMO detection: an object centroid on the output grid."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     cls: int = Field(ge=1, description="output channel of the class (0 is background)")
     x: int = Field(ge=0, description="grid column")

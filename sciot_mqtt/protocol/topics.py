@@ -6,13 +6,10 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sciot_mqtt.errors import ErrorCode, ProtocolError
-
 PROTOCOL_VERSION = 1
 NAMESPACE = "sciot/v1"
 DEVICE_ID_MAX_LEN = 64
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-INSTANCE_PATTERN = DEVICE_ID_PATTERN
 
 
 class DeviceTopic(StrEnum):
@@ -37,38 +34,9 @@ class ServiceTopic(StrEnum):
     STATS = "stats"
 
 
-FROM_DEVICE: frozenset[DeviceTopic] = frozenset(
-    {DeviceTopic.BIRTH, DeviceTopic.STATE, DeviceTopic.HB, DeviceTopic.INFER, DeviceTopic.TIMINGS}
-)
-TO_DEVICE: frozenset[DeviceTopic] = frozenset(
-    {
-        DeviceTopic.ASSIGN,
-        DeviceTopic.SPLIT,
-        DeviceTopic.RESULT,
-        DeviceTopic.CMD,
-        DeviceTopic.ERROR,
-    }
-)
-
-
 def is_valid_device_id(device_id: str) -> bool:
     """A device id is one safe topic level: letters, digits, `_ . -`, at most 64 characters."""
     return DEVICE_ID_PATTERN.fullmatch(device_id) is not None
-
-
-def validate_device_id(device_id: str) -> str:
-    if not is_valid_device_id(device_id):
-        raise ProtocolError(
-            ErrorCode.INVALID_DEVICE_ID,
-            f"device id {device_id[:80]!r} must match {DEVICE_ID_PATTERN.pattern}",
-        )
-    return device_id
-
-
-def validate_instance(instance: str) -> str:
-    if INSTANCE_PATTERN.fullmatch(instance) is None:
-        raise ValueError(f"service instance {instance!r} must match {INSTANCE_PATTERN.pattern}")
-    return instance
 
 
 def device_topic(device_id: str, kind: DeviceTopic) -> str:
