@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Literal, Self
 
 import numpy as np
 import structlog
 
 from sciot_mqtt import __version__
 from sciot_mqtt._tasks import Changes, finish, run_until_stopped
+from sciot_mqtt.device.compute import ComputePool
 from sciot_mqtt.device.emulation import ComputeEmulator, LinkEmulator, load_compute_profile
 from sciot_mqtt.errors import ConnectionLostError, ProtocolError
 from sciot_mqtt.protocol import (
@@ -46,9 +46,7 @@ from sciot_mqtt.settings import DeviceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
 
 if TYPE_CHECKING:
-    from sciot_mqtt.models import ModelPackage, SegmentRunner
-
-_T = TypeVar("_T")
+    from sciot_mqtt.models import ModelPackage
 Mode = Literal["offload", "local"]
 Path_ = Literal["offload", "local", "fallback"]
 
@@ -125,9 +123,11 @@ class Device:
         broker: BrokerAddress | None = None,
         *,
         packages: dict[str, ModelPackage] | None = None,
+        compute: ComputePool | None = None,
     ) -> None:
         """`packages` (model id -> prepared model) are the models it can run; without them
-        the device runs the lifecycle only."""
+        the device runs the lifecycle only. `compute` shares model threads with other
+        devices (a swarm); by default the device has one thread of its own."""
         self.settings = settings
         self.packages = dict(packages or {})
         self.device_id = settings.id
@@ -155,8 +155,8 @@ class Device:
         self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
         self._probed: int | None = None  # decision number of the probe already run
         self._followed: SplitDecision | None = None  # the last decision that was not a probe
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._model_runners: dict[str, SegmentRunner] = {}
+        self._shared_compute = compute
+        self._compute: ComputePool | None = None
 
     # --- public state ---------------------------------------------------------------------
 
@@ -198,9 +198,8 @@ class Device:
         if self._runner is not None:
             raise RuntimeError("device already running")
         if self.packages:
-            # One thread: a device computes one inference at a time, and LiteRT
-            # interpreters must stay on the thread that uses them.
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="device")
+            # One thread of its own is enough: a device computes one inference at a time.
+            self._compute = self._shared_compute or ComputePool(1, name="device")
         self._runner = asyncio.create_task(self._supervise(), name=f"device-{self.device_id}")
         return self
 
@@ -217,9 +216,9 @@ class Device:
         self._stopping.set()
         runner, self._runner = self._runner, None
         await finish(runner, timeout=5)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._compute is not None and self._compute is not self._shared_compute:
+            self._compute.close()
+        self._compute = None
 
     async def _changed_now(self) -> None:
         mode: Mode = (
@@ -426,15 +425,6 @@ class Device:
             raise RuntimeError(f"device {self.device_id} has no prepared model {model!r}")
         return package
 
-    def _runner_for(self, package: ModelPackage) -> SegmentRunner:
-        # Called on the device's one worker thread only.
-        from sciot_mqtt.models import SegmentRunner
-
-        runner = self._model_runners.get(package.sha256)
-        if runner is None:
-            runner = self._model_runners[package.sha256] = SegmentRunner(package)
-        return runner
-
     def compute_emulator(self, package: ModelPackage) -> ComputeEmulator:
         """How long each operator takes on the emulated chip (`host`: as measured)."""
         emulator = self._emulators.get(package.sha256)
@@ -444,32 +434,47 @@ class Device:
             self._emulators[package.sha256] = emulator
         return emulator
 
-    @staticmethod
-    def _emulated_head(
-        runner: SegmentRunner, emulator: ComputeEmulator, split: int, x: np.ndarray
+    async def _emulate_wait(self, target_s: float, measured_s: float) -> None:
+        """Make compute that took `measured_s` take `target_s`, as on the emulated chip.
+
+        Awaited on the event loop, not slept on a compute thread, so that devices sharing
+        a `ComputePool` never hold a thread while they stand in for a slower chip."""
+        if target_s > measured_s:
+            await asyncio.sleep(target_s - measured_s)
+
+    async def _run_head(
+        self, package: ModelPackage, emulator: ComputeEmulator, split: int, x: np.ndarray
     ) -> tuple[dict[str, np.ndarray], list[float]]:
-        """Operators [0, split), then the wait that makes each take the profile's time."""
-        tensors, measured = runner.run_head(split, x)
+        """Operators [0, split), taking the profile's time for each."""
+        compute = self._compute_pool()
+        tensors, measured = await compute.run(lambda: compute.runner(package).run_head(split, x))
         target = [emulator.op_seconds(i, t) for i, t in enumerate(measured)]
-        extra = sum(target) - sum(measured)
-        if extra > 0:
-            time.sleep(extra)  # on the device's compute thread, standing in for a slow chip
+        await self._emulate_wait(sum(target), sum(measured))
         return tensors, target
 
-    @staticmethod
-    def _emulated_tail(
-        runner: SegmentRunner,
+    async def _run_tail(
+        self,
+        package: ModelPackage,
         emulator: ComputeEmulator,
         split: int,
         tensors: dict[str, np.ndarray],
     ) -> np.ndarray:
-        started = time.perf_counter()
-        output = runner.run_tail(split, tensors)
-        measured = time.perf_counter() - started
-        target = sum(emulator.op_seconds(i, 0.0) for i in range(split, runner.package.num_ops))
-        if target > measured:
-            time.sleep(target - measured)
+        compute = self._compute_pool()
+
+        def tail() -> tuple[np.ndarray, float]:
+            started = time.perf_counter()
+            output = compute.runner(package).run_tail(split, tensors)
+            return output, time.perf_counter() - started
+
+        output, measured = await compute.run(tail)
+        target = sum(emulator.op_seconds(i, 0.0) for i in range(split, package.num_ops))
+        await self._emulate_wait(target, measured)
         return output
+
+    def _compute_pool(self) -> ComputePool:
+        if self._compute is None:
+            raise RuntimeError("the device has no models to run")
+        return self._compute
 
     def plan(self, package: ModelPackage) -> tuple[int, str, SplitDecision | None]:
         """The split for the next inference, why, and the decision followed (N: local)."""
@@ -489,16 +494,10 @@ class Device:
             return n, "local", decision
         return decision.split, "decision", decision
 
-    async def _compute(self, fn: Callable[..., _T], *args: object) -> _T:
-        assert self._pool is not None
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
     async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
         """One inference: split as planned, offload, and finish locally if the edge fails."""
-        if self._pool is None:
-            raise RuntimeError("the device has no models to run")
+        compute = self._compute_pool()
         package = self.model_package()
-        runner = await self._compute(self._runner_for, package)
         x = package.quantize_input(image)
         seq = self._infer_seq
         self._infer_seq = (self._infer_seq + 1) & U32_MAX
@@ -507,7 +506,7 @@ class Device:
             self._probed = followed.decision
         started = time.perf_counter()
         emulator = self.compute_emulator(package)
-        tensors, op_seconds = await self._compute(self._emulated_head, runner, emulator, split, x)
+        tensors, op_seconds = await self._run_head(package, emulator, split, x)
         device_ms = [t * 1000 for t in op_seconds]
         sent = 0
         rtt_ms = None
@@ -523,13 +522,13 @@ class Device:
                 )
                 path, reason = "offload", "answered"
             except _Fallback as why:
-                output = await self._compute(self._emulated_tail, runner, emulator, split, tensors)
+                output = await self._run_tail(package, emulator, split, tensors)
                 path, reason = "fallback", str(why)
         total_ms = (time.perf_counter() - started) * 1000
         output = np.asarray(output)
         matches = None
         if verify:
-            whole = await self._compute(runner.run_whole, x)
+            whole = await compute.run(lambda: compute.runner(package).run_whole(x))
             matches = bool(np.asarray(whole).tobytes() == output.tobytes())
         self._count(path)
         return InferenceRecord(
