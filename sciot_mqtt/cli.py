@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sciot_mqtt.models.cli import add_models_parser
 
     add_models_parser(sub)
+    from sciot_mqtt.swarm.cli import add_swarm_parser
+
+    add_swarm_parser(sub)
     from sciot_mqtt.bench.cli import add_bench_parser
 
     add_bench_parser(sub)

@@ -99,6 +99,14 @@ class MqttSession:
         with contextlib.suppress(aiomqtt.MqttError):
             await self._client.__aexit__(exc_type, exc, tb)
 
+    def sever(self) -> None:
+        """Cut the TCP connection without a DISCONNECT, as a crash or a power cut does: the
+        broker then publishes the will. The session is unusable afterwards."""
+        sock = self._client._client.socket()  # aiomqtt 2 exposes no public accessor
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> None:

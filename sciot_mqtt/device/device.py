@@ -220,6 +220,22 @@ class Device:
             self._compute.close()
         self._compute = None
 
+    async def crash(self) -> None:
+        """Die as a device losing power does: no DISCONNECT and no `online: false`, so the
+        broker's will and the missing heartbeats are all the service learns. In-flight
+        inferences are abandoned. For tests and the swarm's churn."""
+        if self._mqtt is not None:
+            self._mqtt.sever()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionLostError):
+                await runner
+        self._stopping.set()
+        if self._compute is not None and self._compute is not self._shared_compute:
+            self._compute.close()
+        self._compute = None
+
     async def _changed_now(self) -> None:
         mode: Mode = (
             "offload"
