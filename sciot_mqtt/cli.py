@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,6 +20,9 @@ from sciot_mqtt.logs import configure_logging
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.transport import BrokerAddress
+
+if TYPE_CHECKING:
+    from sciot_mqtt.swarm import DevicePlan, Mix
 
 
 def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
@@ -78,17 +81,38 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument(
+        "--swarm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N simulated devices in this process, with a live view (0)",
+    )
+    p.add_argument("--swarm-mix", type=Path, help="their mix file (default: see README)")
     p.set_defaults(handler=_cmd_up)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     settings = ServiceSettings(**_overrides(args, _SERVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_until_signalled(lambda stop: _run_up(settings, stop)))
+    swarm = None
+    if args.swarm:
+        from sciot_mqtt.swarm import load_mix, plan_devices
+
+        mix = load_mix(args.swarm_mix)
+        swarm = plan_devices(mix, args.swarm), mix
+        if sys.stderr.isatty() and args.log_level is None:
+            # The live view owns the terminal; routine log lines would tear it.
+            configure_logging("warning", settings.log_format)
+    asyncio.run(_until_signalled(lambda stop: _run_up(settings, stop, swarm)))
     return 0
 
 
-async def _run_up(settings: ServiceSettings, stop: asyncio.Event) -> None:
+async def _run_up(
+    settings: ServiceSettings,
+    stop: asyncio.Event,
+    swarm: tuple[list[DevicePlan], Mix] | None = None,
+) -> None:
     from sciot_mqtt.broker import EmbeddedBroker
     from sciot_mqtt.models.catalog import resolve_packages
     from sciot_mqtt.service import Service
@@ -101,7 +125,12 @@ async def _run_up(settings: ServiceSettings, stop: asyncio.Event) -> None:
             broker = await stack.enter_async_context(EmbeddedBroker(settings.host, settings.port))
             address = broker.address
         service = await stack.enter_async_context(Service(settings, address, packages=packages))
-        await stop.wait()
+        if swarm is None:
+            await stop.wait()
+        else:
+            from sciot_mqtt.swarm.live import run_local_swarm
+
+            await run_local_swarm(*swarm, packages, address, stop)
         await service.stop()
 
 

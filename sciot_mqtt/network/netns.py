@@ -47,7 +47,10 @@ class LinkShaping:
 def kernel_shaping_unavailable() -> str | None:
     """Why namespace mode cannot run here, or None when it can."""
     if os.geteuid() != 0:
-        return "kernel shaping (network namespaces and tc) needs root; run as root or use --network proxy"
+        return (
+            "kernel shaping (network namespaces and tc) needs root; "
+            "run as root or use --network proxy"
+        )
     for tool in ("ip", "tc"):
         if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
             return f"kernel shaping needs {tool!r} (Debian/Ubuntu: apt-get install iproute2)"

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
+import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import structlog
 
-__all__ = ["LiveView", "SwarmTotals"]
+if TYPE_CHECKING:
+    from sciot_mqtt.models import ModelPackage
+    from sciot_mqtt.swarm.mix import DevicePlan, Mix
+    from sciot_mqtt.transport import BrokerAddress
+
+__all__ = ["LiveView", "SwarmTotals", "run_local_swarm"]
+
+_log = structlog.get_logger("sciot.swarm")
 
 _STATE_ORDER = ("joining", "offload", "local", "left", "crashed", "stopped")
 
@@ -153,3 +164,30 @@ class LiveView:
             parts.append(ProgressBar(total=t.duration, completed=done, width=60))
             parts.append(f"{done:.0f} / {t.duration:.0f} s")
         return Group(*parts)
+
+
+async def run_local_swarm(
+    plans: list[DevicePlan],
+    mix: Mix,
+    packages: Mapping[str, ModelPackage],
+    broker: BrokerAddress,
+    stop: asyncio.Event,
+) -> None:
+    """`up --swarm N`: the devices in this process beside the service, until `stop`."""
+    from sciot_mqtt.swarm.worker import SwarmWorker
+
+    totals = SwarmTotals(len(plans), None)
+    brokers = {link: broker for link in mix.links}
+    live = sys.stderr.isatty()
+    async with SwarmWorker(plans, mix, packages, brokers, emulate_links=True) as worker:
+        with LiveView(totals) if live else contextlib.nullcontext() as view:
+            last_line = time.monotonic()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                totals.add(0, worker.snapshot())
+                if view is not None:
+                    view.update()
+                elif time.monotonic() - last_line >= 5:
+                    _log.info("swarm", status=totals.line())
+                    last_line = time.monotonic()
