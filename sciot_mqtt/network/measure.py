@@ -86,6 +86,7 @@ async def measure_link(
     return {
         "rtt_ms": rtt_ms,
         "rtt_min_ms": min(rtts),
+        "rtt_max_ms": max(rtts),
         "uplink_kbps": uplink_kbps,
         "downlink_kbps": downlink_kbps,
     }

@@ -8,7 +8,7 @@ Installed with the package, so `pip install sciot-mqtt` gives any project these 
 - `sciot_service_settings`: fast timings for tests (override the fixture to change them)
 - `sciot_service`: a running, connected service on `sciot_broker`, serving `sciot_models`
 - `sciot_device_factory`: `await make("dev-1", **settings)` gives a running device that
-  carries `sciot_models`
+  carries `sciot_models` (`broker=` points it elsewhere, e.g. at a `LinkProxy`)
 - `sciot_device`: one device, registered and offloading
 - `sciot_probe`: an `MqttProbe` recording everything under `sciot/v1/`
 
@@ -93,10 +93,12 @@ async def sciot_device_factory(
 ) -> AsyncIterator[DeviceFactory]:
     devices: list[Device] = []
 
-    async def make(device_id: str = "device-1", **settings: Any) -> Device:
+    async def make(
+        device_id: str = "device-1", *, broker: BrokerAddress | None = None, **settings: Any
+    ) -> Device:
         values: dict[str, Any] = {"heartbeat_interval": 0.5, "keepalive": 5} | settings
         device_settings = DeviceSettings(_env_file=None, id=device_id, **values)  # type: ignore[call-arg]
-        device = Device(device_settings, sciot_broker, packages=sciot_models)
+        device = Device(device_settings, broker or sciot_broker, packages=sciot_models)
         devices.append(device)
         await device.__aenter__()
         return device
