@@ -132,11 +132,15 @@ def _apportion(shares: Mapping[str, float], count: int) -> list[str]:
 
 
 def plan_devices(mix: Mix, count: int, *, prefix: str = "swarm", seed: int = 0) -> list[DevicePlan]:
+    """`count` devices: computes in the mix's proportions, and within each compute profile
+    links in the mix's proportions, so that every pairing occurs when there are enough."""
     computes = _apportion(mix.compute, count)
-    links = _apportion(mix.links, count)
-    # Shift the links against the computes so that every pair of profiles occurs.
-    shift = max(1, count // max(len(mix.links) * len(mix.compute), 1)) if count else 0
-    links = links[shift:] + links[:shift]
+    groups: dict[str, list[int]] = {}
+    for i, compute in enumerate(computes):
+        groups.setdefault(compute, []).append(i)
+    links: dict[int, str] = {}
+    for members in groups.values():
+        links.update(zip(members, _apportion(mix.links, len(members)), strict=True))
     width = len(str(max(count - 1, 0)))
     return [
         DevicePlan(

@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
@@ -139,6 +139,7 @@ class SwarmWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._window = _Window()
         self._devices: dict[str, Device] = {}
+        self._progress = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -178,6 +179,14 @@ class SwarmWorker:
     def lost(self) -> int:
         """Inferences started but neither answered, finished locally, nor failed with a reason."""
         return self.started - len(self.rows)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait until `predicate()` holds; checked after every recorded inference and every
+        change of a device's state."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._progress.clear()
+                await self._progress.wait()
 
     def snapshot(self) -> dict[str, object]:
         """Counters now and the window since the last snapshot (which it resets)."""
@@ -242,6 +251,7 @@ class SwarmWorker:
                 await device.crash()
                 self.crashes += 1
                 self.states[plan.id] = "crashed"
+                self._progress.set()
             else:
                 await device.stop()
                 if event == "leave":
@@ -249,6 +259,7 @@ class SwarmWorker:
                     self.states[plan.id] = "left"
                 else:
                     self.states[plan.id] = "stopped"
+                self._progress.set()
             if event == "stop":
                 return
             with contextlib.suppress(TimeoutError):
@@ -264,6 +275,7 @@ class SwarmWorker:
 
         while True:
             now = self.states[device_id] = state()
+            self._progress.set()
             await device.wait_until(lambda now=now: state() != now, timeout=3600)  # type: ignore[misc]
 
     async def _run_workload(
@@ -378,6 +390,7 @@ class SwarmWorker:
 
     def _add(self, row: Row) -> None:
         self.rows.append(row)
+        self._progress.set()
         w = self._window
         w.completed += 1
         w.paths[row.path] += 1
