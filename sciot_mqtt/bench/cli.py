@@ -31,6 +31,29 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     decisions.add_argument("--out", type=Path, default=Path("bench-results"))
     decisions.set_defaults(handler=_cmd_decisions)
 
+    scale = kinds.add_parser("scale", help="sustained rate of one service, and the knee")
+    scale.add_argument("--devices", type=int, default=1000, help="host-profile devices (1000)")
+    scale.add_argument(
+        "--rates", default="0.1,0.25,0.5,0.75,1,1.5", help="per-device inferences/s, in order"
+    )
+    scale.add_argument("--duration", type=float, default=60, help="scored seconds per step")
+    scale.add_argument("--warmup", type=float, default=10, help="unscored seconds per step")
+    scale.add_argument("--join-over", type=float, default=20, help="join ramp per step (s)")
+    scale.add_argument("--split", type=int, default=12, help="split every device uses (12)")
+    scale.add_argument("--processes", type=int, help="swarm worker processes (auto)")
+    scale.add_argument("--out", type=Path, default=Path("bench-results"))
+    scale.set_defaults(handler=_cmd_scale)
+
+    soak = kinds.add_parser("soak", help="long run with churn: memory, descriptors, losses")
+    soak.add_argument("--devices", type=int, default=100, help="devices (100)")
+    soak.add_argument("--duration", type=float, default=600, help="seconds (600)")
+    soak.add_argument("--rate", type=float, default=1.0, help="inferences/s per device (1)")
+    soak.add_argument(
+        "--churn", type=float, default=0.2, help="share of devices leaving or crashing per min"
+    )
+    soak.add_argument("--out", type=Path, default=Path("bench-results"))
+    soak.set_defaults(handler=_cmd_soak)
+
 
 def _cmd_split(args: argparse.Namespace) -> int:
     from sciot_mqtt.bench.split import BROKERS, run_split_bench
@@ -90,3 +113,47 @@ def _cmd_decisions(args: argparse.Namespace) -> int:
     )
     print(f"saved {args.out / 'decisions.json'} and {args.out / 'decisions.png'}")
     return 0
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from sciot_mqtt.bench.scale import run_scale_bench
+    from sciot_mqtt.logs import configure_logging
+
+    configure_logging("warning")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(
+        run_scale_bench(
+            args.out,
+            devices=args.devices,
+            rates=[float(x) for x in args.rates.split(",") if x],
+            duration=args.duration,
+            warmup=args.warmup,
+            split=args.split,
+            join_over=args.join_over,
+            processes=args.processes,
+        )
+    )
+    print(json.dumps({"knee": report["knee"], "baseline_p99_ms": report["baseline_p99_ms"]}))
+    print(f"saved {args.out / 'scale.json'} and {args.out / 'scale.png'}")
+    return 0
+
+
+def _cmd_soak(args: argparse.Namespace) -> int:
+    from sciot_mqtt.bench.soak import run_soak_bench
+    from sciot_mqtt.logs import configure_logging
+
+    configure_logging("warning")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(
+        run_soak_bench(
+            args.out,
+            devices=args.devices,
+            duration=args.duration,
+            rate=args.rate,
+            churn_per_min=args.churn,
+        )
+    )
+    summary = {k: report[k] for k in ("lost", "churn", "service_rss_mb", "service_fds")}
+    print(json.dumps(summary, indent=1))
+    print(f"saved {args.out / 'soak.json'} and {args.out / 'soak.png'}")
+    return 0 if report["lost"] == 0 else 1

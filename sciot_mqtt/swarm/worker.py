@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections import Counter
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["ROW_FIELDS", "Row", "SwarmWorker"]
 
 _log = structlog.get_logger("sciot.swarm")
+
+_IMAGE_POOL = 16
 
 DeviceState = Literal["joining", "offload", "local", "left", "crashed", "stopped"]
 Path_ = Literal["offload", "local", "fallback", "failed"]
@@ -140,6 +143,10 @@ class SwarmWorker:
         self._window = _Window()
         self._devices: dict[str, Device] = {}
         self._progress = asyncio.Event()
+        # Rendering a scene costs more than a host-speed device's whole head: draw a few
+        # once and let the devices take turns with them.
+        scenes = synthetic_images(seed)
+        self._images = [next(scenes) for _ in range(min(len(plans), _IMAGE_POOL))]
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -229,7 +236,7 @@ class SwarmWorker:
     async def _life(self, plan: DevicePlan, loop_zero: float, join_delay: float) -> None:
         loop = asyncio.get_running_loop()
         rng = random.Random(plan.seed)
-        images = synthetic_images(plan.seed)
+        images = itertools.islice(itertools.cycle(self._images), plan.index, None)
         settings = self._settings(plan)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), join_delay)
