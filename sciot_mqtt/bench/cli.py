@@ -62,10 +62,11 @@ def _cmd_split(args: argparse.Namespace) -> int:
     configure_logging("warning")
     from sciot_mqtt.models.catalog import resolve_package
 
-    brokers = tuple(b.strip() for b in args.brokers.split(",") if b.strip())
-    unknown = set(brokers) - set(BROKERS)
+    names = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = set(names) - set(BROKERS)
     if unknown:
         raise SystemExit(f"sciot-mqtt: unknown broker(s) {sorted(unknown)}; use {BROKERS}")
+    brokers = tuple(b for b in BROKERS if b in names)
     package = resolve_package(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     report = asyncio.run(

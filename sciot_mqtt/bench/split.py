@@ -8,79 +8,22 @@ apart), bytes on the wire, and the service's overhead (receive to publish, minus
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
-import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sciot_mqtt.bench.machine import describe_machine
-from sciot_mqtt.broker import MosquittoBroker, free_port
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models import ModelPackage
-from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
 from sciot_mqtt.settings import DeviceSettings
-from sciot_mqtt.testing import MqttProbe
+from sciot_mqtt.swarm.edge import BrokerKind, edge_stack
 from sciot_mqtt.transport import BrokerAddress
 
-BROKERS = ("amqtt", "mosquitto")
-
-
-@contextlib.asynccontextmanager
-async def _service(broker: str, workdir: Path) -> AsyncIterator[BrokerAddress]:
-    """The broker and `sciot-mqtt up` as child processes; yields once the service is online."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIOT_")}
-    async with contextlib.AsyncExitStack() as stack:
-        if broker == "mosquitto":
-            mosquitto = await stack.enter_async_context(MosquittoBroker())
-            address = mosquitto.address
-            extra = ["--external-broker"]
-        else:
-            address = BrokerAddress("127.0.0.1", free_port())
-            extra = []
-        log = (workdir / f"service-{broker}.log").open("wb")
-        stack.callback(log.close)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sciot_mqtt",
-            "up",
-            "--port",
-            str(address.port),
-            *extra,
-            "--log-level",
-            "warning",
-            stdout=log,
-            stderr=log,
-            env=env,
-        )
-        try:
-            from sciot_mqtt.broker import until_accepting
-
-            await asyncio.wait_for(until_accepting(address), 30)
-            async with MqttProbe(address, service_topic("edge", ServiceTopic.STATE)) as probe:
-                await probe.expect_message(
-                    ServiceState,
-                    service_topic("edge", ServiceTopic.STATE),
-                    lambda s: s.online,
-                    timeout=30,
-                )
-            yield address
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), 10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+BROKERS: tuple[BrokerKind, ...] = ("amqtt", "mosquitto")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -132,7 +75,7 @@ async def run_split_bench(
     package: ModelPackage,
     out: Path,
     *,
-    brokers: tuple[str, ...] = BROKERS,
+    brokers: tuple[BrokerKind, ...] = BROKERS,
     iterations: int = 200,
     warmup: int = 20,
 ) -> dict[str, Any]:
@@ -151,7 +94,8 @@ async def run_split_bench(
         "brokers": {},
     }
     for broker in brokers:
-        async with _service(broker, out) as address:
+        async with edge_stack(broker, out, log_name=f"service-{broker}.log") as edge:
+            address = edge.address
             report["brokers"][broker] = await _measure(address, package, iterations, warmup)
     (out / "split.json").write_text(json.dumps(report, indent=2))
     plot_split(report, out / "split.png")

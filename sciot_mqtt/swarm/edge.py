@@ -49,6 +49,7 @@ async def edge_stack(
     service_args: Sequence[str] = (),
     mosquitto_config: str = "",
     start_timeout: float = 60.0,
+    log_name: str = "service.log",
 ) -> AsyncIterator[Edge]:
     """Start the broker (Mosquitto as a child process, or amqtt inside the service) and the
     service; yield once the service is online; stop both (SIGTERM, then SIGKILL)."""
@@ -66,7 +67,7 @@ async def edge_stack(
             name = "amqtt (embedded in the service process)"
         else:
             raise ConfigurationError(f"unknown broker {broker!r}: use mosquitto or amqtt")
-        log = (workdir / "service.log").open("wb")
+        log = (workdir / log_name).open("wb")
         stack.callback(log.close)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -90,7 +91,7 @@ async def edge_stack(
             if exited.done():
                 waiting.cancel()
                 raise ConfigurationError(
-                    f"the service exited with {process.returncode}; see {workdir / 'service.log'}"
+                    f"the service exited with {process.returncode}; see {workdir / log_name}"
                 )
             exited.cancel()
             waiting.result()
