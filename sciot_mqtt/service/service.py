@@ -163,6 +163,11 @@ class Service:
             await self.engine.__aexit__(None, None, None)
             self.engine = None
 
+    @property
+    def alive(self) -> bool:
+        """True while the service runs (its supervising task has not ended)."""
+        return self._runner is not None and not self._runner.done()
+
     async def connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
