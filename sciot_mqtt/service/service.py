@@ -579,6 +579,7 @@ class Service:
             raise
         finally:
             self.counters.running -= 1
+        await self._notify()  # wait_until() callers may be waiting on the counters
 
     async def _run_inference(
         self,
