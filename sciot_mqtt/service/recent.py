@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
-from sciot_mqtt.protocol import ErrorReport, InferResult
+from sciot_mqtt.protocol import InferResult
 
 WINDOW = 32
 """Requests remembered per device; far below 2^31, so `seq` wrapping cannot alias."""
@@ -34,7 +34,7 @@ class Seen(Enum):
 class _Entry:
     session: int
     digest: bytes
-    answer: InferResult | ErrorReport | None = None  # None while running
+    answer: InferResult | None = None  # None while running
 
 
 class RecentRequests:
@@ -55,7 +55,7 @@ class RecentRequests:
             return Seen.CONFLICT
         return Seen.RUNNING if entry.answer is None else Seen.ANSWERED
 
-    def answer_of(self, seq: int) -> InferResult | ErrorReport | None:
+    def answer_of(self, seq: int) -> InferResult | None:
         entry = self._entries.get(seq)
         return entry.answer if entry is not None else None
 
@@ -66,7 +66,7 @@ class RecentRequests:
         while len(self._entries) > self.window:
             self._entries.popitem(last=False)
 
-    def finish(self, session: int, seq: int, answer: InferResult | ErrorReport | None) -> None:
+    def finish(self, session: int, seq: int, answer: InferResult | None) -> None:
         """Keep the answer for redeliveries; None forgets the request (it may be retried)."""
         entry = self._entries.get(seq)
         if entry is None or entry.session != session:

@@ -544,9 +544,9 @@ class Service:
         mqtt: MqttSession,
         device_id: str,
         request: InferRequest,
-        answer: InferResult | ErrorReport | None,
+        answer: InferResult | None,
     ) -> None:
-        """A QoS 1 redelivery: never run twice; answer again with the very same answer."""
+        """A QoS 1 redelivery: never run twice; answer again with the very same result."""
         self.counters.duplicates += 1
         self._log.info(
             "duplicate infer",

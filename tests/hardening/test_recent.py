@@ -3,13 +3,22 @@ test_limits.py)."""
 
 from __future__ import annotations
 
-from sciot_mqtt.errors import ErrorCode
-from sciot_mqtt.protocol import U32_MAX, ErrorReport
+from sciot_mqtt.protocol import U32_MAX, InferResult, Tensor
 from sciot_mqtt.service.recent import RecentRequests, Seen, digest
 
 
-def answer(seq: int) -> ErrorReport:
-    return ErrorReport(code=ErrorCode.OVERLOADED, reason="r", topic="infer", seq=seq)
+def answer(seq: int) -> InferResult:
+    output = Tensor(index=0, dtype="int8", shape=[1], scale=0.1, zero_point=0, data=b"\x01")
+    return InferResult(
+        seq=seq,
+        model="m",
+        split=1,
+        detections=[],
+        output=output,
+        edge_ms=[],
+        queue_ms=0,
+        service_ms=0,
+    )
 
 
 def test_running_answered_conflict_and_other_sessions() -> None:
