@@ -68,7 +68,7 @@ class DeviceSettings(BaseSettings):
     heartbeat_interval: float = Field(5.0, gt=0, description="until `assign` says otherwise (s)")
     keepalive: int = Field(10, ge=1, le=65535, description="MQTT keepalive (s)")
     reconnect_min: float = Field(0.2, gt=0, description="first reconnect delay (s)")
-    reconnect_max: float = Field(5.0, gt=0, description="longest reconnect delay (s)")
+    reconnect_max: float = Field(2.0, gt=0, description="longest reconnect delay (s)")
     network: str = Field("loopback", description="link profile or schedule to emulate")
     profile: str = Field("host", description="compute profile: host, esp32s3[:scale], file")
     emulation_seed: int = Field(0, description="seed of the link and compute emulation")

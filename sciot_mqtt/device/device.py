@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 import structlog
@@ -97,6 +97,9 @@ class DeviceSummary:
     offloaded: int = 0
     local: int = 0
     fallbacks_local: int = 0
+    # Accounting of offloads: every `infer` published ends as answered or finished locally.
+    requests_sent: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -137,6 +140,12 @@ class Device:
         self.last_error: ErrorReport | None = None
         self._session = initial_session()
         self._services: dict[str, bool] = {}
+        self._service_starts: dict[str, float | None] = {}
+        # An `assign` answering this connection's birth, sent since the service came online.
+        # A retained one names the model at once, but only a live one proves a service is
+        # there to answer: after a broker restart the retained service state may still say
+        # `online` for a service that has not reconnected yet.
+        self._assign_live = False
         self._connected = False
         self._mode: Mode = "local"
         self._hb_seq = 0
@@ -239,7 +248,10 @@ class Device:
     async def _changed_now(self) -> None:
         mode: Mode = (
             "offload"
-            if self._connected and self.assignment is not None and self.service_online
+            if self._connected
+            and self.assignment is not None
+            and self._assign_live
+            and self.service_online
             else "local"
         )
         if mode != self._mode:
@@ -280,6 +292,7 @@ class Device:
             timeout=5.0,
         ) as mqtt:
             self._services.clear()
+            self._assign_live = False
             try:
                 await mqtt.subscribe(
                     *(
@@ -374,8 +387,17 @@ class Device:
             if address.kind is ServiceTopic.STATE:
                 if not message.payload:
                     self._services.pop(address.instance, None)
-                else:
-                    self._services[address.instance] = ServiceState.decode(message.payload).online
+                    return
+                state = ServiceState.decode(message.payload)
+                was_online = self._services.get(address.instance, False)
+                restarted = self._service_starts.get(address.instance) != state.started_at
+                if state.online and (not was_online or restarted):
+                    # A service (re)starting knows nothing of this connection yet: wait for
+                    # the answer to a birth (it asks for one) before offloading again.
+                    self._assign_live = False
+                self._services[address.instance] = state.online
+                if state.online:
+                    self._service_starts[address.instance] = state.started_at
             return
         if not isinstance(address, DeviceAddress) or address.device_id != self.device_id:
             return
@@ -424,6 +446,8 @@ class Device:
             return
         previous = self.assignment
         self.assignment = assign
+        if assign.session == self._session:
+            self._assign_live = True
         self._summary.assignments += 1
         if previous is None or previous.hb_interval_s != assign.hb_interval_s:
             self._hb_wake.set()
@@ -546,7 +570,7 @@ class Device:
         if verify:
             whole = await compute.run(lambda: compute.runner(package).run_whole(x))
             matches = bool(np.asarray(whole).tobytes() == output.tobytes())
-        self._count(path)
+        self._count(path, reason)
         return InferenceRecord(
             seq=seq,
             split=split,
@@ -566,7 +590,7 @@ class Device:
             service_ms=reply.service_ms if reply else None,
         )
 
-    def _count(self, path: Path_) -> None:
+    def _count(self, path: Path_, reason: str) -> None:
         self._summary.inferences += 1
         if path == "offload":
             self._summary.offloaded += 1
@@ -574,6 +598,8 @@ class Device:
             self._summary.local += 1
         else:
             self._summary.fallbacks_local += 1
+            reasons = self._summary.fallback_reasons
+            reasons[reason] = reasons.get(reason, 0) + 1
 
     async def _offload(
         self,
@@ -586,6 +612,10 @@ class Device:
         mqtt = self._mqtt
         if mqtt is None or self.assignment is None:
             raise _Fallback("disconnected")
+        if self._mode != "offload":
+            # The service went away while the head ran: nobody would fail this request's
+            # future (that happens on the change to local), so it would wait for a timeout.
+            raise _Fallback("service unavailable")
         specs = package.boundaries[split].tensors
         followed = self.decision if self.settings.split is None else None
         request = InferRequest(
@@ -619,7 +649,7 @@ class Device:
         try:
             async with asyncio.timeout(self.settings.result_timeout):
                 await self.link.uplink(len(payload))
-                await mqtt.publish(device_topic(self.device_id, DeviceTopic.INFER), payload, qos=1)
+                await self._publish_request(mqtt, payload, future)
                 reply, reply_bytes = await future
                 await self.link.downlink(reply_bytes)
         except TimeoutError:
@@ -638,6 +668,32 @@ class Device:
         else:
             raise _Fallback("malformed result")
         return output, len(payload), reply, rtt_ms
+
+    async def _publish_request(
+        self,
+        mqtt: MqttSession,
+        payload: bytes,
+        future: asyncio.Future[tuple[InferResult | ErrorReport, int]],
+    ) -> None:
+        """Publish an `infer` (QoS 1), giving up as soon as the device falls back.
+
+        The PUBACK of a connection that just died never comes; waiting for it would hold the
+        inference until the client's own timeout instead of finishing it locally at once.
+        """
+        self._summary.requests_sent += 1
+        publishing = asyncio.ensure_future(
+            mqtt.publish(device_topic(self.device_id, DeviceTopic.INFER), payload, qos=1)
+        )
+        try:
+            waits: set[asyncio.Future[Any]] = {publishing, future}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not publishing.done():
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionLostError):
+                    await publishing
+        if publishing.done() and not publishing.cancelled():
+            publishing.result()  # a failed publish raises ConnectionLostError here
 
     async def _publish_timings(
         self,

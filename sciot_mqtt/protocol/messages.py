@@ -124,6 +124,17 @@ class MessageRates(Strict):
     errors: float = Field(ge=0, description="rejected messages per second")
 
 
+class InferenceCounts(Strict):
+    """What became of every `infer` received since start."""
+
+    received: int = Field(ge=0, description="`infer` messages received")
+    answered: int = Field(ge=0, description="answered with a `result`")
+    rejected: int = Field(ge=0, description="answered on `error`")
+    duplicates: int = Field(ge=0, description="redeliveries, answered again or dropped")
+    lost: int = Field(ge=0, description="results lost with the service's connection")
+    running: int = Field(ge=0, description="accepted and still computing")
+
+
 class ServiceStats(Message):
     """Published every stats interval."""
 
@@ -138,6 +149,9 @@ class ServiceStats(Message):
     rx_total: int = Field(ge=0, description="messages received since start")
     tx_total: int = Field(ge=0, description="messages published since start")
     errors_total: int = Field(ge=0, description="messages rejected since start")
+    inference: InferenceCounts | None = Field(
+        default=None, description="every `infer` since start: received = the other five summed"
+    )
 
 
 # --- device -> service ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from sciot_mqtt.protocol import (
     DeviceTopic,
     ErrorReport,
     Heartbeat,
+    InferenceCounts,
     InferRequest,
     InferResult,
     LocalTimings,
@@ -43,6 +44,7 @@ from sciot_mqtt.protocol import (
     service_topic,
 )
 from sciot_mqtt.service.decisions import Decision, DecisionSettings, DeviceCostModel
+from sciot_mqtt.service.recent import RecentRequests, Seen, digest
 from sciot_mqtt.service.registry import DeviceRecord, Presence, Registry, Transition
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
@@ -60,6 +62,13 @@ class Counters:
     rx: int = 0
     tx: int = 0
     errors: int = 0
+    # `infer` accounting: every request received ends in exactly one of the last five.
+    infer: int = 0  # `infer` messages received
+    answered: int = 0  # answered with a result (first answer)
+    infer_rejected: int = 0  # answered on `error`
+    duplicates: int = 0  # redeliveries: answered again from the recent cache, or dropped
+    lost: int = 0  # result computed but the connection died before it was published
+    running: int = 0  # accepted, tail under way
 
 
 class Service:
@@ -104,6 +113,7 @@ class Service:
         self._mqtt: MqttSession | None = None
         self._inferences: set[asyncio.Task[None]] = set()
         self._decisions: dict[str, SplitDecision] = {}
+        self._recent: dict[str, RecentRequests] = {}  # registered devices only
         self.costs: dict[str, DeviceCostModel] = {}
         self.decision_settings = DecisionSettings(
             alpha=settings.ema_alpha,
@@ -153,6 +163,11 @@ class Service:
             await self.engine.__aexit__(None, None, None)
             self.engine = None
 
+    @property
+    def alive(self) -> bool:
+        """True while the service runs (its supervising task has not ended)."""
+        return self._runner is not None and not self._runner.done()
+
     async def connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
@@ -164,7 +179,8 @@ class Service:
         await self._changes.notify()
 
     async def _supervise(self) -> None:
-        backoff = Backoff()
+        # Capped at 2 s so devices offload again within a few seconds of a broker's return.
+        backoff = Backoff(0.2, 2.0)
         while not self._stopping.is_set():
             try:
                 await self._serve_once()
@@ -187,14 +203,16 @@ class Service:
             self._mqtt = mqtt
             try:
                 await self._publish_service_state(mqtt, online=True)
+                # Our own retained assign and split first: the retained device states that
+                # follow trigger rebirths, and their answers must find the recovered state.
                 await mqtt.subscribe(
+                    device_filter(DeviceTopic.ASSIGN),
+                    device_filter(DeviceTopic.SPLIT),
                     device_filter(DeviceTopic.STATE),
                     device_filter(DeviceTopic.BIRTH),
                     device_filter(DeviceTopic.HB),
                     device_filter(DeviceTopic.INFER),
                     device_filter(DeviceTopic.TIMINGS),
-                    device_filter(DeviceTopic.ASSIGN),
-                    device_filter(DeviceTopic.SPLIT),
                 )
                 self.registry.touch_all()
                 self._connected.set()
@@ -251,6 +269,8 @@ class Service:
         self, mqtt: MqttSession, device_id: str, kind: str, error: ProtocolError, seq: int | None
     ) -> None:
         self.counters.errors += 1
+        if kind == DeviceTopic.INFER.value:
+            self.counters.infer_rejected += 1
         self._log.warning(
             "message rejected",
             device_id=device_id[:80],
@@ -331,10 +351,11 @@ class Service:
             elif kind is DeviceTopic.HB:
                 await self._on_heartbeat(mqtt, device_id, Heartbeat.decode(message.payload))
             elif kind is DeviceTopic.INFER:
+                self.counters.infer += 1
                 request = InferRequest.decode(message.payload, max_bytes=self.settings.max_payload)
                 try:
-                    self._on_infer(
-                        mqtt, device_id, request, time.perf_counter(), len(message.payload)
+                    await self._on_infer(
+                        mqtt, device_id, request, time.perf_counter(), message.payload
                     )
                 except ProtocolError as error:
                     await self._reject(mqtt, device_id, kind.value, error, request.seq)
@@ -357,7 +378,12 @@ class Service:
             model=assign.model,
         )
         await self._send(mqtt, device_id, assign)
+        known = self._decisions.get(device_id)
         await self._decide(mqtt, device_id)
+        if known is not None and self._decisions.get(device_id) is known:
+            # Unchanged, so `_decide` sent nothing; send it again all the same: a broker that
+            # crashed within its autosave interval may have lost the retained copy.
+            await self._send(mqtt, device_id, known)
 
     async def _on_state(
         self, mqtt: MqttSession, device_id: str, state: DeviceState, *, retained: bool
@@ -467,16 +493,27 @@ class Service:
             )
         return record
 
-    def _on_infer(
+    async def _on_infer(
         self,
         mqtt: MqttSession,
         device_id: str,
         request: InferRequest,
         received: float,
-        payload_bytes: int,
+        payload: bytes,
     ) -> None:
         """Validate now (errors answer at once), run the tail in an owned task."""
         self._registered(device_id, request.session, request.model)
+        recent = self._recent.setdefault(device_id, RecentRequests())
+        payload_digest = digest(payload)
+        seen = recent.check(request.session, request.seq, payload_digest)
+        if seen is Seen.CONFLICT:
+            raise ProtocolError(
+                ErrorCode.INVALID,
+                f"seq {request.seq} of session {request.session} was used by another request",
+            )
+        if seen is not Seen.NEW:
+            await self._on_duplicate(mqtt, device_id, request, recent.answer_of(request.seq))
+            return
         package = self.packages.get(request.model)
         if package is None or self.engine is None:
             raise ProtocolError(ErrorCode.NO_MODEL, f"{request.model!r} is not loaded here")
@@ -490,15 +527,36 @@ class Service:
             )
         cost = self.cost_model(device_id)
         if cost is not None:
-            cost.on_request(request.seq, request.split, request.device_ms, payload_bytes)
+            cost.on_request(request.seq, request.split, request.device_ms, len(payload))
             if request.rtt_ms is not None and request.rtt_seq is not None:
                 cost.on_round_trip(request.rtt_seq, request.rtt_ms)
+        recent.start(request.session, request.seq, payload_digest)
+        self.counters.running += 1
         task = asyncio.create_task(
             self._infer(mqtt, device_id, request, tensors, received),
             name=f"infer-{device_id}-{request.seq}",
         )
         self._inferences.add(task)
         task.add_done_callback(self._inference_done)
+
+    async def _on_duplicate(
+        self,
+        mqtt: MqttSession,
+        device_id: str,
+        request: InferRequest,
+        answer: InferResult | None,
+    ) -> None:
+        """A QoS 1 redelivery: never run twice; answer again with the very same result."""
+        self.counters.duplicates += 1
+        self._log.info(
+            "duplicate infer",
+            device_id=device_id,
+            seq=request.seq,
+            session=request.session,
+            action="dropped, answer under way" if answer is None else "answered again",
+        )
+        if answer is not None:
+            await self._send(mqtt, device_id, answer)
 
     def _inference_done(self, task: asyncio.Task[None]) -> None:
         self._inferences.discard(task)
@@ -514,14 +572,36 @@ class Service:
         tensors: Mapping[str, Any],
         received: float,
     ) -> None:
+        try:
+            await self._run_inference(mqtt, device_id, request, tensors, received)
+        except asyncio.CancelledError:
+            self.counters.lost += 1  # stopped before the answer went out
+            raise
+        finally:
+            self.counters.running -= 1
+        await self._notify()  # wait_until() callers may be waiting on the counters
+
+    async def _run_inference(
+        self,
+        mqtt: MqttSession,
+        device_id: str,
+        request: InferRequest,
+        tensors: Mapping[str, Any],
+        received: float,
+    ) -> None:
         assert self.engine is not None
         package = self.packages[request.model]
+        recent = self._recent.get(device_id)
         try:
             outcome = await self.engine.run_tail(request.model, request.split, tensors)
         except ProtocolError as error:
+            if recent is not None:  # overloaded: a redelivery may find room, so forget it
+                recent.finish(request.session, request.seq, None)
             await self._reject(mqtt, device_id, DeviceTopic.INFER.value, error, request.seq)
             return
         except Exception:
+            if recent is not None:
+                recent.finish(request.session, request.seq, None)
             self._log.exception("tail failed", device_id=device_id, seq=request.seq)
             self.internal_errors.append(traceback.format_exc())
             await self._reject(
@@ -551,18 +631,25 @@ class Service:
             queue_ms=outcome.queue_s * 1000,
             service_ms=(time.perf_counter() - received) * 1000,
         )
+        # Kept before publishing, so a redelivery after a lost connection gets this answer.
+        if recent is not None:
+            recent.finish(request.session, request.seq, result)
         try:
             sent = await self._send(mqtt, device_id, result)
         except ConnectionLostError:
+            self.counters.lost += 1
             self._log.warning(
                 "result lost with the connection", device_id=device_id, seq=request.seq
             )
             return
         self.results_published += 1
+        self.counters.answered += 1
         cost = self.cost_model(device_id)
         if cost is not None:
             cost.on_result(request.seq, sent, result.service_ms)
-        await self._decide(mqtt, device_id)
+        # The receive loop notices a lost connection and reconnects; nothing to do here.
+        with contextlib.suppress(ConnectionLostError):
+            await self._decide(mqtt, device_id)
 
     async def _on_timings(self, mqtt: MqttSession, device_id: str, timings: LocalTimings) -> None:
         record = self.registry.get(device_id)
@@ -622,6 +709,14 @@ class Service:
                 rx_total=now.rx,
                 tx_total=now.tx,
                 errors_total=now.errors,
+                inference=InferenceCounts(
+                    received=self.counters.infer,
+                    answered=self.counters.answered,
+                    rejected=self.counters.infer_rejected,
+                    duplicates=self.counters.duplicates,
+                    lost=self.counters.lost,
+                    running=self.counters.running,
+                ),
             )
             previous = now
             await mqtt.publish(
