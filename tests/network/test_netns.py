@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 
 import pytest
@@ -20,18 +19,20 @@ needs_kernel_shaping = pytest.mark.skipif(
 )
 
 
+async def output(*argv: str) -> str:
+    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    assert process.returncode == 0, argv
+    return out.decode()
+
+
 @needs_kernel_shaping
 async def test_namespace_link_has_the_profile_figures(sciot_mosquitto: BrokerAddress) -> None:
     lte = load_link_profile("lte")
     async with NetnsLink(lte, 201) as link, DownlinkResponder(sciot_mosquitto):
         # Rate in the kernel always; latency, jitter and loss there too when netem exists.
         assert link.shaping.rate_by in ("tbf", "netem")
-        qdiscs = subprocess.run(
-            ["tc", "qdisc", "show", "dev", link.host_interface],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        qdiscs = await output("tc", "qdisc", "show", "dev", link.host_interface)
         assert link.shaping.rate_by in qdiscs
         async with LinkProxy(
             link.proxy_profile(), sciot_mosquitto, listen_host=link.host_address
@@ -51,14 +52,12 @@ async def test_namespace_link_has_the_profile_figures(sciot_mosquitto: BrokerAdd
             out, err = await asyncio.wait_for(measurer.communicate(), 90)
             assert measurer.returncode == 0, err.decode()
         figures = json.loads(out.decode().strip().splitlines()[-1])
-        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-        assert link.namespace in namespaces.stdout
+        assert link.namespace in await output("ip", "netns", "list")
     assert_near(figures["rtt_ms"], 2 * lte.latency_ms + 1.5, 0.5, "median round trip (ms)")
     assert_near(figures["uplink_kbps"], lte.uplink_kbps, 0.3, "uplink (kbit/s)")
     assert_near(figures["downlink_kbps"], lte.downlink_kbps, 0.3, "downlink (kbit/s)")
     # Removed on exit, veth pair included.
-    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert link.namespace not in after
+    assert link.namespace not in await output("ip", "netns", "list")
 
 
 @needs_kernel_shaping
