@@ -9,7 +9,7 @@ the device process itself, without root, ``tc netem`` or a second machine:
   and what it receives (``await downlink(nbytes)`` when a result arrives) as a named or
   custom ``LinkProfile`` would, switchable while running by a ``LinkSchedule``.
 * ``ComputeEmulator`` tells the device's compute thread how long each operator should take
-  (``op_seconds``), so it can sleep the difference: at real speed (``host``), or as on the
+  (``op_seconds``), so it can wait out the difference: at real speed (``host``), or as on the
   ESP32-S3 the reference profile was measured on (``esp32s3``, scaled by a factor), with the
   static, gaussian, uniform or exponential delays of SCIoT's delay simulation.
 
