@@ -144,9 +144,13 @@ class SwarmWorker:
         self._devices: dict[str, Device] = {}
         self._progress = asyncio.Event()
         # Rendering a scene costs more than a host-speed device's whole head: draw a few
-        # once and let the devices take turns with them.
+        # once, quantize them for each model, and let the devices take turns with them.
         scenes = synthetic_images(seed)
-        self._images = [next(scenes) for _ in range(min(len(plans), _IMAGE_POOL))]
+        raw = [next(scenes) for _ in range(min(len(plans), _IMAGE_POOL))]
+        self._inputs = {
+            model_id: [package.quantize_input(image) for image in raw]
+            for model_id, package in self.packages.items()
+        }
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -236,7 +240,7 @@ class SwarmWorker:
     async def _life(self, plan: DevicePlan, loop_zero: float, join_delay: float) -> None:
         loop = asyncio.get_running_loop()
         rng = random.Random(plan.seed)
-        images = itertools.islice(itertools.cycle(self._images), plan.index, None)
+        turns = itertools.count(plan.index)
         settings = self._settings(plan)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), join_delay)
@@ -248,7 +252,7 @@ class SwarmWorker:
             await device.__aenter__()
             watcher = asyncio.create_task(self._watch(plan.id, device), name=f"watch-{plan.id}")
             try:
-                event = await self._run_workload(plan, device, rng, images, loop_zero)
+                event = await self._run_workload(plan, device, rng, turns, loop_zero)
             except asyncio.CancelledError:
                 await device.crash()  # cancelled past the drain timeout: no time to leave
                 raise
@@ -290,7 +294,7 @@ class SwarmWorker:
         plan: DevicePlan,
         device: Device,
         rng: random.Random,
-        images: Iterator[np.ndarray],
+        turns: Iterator[int],
         loop_zero: float,
     ) -> str:
         """Serve arrivals until the swarm stops or a churn event; returns which."""
@@ -312,7 +316,7 @@ class SwarmWorker:
                 elif self._stopping.is_set():
                     return "stop"
                 inference: asyncio.Future[object] = asyncio.ensure_future(
-                    self._infer(plan, device, next(images), due, loop_zero)
+                    self._infer(plan, device, self._input_for(device, next(turns)), due, loop_zero)
                 )
                 # A clean leave or the end of the run waits for the inference; a crash not.
                 done, _ = await asyncio.wait([inference, event_wait], return_when="FIRST_COMPLETED")
@@ -329,6 +333,10 @@ class SwarmWorker:
         finally:
             stop_wait.cancel()
             event_wait.cancel()
+
+    def _input_for(self, device: Device, turn: int) -> np.ndarray:
+        inputs = self._inputs[device.model_package().model_id]
+        return inputs[turn % len(inputs)]
 
     async def _infer(
         self,
