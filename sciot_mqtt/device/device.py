@@ -15,9 +15,9 @@ import structlog
 
 from sciot_mqtt import __version__
 from sciot_mqtt._tasks import Changes, finish, run_until_stopped
-from sciot_mqtt.device.compute import ComputePool
 from sciot_mqtt.device.emulation import ComputeEmulator, LinkEmulator, load_compute_profile
 from sciot_mqtt.errors import ConnectionLostError, ProtocolError
+from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.protocol import (
     PROTOCOL_VERSION,
     U32_MAX,

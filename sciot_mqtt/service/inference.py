@@ -6,8 +6,6 @@ model; interpreters are created once per (thread, model, split) and reused.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +16,8 @@ from typing import Self
 import numpy as np
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
-from sciot_mqtt.models import ModelPackage, SegmentRunner
+from sciot_mqtt.models import ModelPackage
+from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.protocol import Tensor
 
 
@@ -103,8 +102,7 @@ class InferenceEngine:
         self.profiles: dict[str, EdgeProfile] = {}
         self.queue_ms = 0.0  # EMA of the wait for a worker: the load of every device counts
         self._pending = 0
-        self._local = threading.local()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: ComputePool | None = None
 
     @property
     def pending(self) -> int:
@@ -113,19 +111,13 @@ class InferenceEngine:
     async def __aenter__(self) -> Self:
         # Every worker builds all its interpreters when it starts, so no request pays for
         # creating the tail of a split point nobody used before.
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            self.workers, thread_name_prefix="sciot-tail", initializer=self._warm_up_thread
+        pool = self._pool = ComputePool(
+            self.workers, name="sciot-tail", warm=self.packages.values()
         )
-        loop = asyncio.get_running_loop()
         for model_id, package in self.packages.items():
-            calibrated = await loop.run_in_executor(self._pool, self._calibrate, package)
+            calibrated = await pool.run(self._calibrate, pool, package)
             self.profiles[model_id] = EdgeProfile(calibrated)
-        # Start every worker now (each warms up in its initializer), not on the first requests:
-        # a barrier of `workers` parties can only be passed by that many distinct threads.
-        barrier = threading.Barrier(self.workers)
-        await asyncio.gather(
-            *(loop.run_in_executor(self._pool, barrier.wait, 60) for _ in range(self.workers))
-        )
+        await pool.start_all()
         return self
 
     async def __aexit__(
@@ -135,25 +127,13 @@ class InferenceEngine:
         tb: TracebackType | None,
     ) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
-    def _warm_up_thread(self) -> None:
-        for package in self.packages.values():
-            self._runner(package).warm_up()
-
-    def _runner(self, package: ModelPackage) -> SegmentRunner:
-        runners: dict[str, SegmentRunner] | None = getattr(self._local, "runners", None)
-        if runners is None:
-            runners = self._local.runners = {}
-        runner = runners.get(package.sha256)
-        if runner is None:
-            runner = runners[package.sha256] = SegmentRunner(package)
-        return runner
-
-    def _calibrate(self, package: ModelPackage, repeats: int = 5) -> list[float]:
+    @staticmethod
+    def _calibrate(pool: ComputePool, package: ModelPackage, repeats: int = 5) -> list[float]:
         """Each operator alone, best of `repeats`, on a zero input (times do not depend on data)."""
-        runner = self._runner(package)
+        runner = pool.runner(package)
         x = np.zeros(package.input.shape, dtype=package.input.np_dtype)
         best = [float("inf")] * package.num_ops
         for _ in range(repeats):
@@ -161,11 +141,16 @@ class InferenceEngine:
             best = [min(b, s * 1000) for b, s in zip(best, seconds, strict=True)]
         return best
 
+    @staticmethod
     def _run(
-        self, package: ModelPackage, split: int, tensors: Mapping[str, np.ndarray], queued_at: float
+        pool: ComputePool,
+        package: ModelPackage,
+        split: int,
+        tensors: Mapping[str, np.ndarray],
+        queued_at: float,
     ) -> tuple[np.ndarray, float, float]:
         started = time.perf_counter()
-        output = self._runner(package).run_tail(split, tensors)
+        output = pool.runner(package).run_tail(split, tensors)
         return output, time.perf_counter() - started, started - queued_at
 
     async def run_tail(
@@ -180,8 +165,8 @@ class InferenceEngine:
         package = self.packages[model_id]
         self._pending += 1
         try:
-            output, compute_s, queue_s = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._run, package, split, tensors, time.perf_counter()
+            output, compute_s, queue_s = await self._pool.run(
+                self._run, self._pool, package, split, tensors, time.perf_counter()
             )
         finally:
             self._pending -= 1

@@ -24,8 +24,8 @@ import structlog
 
 from sciot_mqtt._tasks import finish
 from sciot_mqtt.device import Device
-from sciot_mqtt.device.compute import ComputePool
 from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.settings import DeviceSettings
 from sciot_mqtt.swarm.mix import DevicePlan, Mix, Workload
 from sciot_mqtt.transport import BrokerAddress

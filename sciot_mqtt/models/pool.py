@@ -1,15 +1,16 @@
-"""Threads that run model segments for one device or for a whole swarm of them."""
+"""Threads that run model segments, each with interpreters of its own: a device's, a swarm's
+shared ones, and the service's tail workers."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    from sciot_mqtt.models import ModelPackage, SegmentRunner
+from sciot_mqtt.models.package import ModelPackage
+from sciot_mqtt.models.runtime import SegmentRunner
 
 __all__ = ["ComputePool"]
 
@@ -26,15 +27,29 @@ class ComputePool:
     the device awaits them on the event loop, so a sleeping device never holds a thread.
     """
 
-    def __init__(self, threads: int = 1, *, name: str = "compute") -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+    def __init__(
+        self, threads: int = 1, *, name: str = "compute", warm: Iterable[ModelPackage] = ()
+    ) -> None:
+        """`warm`: models whose interpreters every thread builds as soon as it starts."""
+        self._warm = list(warm)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix=name, initializer=self._warm_up if self._warm else None
+        )
         self._local = threading.local()
         self.threads = threads
 
+    def _warm_up(self) -> None:
+        for package in self._warm:
+            self.runner(package).warm_up()
+
+    async def start_all(self, timeout: float = 60.0) -> None:
+        """Start (and so warm up) every thread now rather than on the first requests."""
+        # A barrier of `threads` parties can only be passed by that many distinct threads.
+        barrier = threading.Barrier(self.threads)
+        await asyncio.gather(*(self.run(barrier.wait, timeout) for _ in range(self.threads)))
+
     def runner(self, package: ModelPackage) -> SegmentRunner:
         """This thread's runner for `package`; call it only from inside `run`."""
-        from sciot_mqtt.models import SegmentRunner
-
         runners: dict[str, SegmentRunner] | None = getattr(self._local, "runners", None)
         if runners is None:
             runners = self._local.runners = {}
