@@ -98,6 +98,17 @@ def _item_constraints(annotation: object) -> Iterator[tuple[str, object]]:
                 yield from _constraints([meta])
 
 
+def _optional_metadata(field: FieldInfo) -> list[object]:
+    """Constraints of `Annotated[T, ...] | None`, which pydantic keeps inside the union."""
+    inner = _strip_optional(field.annotation)
+    if inner is field.annotation or typing.get_origin(inner) is not typing.Annotated:
+        return []
+    found: list[object] = []
+    for meta in typing.get_args(inner)[1:]:
+        found.extend(meta.metadata if isinstance(meta, FieldInfo) else [meta])
+    return found
+
+
 def _literal_values(annotation: object) -> list[str]:
     annotation = _strip_optional(annotation)
     if typing.get_origin(annotation) is typing.Literal:
@@ -140,7 +151,7 @@ def _model_block(model: type[BaseModel], lines: list[str]) -> None:
         entries.append(f"X({name}, {_macro(field_name)}, {_c_string(key)}, {required})")
         lines.append(f"#define SCIOT_{name}_KEY_{_macro(field_name)} {_c_string(key)}")
         lines.append(f"#define SCIOT_{name}_REQ_{_macro(field_name)} {required}")
-        for kind, value in _constraints(list(field.metadata)):
+        for kind, value in _constraints(list(field.metadata) + _optional_metadata(field)):
             lines.append(f"#define SCIOT_{name}_{_macro(field_name)}_{kind} {_c_number(value)}")
         for kind, value in _item_constraints(field.annotation):
             lines.append(
