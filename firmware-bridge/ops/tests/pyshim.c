@@ -11,6 +11,14 @@ int sct_open(const uint8_t *blob, size_t len);
 long sct_arena_size(const uint8_t *blob, size_t len);
 int sct_run(const uint8_t *blob, size_t len, unsigned start, unsigned stop, const uint8_t *in,
             size_t in_len, uint8_t *out, size_t out_len, uint8_t *arena, size_t arena_len);
+int sct_run_timed(const uint8_t *blob, size_t len, unsigned start, unsigned stop,
+                  const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
+                  uint8_t *arena, size_t arena_len, uint32_t *calls, unsigned max_calls);
+int sct_model_info(const uint8_t *blob, size_t len, uint32_t *num_ops, uint8_t *sha256,
+                   char *model_id);
+int sct_boundary_tensor(const uint8_t *blob, size_t len, unsigned split, unsigned k,
+                        int32_t *fields, float *scale);
+const char *sct_op_name(const uint8_t *blob, size_t len, unsigned op);
 
 int sct_open(const uint8_t *blob, size_t len)
 {
@@ -28,9 +36,78 @@ long sct_arena_size(const uint8_t *blob, size_t len)
     return (long)sc_model_arena_size(&m);
 }
 
-/* Returns an sc_err, or -1 when in_len / out_len differ from the boundary sizes. */
-int sct_run(const uint8_t *blob, size_t len, unsigned start, unsigned stop, const uint8_t *in,
-            size_t in_len, uint8_t *out, size_t out_len, uint8_t *arena, size_t arena_len)
+int sct_model_info(const uint8_t *blob, size_t len, uint32_t *num_ops, uint8_t *sha256,
+                   char *model_id)
+{
+    sc_model m;
+    if (!sc_model_open(&m, blob, len)) {
+        return (int)m.error;
+    }
+    *num_ops = m.num_ops;
+    for (unsigned k = 0; k < 32; ++k) {
+        sha256[k] = m.sha256[k];
+        model_id[k] = m.model_id[k];
+    }
+    return 0;
+}
+
+/* fields: index, dtype, ndims, dims[4], nbytes, zero point. */
+int sct_boundary_tensor(const uint8_t *blob, size_t len, unsigned split, unsigned k,
+                        int32_t *fields, float *scale)
+{
+    sc_model m;
+    sc_tensor_info t;
+    if (!sc_model_open(&m, blob, len)) {
+        return (int)m.error;
+    }
+    if (!sc_model_boundary_tensor(&m, split, k, &t)) {
+        return -1;
+    }
+    fields[0] = (int32_t)t.index;
+    fields[1] = (int32_t)t.dtype;
+    fields[2] = (int32_t)t.ndims;
+    for (unsigned d = 0; d < SC_MAX_DIMS; ++d) {
+        fields[3 + d] = t.dims[d];
+    }
+    fields[7] = (int32_t)t.nbytes;
+    fields[8] = t.zero_point;
+    *scale = t.scale;
+    return 0;
+}
+
+const char *sct_op_name(const uint8_t *blob, size_t len, unsigned op)
+{
+    sc_model m;
+    sc_model_open(&m, blob, len);
+    return sc_model_op_name(&m, op);
+}
+
+typedef struct {
+    uint64_t clock;
+    uint32_t *calls;
+    unsigned n, max;
+} fake_clock;
+
+static uint64_t tick(void *ctx)
+{
+    return ++((fake_clock *)ctx)->clock;
+}
+
+/* Records (op, start, end) triples. */
+static void op_done(void *ctx, unsigned op, uint64_t start, uint64_t end)
+{
+    fake_clock *c = ctx;
+    if (c->n < c->max) {
+        c->calls[3 * c->n] = op;
+        c->calls[3 * c->n + 1] = (uint32_t)start;
+        c->calls[3 * c->n + 2] = (uint32_t)end;
+    }
+    ++c->n;
+}
+
+static int run(const uint8_t *blob, size_t len, unsigned start, unsigned stop, const uint8_t *in,
+               size_t in_len, uint8_t *out, size_t out_len, uint8_t *arena, size_t arena_len,
+               const sc_op_timer *timer)
 {
     sc_model m;
     if (!sc_model_open(&m, blob, len)) {
@@ -58,5 +135,27 @@ int sct_run(const uint8_t *blob, size_t len, unsigned start, unsigned stop, cons
         outs[k] = (sc_tensor_out){t.index, out + at, t.nbytes};
         at += t.nbytes;
     }
-    return (int)sc_model_run(&m, start, stop, &io, arena, arena_len, NULL);
+    return (int)sc_model_run(&m, start, stop, &io, arena, arena_len, timer);
+}
+
+/* Returns an sc_err, or -1 when in_len / out_len differ from the boundary sizes. */
+int sct_run(const uint8_t *blob, size_t len, unsigned start, unsigned stop, const uint8_t *in,
+            size_t in_len, uint8_t *out, size_t out_len, uint8_t *arena, size_t arena_len)
+{
+    return run(blob, len, start, stop, in, in_len, out, out_len, arena, arena_len, NULL);
+}
+
+/* Like sct_run with a fake clock: the number of op_done calls, -(1 + sc_err) on an
+ * error, -100 on a size mismatch. */
+int sct_run_timed(const uint8_t *blob, size_t len, unsigned start, unsigned stop,
+                  const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
+                  uint8_t *arena, size_t arena_len, uint32_t *calls, unsigned max_calls)
+{
+    fake_clock c = {0, calls, 0, max_calls};
+    sc_op_timer timer = {tick, op_done, &c};
+    int err = run(blob, len, start, stop, in, in_len, out, out_len, arena, arena_len, &timer);
+    if (err < 0) {
+        return -100;
+    }
+    return err == 0 ? (int)c.n : -(1 + err);
 }

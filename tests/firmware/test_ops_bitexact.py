@@ -1,0 +1,460 @@
+"""The C int8 operators (firmware-bridge/ops) against LiteRT, bit for bit, on the zoo model.
+
+Every operator on its own, every split's head and tail, and the whole model, for device
+frames (the synthetic scenes the Python device sends) and one full-range noise tensor.
+The C side runs through a ctypes library built from the same sources as the firmware's;
+a sanitized build of the command-line driver repeats the whole model under ASan + UBSan.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.models.export_c import export_blob
+from sciot_mqtt.models.package import ModelPackage
+from sciot_mqtt.models.runtime import SegmentRunner
+from tests.firmware.conftest import OPS
+
+# sciot_ops.h sc_err
+SC_ERR_TRUNCATED, SC_ERR_MALFORMED, SC_ERR_UNSUPPORTED, SC_ERR_IO, SC_ERR_ARENA = 4, 5, 6, 7, 8
+SC_ERR_MAGIC, SC_ERR_VERSION = 2, 3
+SIZE_MISMATCH = -1  # pyshim: the concatenated buffers are not the boundary's size
+
+Tensors = dict[int, np.ndarray]
+
+
+class COps:
+    """The ctypes face of firmware-bridge/ops/tests/pyshim.c over one blob."""
+
+    def __init__(self, library: Path, blob: bytes, package: ModelPackage) -> None:
+        self.lib = lib = ctypes.CDLL(str(library))
+        buf, size, uint = ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint
+        lib.sct_open.argtypes = [buf, size]
+        lib.sct_arena_size.argtypes = [buf, size]
+        lib.sct_arena_size.restype = ctypes.c_long
+        run = [buf, size, uint, uint, buf, size, ctypes.c_void_p, size, ctypes.c_void_p, size]
+        lib.sct_run.argtypes = run
+        lib.sct_run_timed.argtypes = [*run, ctypes.POINTER(ctypes.c_uint32), uint]
+        lib.sct_model_info.argtypes = [
+            buf,
+            size,
+            ctypes.POINTER(ctypes.c_uint32),
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        lib.sct_boundary_tensor.argtypes = [
+            buf,
+            size,
+            uint,
+            uint,
+            ctypes.POINTER(ctypes.c_int32),
+            ctypes.POINTER(ctypes.c_float),
+        ]
+        lib.sct_op_name.argtypes = [buf, size, uint]
+        lib.sct_op_name.restype = ctypes.c_char_p
+        self.package = package
+        self.set_blob(blob)
+
+    def set_blob(self, blob: bytes) -> None:
+        self.blob = blob
+        self._blob = ctypes.create_string_buffer(blob, len(blob))
+
+    def open_error(self, blob: bytes) -> int:
+        return int(self.lib.sct_open(blob, len(blob)))
+
+    @property
+    def arena_size(self) -> int:
+        return int(self.lib.sct_arena_size(self._blob, len(self.blob)))
+
+    def run_raw(
+        self, start: int, stop: int, data: bytes, out_len: int, arena_len: int | None = None
+    ) -> tuple[int, bytes]:
+        arena_len = self.arena_size if arena_len is None else arena_len
+        arena = ctypes.create_string_buffer(max(arena_len, 1))
+        out = ctypes.create_string_buffer(max(out_len, 1))
+        rc = self.lib.sct_run(
+            self._blob,
+            len(self.blob),
+            start,
+            stop,
+            data,
+            len(data),
+            out,
+            out_len,
+            arena,
+            arena_len,
+        )
+        return int(rc), out.raw[:out_len]
+
+    def run(self, start: int, stop: int, tensors: Mapping[int, np.ndarray]) -> Tensors:
+        """Ops [start, stop) from the tensors live at `start`; the tensors live at `stop`."""
+        data = pack(self.package, start, tensors)
+        rc, out = self.run_raw(start, stop, data, self.package.boundaries[stop].nbytes)
+        assert rc == 0, f"sc_model_run [{start}, {stop}) failed with sc_err {rc}"
+        return unpack(self.package, stop, out)
+
+
+def pack(package: ModelPackage, split: int, tensors: Mapping[int, np.ndarray]) -> bytes:
+    return b"".join(
+        np.ascontiguousarray(tensors[t.index], dtype=t.np_dtype).tobytes()
+        for t in package.boundaries[split].tensors
+    )
+
+
+def unpack(package: ModelPackage, split: int, data: bytes) -> Tensors:
+    out, at = {}, 0
+    for t in package.boundaries[split].tensors:
+        out[t.index] = np.frombuffer(data[at : at + t.nbytes], t.np_dtype).reshape(t.shape)
+        at += t.nbytes
+    assert at == len(data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def c_ops(sciot_ops_build: Path, fomo96_blob: Path, fomo96_package: ModelPackage) -> COps:
+    return COps(sciot_ops_build / "libsciot_ops_py.so", fomo96_blob.read_bytes(), fomo96_package)
+
+
+@pytest.fixture(scope="module")
+def runner(fomo96_package: ModelPackage) -> SegmentRunner:
+    return SegmentRunner(fomo96_package)
+
+
+def _frames(package: ModelPackage) -> Iterator[tuple[str, np.ndarray]]:
+    for k, image in enumerate(itertools.islice(synthetic_images(seed=11), 3)):
+        yield f"scene{k}", package.quantize_input(image)
+    # Every int8 value, including the extremes no camera frame quantizes to.
+    noise = np.random.default_rng(6).integers(-128, 128, package.input.shape, dtype=np.int8)
+    yield "noise", noise
+
+
+@pytest.fixture(scope="module")
+def litert_boundaries(
+    fomo96_package: ModelPackage, runner: SegmentRunner
+) -> dict[str, list[Tensors]]:
+    """Per frame, LiteRT's tensors at every boundary 0..N (ops run one at a time)."""
+    pkg = fomo96_package
+    result = {}
+    for name, frame in _frames(pkg):
+        live: Tensors = {pkg.input.index: frame}
+        bounds = [dict(live)]
+        for s in range(1, pkg.num_ops + 1):
+            head, _ = runner.run_head(s, frame)
+            bounds.append({t.index: head[t.name] for t in pkg.boundaries[s].tensors})
+        result[name] = bounds
+    return result
+
+
+def _assert_same(got: Tensors, want: Mapping[int, np.ndarray], what: str) -> None:
+    assert sorted(got) == sorted(want), f"{what}: tensor sets differ"
+    for index, value in got.items():
+        expected = np.asarray(want[index]).reshape(value.shape)
+        if not np.array_equal(value, expected):
+            diff = value.astype(np.int32) - expected.astype(np.int32)
+            pytest.fail(
+                f"{what}: tensor {index} differs in {int(np.count_nonzero(diff))} of "
+                f"{diff.size} elements (max |diff| {int(np.abs(diff).max())})"
+            )
+
+
+def test_blob_reader_sees_the_manifest(c_ops: COps, fomo96_package: ModelPackage) -> None:
+    pkg = fomo96_package
+    num_ops = ctypes.c_uint32()
+    sha = ctypes.create_string_buffer(32)
+    model_id = ctypes.create_string_buffer(32)
+    assert c_ops.lib.sct_model_info(c_ops._blob, len(c_ops.blob), ctypes.byref(num_ops), sha,
+                                    model_id) == 0  # fmt: skip
+    assert num_ops.value == pkg.num_ops
+    assert sha.raw.hex() == pkg.sha256
+    assert model_id.value.decode() == pkg.model_id
+    dtypes = {1: "int8", 2: "uint8", 3: "int16", 4: "int32", 5: "float32"}
+    for op in pkg.ops:
+        assert c_ops.lib.sct_op_name(c_ops._blob, len(c_ops.blob), op.index).decode() == op.op
+    for b in pkg.boundaries:
+        fields = (ctypes.c_int32 * 9)()
+        scale = ctypes.c_float()
+        for k, t in enumerate(b.tensors):
+            assert (
+                c_ops.lib.sct_boundary_tensor(
+                    c_ops._blob, len(c_ops.blob), b.index, k, fields, ctypes.byref(scale)
+                )
+                == 0
+            )
+            ndims = fields[2]
+            assert fields[0] == t.index
+            assert dtypes[fields[1]] == t.dtype
+            assert tuple(fields[3 : 3 + ndims]) == t.shape
+            assert fields[7] == t.nbytes
+            assert fields[8] == t.zero_point
+            assert scale.value == np.float32(t.scale)
+        # One past the last tensor is refused.
+        assert (
+            c_ops.lib.sct_boundary_tensor(
+                c_ops._blob, len(c_ops.blob), b.index, len(b.tensors), fields, ctypes.byref(scale)
+            )
+            == -1
+        )
+
+
+def test_every_operator_alone(
+    c_ops: COps, fomo96_package: ModelPackage, litert_boundaries: dict[str, list[Tensors]]
+) -> None:
+    for name, bounds in litert_boundaries.items():
+        for op in fomo96_package.ops:
+            got = c_ops.run(op.index, op.index + 1, bounds[op.index])
+            _assert_same(got, bounds[op.index + 1], f"{name}: op {op.index} ({op.op})")
+
+
+def test_every_split_head_and_tail(
+    c_ops: COps,
+    fomo96_package: ModelPackage,
+    runner: SegmentRunner,
+    litert_boundaries: dict[str, list[Tensors]],
+) -> None:
+    pkg = fomo96_package
+    n = pkg.num_ops
+    out = pkg.output
+    for name, bounds in litert_boundaries.items():
+        frame = bounds[0]
+        for s in pkg.split_points:
+            head = c_ops.run(0, s, frame)
+            _assert_same(head, bounds[s], f"{name}: head [0, {s})")
+            tail = c_ops.run(s, n, head)
+            litert_tail = runner.run_tail_outputs(
+                s, {t.name: bounds[s][t.index] for t in pkg.boundaries[s].tensors}
+            )
+            _assert_same(tail, {out.index: litert_tail[out.name]}, f"{name}: tail [{s}, {n})")
+
+
+def test_whole_model_and_detections(
+    c_ops: COps, fomo96_package: ModelPackage, runner: SegmentRunner
+) -> None:
+    pkg = fomo96_package
+    for name, frame in _frames(pkg):
+        got = c_ops.run(0, pkg.num_ops, {pkg.input.index: frame})[pkg.output.index]
+        want = runner.run_whole(frame)
+        _assert_same({0: got}, {0: want}, f"{name}: whole model")
+        if name.startswith("scene"):
+            assert pkg.decode(got) == pkg.decode(want)
+
+
+def test_middle_ranges_pass_tensors_through(
+    c_ops: COps, fomo96_package: ModelPackage, litert_boundaries: dict[str, list[Tensors]]
+) -> None:
+    """Ranges inside a residual block: the skip tensor goes in, waits, and comes out."""
+    bounds = litert_boundaries["scene0"]
+    for start, stop in [(6, 8), (6, 9), (7, 7), (10, 17), (14, 20), (16, 16), (20, 25)]:
+        _assert_same(c_ops.run(start, stop, bounds[start]), bounds[stop], f"[{start}, {stop})")
+
+
+def test_per_operator_timer(
+    c_ops: COps, fomo96_package: ModelPackage, litert_boundaries: dict[str, list[Tensors]]
+) -> None:
+    pkg = fomo96_package
+    start, stop = 3, 11
+    data = pack(pkg, start, litert_boundaries["scene1"][start])
+    out_len = pkg.boundaries[stop].nbytes
+    calls = (ctypes.c_uint32 * (3 * 32))()
+    out = ctypes.create_string_buffer(out_len)
+    arena = ctypes.create_string_buffer(c_ops.arena_size)
+    n = c_ops.lib.sct_run_timed(c_ops._blob, len(c_ops.blob), start, stop, data, len(data), out,
+                                out_len, arena, c_ops.arena_size, calls, 32)  # fmt: skip
+    assert n == stop - start
+    triples = [tuple(calls[3 * k : 3 * k + 3]) for k in range(n)]
+    assert [op for op, _, _ in triples] == list(range(start, stop))
+    # The fake clock ticks once per now(): start and end of each op, in order.
+    assert [t for _, a, b in triples for t in (a, b)] == list(range(1, 2 * n + 1))
+    _assert_same(unpack(pkg, stop, out.raw), litert_boundaries["scene1"][stop], "timed run")
+
+
+def test_run_refuses_wrong_io_and_small_arena(c_ops: COps, fomo96_package: ModelPackage) -> None:
+    pkg = fomo96_package
+    frame = next(_frames(pkg))[1].tobytes()
+    need = pkg.boundaries[5].nbytes
+    assert c_ops.run_raw(0, 5, frame, need, arena_len=c_ops.arena_size - 1)[0] == SC_ERR_ARENA
+    assert c_ops.run_raw(0, 5, frame[:-1], need)[0] == SIZE_MISMATCH
+    assert c_ops.run_raw(5, 4, b"", 0)[0] != 0
+    rc, _ = c_ops.run_raw(0, pkg.num_ops + 1, frame, 0)
+    assert rc != 0
+
+
+def _patched(blob: bytes, offset: int, value: bytes) -> bytes:
+    return blob[:offset] + value + blob[offset + len(value) :]
+
+
+def test_open_refuses_damaged_blobs(c_ops: COps) -> None:
+    blob = c_ops.blob
+    assert c_ops.open_error(blob) == 0
+    assert c_ops.open_error(_patched(blob, 0, b"TFL3")) == SC_ERR_MAGIC
+    assert c_ops.open_error(_patched(blob, 4, b"\x02\x00")) == SC_ERR_VERSION
+    # Every truncation is caught (the header states the total length).
+    for cut in range(0, len(blob), 97):
+        assert c_ops.open_error(blob[:cut]) in (SC_ERR_TRUNCATED, SC_ERR_MALFORMED), cut
+    off_ops = int.from_bytes(blob[24:28], "little")
+    off_tensors = int.from_bytes(blob[20:24], "little")
+    # An operator type the library does not know.
+    assert c_ops.open_error(_patched(blob, off_ops, b"\x63")) == SC_ERR_UNSUPPORTED
+    # An op input that names a tensor past the table.
+    assert c_ops.open_error(_patched(blob, off_ops + 4, b"\xfe\xff")) == SC_ERR_MALFORMED
+    # A tensor whose byte size disagrees with its shape.
+    assert c_ops.open_error(_patched(blob, off_tensors + 20, b"\x01\x00\x00\x00")) == (
+        SC_ERR_MALFORMED
+    )
+    # A requantization shift outside what the rounding is defined for: the first op's
+    # per-channel shifts follow its multipliers.
+    params = int.from_bytes(blob[off_ops + 36 : off_ops + 40], "little")
+    plen = int.from_bytes(blob[off_ops + 40 : off_ops + 44], "little")
+    assert c_ops.open_error(_patched(blob, params + plen // 2, (40).to_bytes(4, "little"))) == (
+        SC_ERR_MALFORMED
+    )
+    # Random byte flips never crash the reader (they are either caught or harmless).
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        at = int(rng.integers(0, len(blob)))
+        c_ops.open_error(_patched(blob, at, bytes([int(rng.integers(0, 256))])))
+
+
+def test_sanitized_driver_whole_model_and_splits(
+    sciot_ops_sanitized_build: Path,
+    fomo96_blob: Path,
+    fomo96_package: ModelPackage,
+    litert_boundaries: dict[str, list[Tensors]],
+) -> None:
+    """ASan + UBSan over real runs: no out-of-bounds access or UB, and the same bytes."""
+    pkg = fomo96_package
+    driver = sciot_ops_sanitized_build / "sciot_ops_run"
+    bounds = litert_boundaries["noise"]
+    for start, stop in [(0, pkg.num_ops), (0, 9), (9, 17), (17, pkg.num_ops), (6, 6)]:
+        done = subprocess.run(
+            [str(driver), str(fomo96_blob), str(start), str(stop)],
+            input=pack(pkg, start, bounds[start]),
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        _assert_same(unpack(pkg, stop, done.stdout), bounds[stop], f"sanitized [{start}, {stop})")
+    # A damaged blob is refused with a message, also under the sanitizers.
+    damaged = fomo96_blob.with_name("damaged.bin")
+    damaged.write_bytes(fomo96_blob.read_bytes()[:5000])
+    done = subprocess.run(
+        [str(driver), str(damaged), "0", "1"], input=b"", capture_output=True, check=False
+    )
+    assert done.returncode == 1
+    assert b"truncated" in done.stderr
+
+
+def test_blob_export_is_deterministic(fomo96_package: ModelPackage, fomo96_blob: Path) -> None:
+    assert export_blob(fomo96_package) == fomo96_blob.read_bytes()
+
+
+def _c_bytes(source: str, name: str) -> bytes:
+    body = re.search(rf"{name}\[\d+\][^=]*=\s*\{{(.*?)\}};", source, re.S)
+    assert body is not None, name
+    return bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})", body.group(1)))
+
+
+def test_export_c_command(
+    tmp_path: Path, fomo96_package: ModelPackage, fomo96_blob: Path, cli_env: dict[str, str]
+) -> None:
+    out = tmp_path / "gen"
+    done = subprocess.run(
+        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "fomo96", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "fomo96_model.bin",
+        "fomo96_model.c",
+        "fomo96_model.h",
+        "fomo96_segments.c",
+        "fomo96_segments.h",
+    ]
+    assert (out / "fomo96_model.bin").read_bytes() == fomo96_blob.read_bytes()
+    for path in out.glob("*.[ch]"):
+        assert "do not edit" in path.read_text().splitlines()[0]
+    model_c = (out / "fomo96_model.c").read_text()
+    assert _c_bytes(model_c, "sciot_fomo96_blob") == fomo96_blob.read_bytes()
+    segments_c = (out / "fomo96_segments.c").read_text()
+    for i in range(fomo96_package.num_ops):
+        assert _c_bytes(segments_c, f"sciot_fomo96_op_{i:04d}") == (
+            fomo96_package.op_segment_path(i).read_bytes()
+        )
+    # The generated sources compile cleanly as C99, like the firmware builds them.
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler to compile the generated sources")
+    for source in ("fomo96_model.c", "fomo96_segments.c"):
+        compiled = subprocess.run(
+            [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", source, "-o", "/dev/null"],
+            cwd=out,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert compiled.returncode == 0, compiled.stderr
+
+
+def test_export_c_refuses_unknown_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "nosuch", "--out",
+         str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "nosuch" in done.stderr
+    assert not any(tmp_path.iterdir())
+
+
+# Soft-float helpers and the memory builtins GCC may call even in freestanding code.
+_RV32_ALLOWED = re.compile(
+    r"^(__[a-z0-9]+[sd]f[0-9]*|__[a-z0-9]+si[0-9]*|__[a-z]+di[0-9]*|memset|memcpy)$"
+)
+
+
+def test_kernels_cross_compile_for_rv32(tmp_path: Path) -> None:
+    """ESP32-C3's ISA, no FPU, freestanding: -Werror clean, and no libc or libm calls."""
+    gcc = shutil.which("riscv64-unknown-elf-gcc")
+    nm = shutil.which("riscv64-unknown-elf-nm")
+    if gcc is None or nm is None:
+        pytest.skip("riscv64-unknown-elf-gcc missing: apt-get install gcc-riscv64-unknown-elf")
+    flags = ["-march=rv32imc", "-mabi=ilp32", "-ffreestanding", "-std=c99", "-O2", "-Wall",
+             "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-Wno-sign-conversion",
+             f"-I{OPS / 'include'}"]  # fmt: skip
+    undefined: set[str] = set()
+    for source in ("model.c", "kernels.c"):
+        obj = tmp_path / f"{source}.o"
+        done = subprocess.run(
+            [gcc, *flags, "-c", str(OPS / "src" / source), "-o", str(obj)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        symbols = subprocess.run([nm, "-u", str(obj)], capture_output=True, text=True, check=True)
+        undefined |= {line.split()[-1] for line in symbols.stdout.splitlines() if line.strip()}
+    model_symbols = {s for s in undefined if s.startswith("sc_")}
+    assert model_symbols <= {"sc_conv2d_s8", "sc_depthwise_conv2d_s8", "sc_add_s8",
+                             "sc_softmax_s8"}  # fmt: skip
+    foreign = sorted(s for s in undefined - model_symbols if not _RV32_ALLOWED.match(s))
+    assert not foreign, f"kernels call outside libgcc: {foreign}"
