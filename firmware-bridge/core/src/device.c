@@ -299,8 +299,8 @@ static bool connect(sciot_device *dev)
         SCIOT_OK) {
         return false;
     }
-    copy_str(will_topic, sizeof will_topic, dev_topic(dev, SCIOT_DEVICE_STATE_TOPIC),
-             sciot_strlen(dev->topic));
+    (void)dev_topic(dev, SCIOT_DEVICE_STATE_TOPIC);
+    copy_str(will_topic, sizeof will_topic, dev->topic, sciot_strlen(dev->topic));
     if (!dev->hal.connect(dev->hal.user, client_id, will_topic, will, will_len,
                           dev->cfg.keepalive_s)) {
         return false;
