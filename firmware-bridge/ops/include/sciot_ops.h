@@ -149,7 +149,9 @@ size_t sc_model_arena_size(const sc_model *m);
  * Run operators [start_op, stop_op) (0 <= start_op <= stop_op <= num_ops) from the
  * tensors live at boundary start_op, writing the tensors live at boundary stop_op into
  * io->outputs. A tensor live at both boundaries is copied through. `arena` needs
- * sc_model_arena_size() bytes, aligned to 4; `timer` may be NULL.
+ * sc_model_arena_size() bytes; `timer` may be NULL. The io buffers and the arena must
+ * not overlap one another. Nothing is computed when the arguments are refused; returns
+ * SC_OK or the reason (SC_ERR_MALFORMED: the blob's boundary lists do not fit its ops).
  */
 sc_err sc_model_run(const sc_model *m, unsigned start_op, unsigned stop_op,
                     const sc_tensor_io *io, uint8_t *arena, size_t arena_len,

@@ -26,12 +26,17 @@ int32_t sc_rounding_divide_by_pot(int32_t x, int exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
+/* Two's complement reinterpretation, without the implementation-defined conversion. */
+static int32_t as_i32(uint32_t u)
+{
+    return u <= 0x7fffffffu ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
 /* x * 2^left in 32 bits, wrapping like the C++ original would on the hardware we run on
  * (it never overflows for multipliers a converter produces), without signed overflow. */
 static int32_t shl32(int32_t x, int left)
 {
-    uint32_t u = (uint32_t)x << left;
-    return u <= 0x7fffffffu ? (int32_t)u : -(int32_t)(~u) - 1;
+    return as_i32((uint32_t)x << left);
 }
 
 int32_t sc_mul_quantized_double(int32_t x, int32_t multiplier, int shift)
@@ -63,9 +68,7 @@ int32_t sc_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift)
     if (right == 0) {
         return high;
     }
-    const uint32_t sum = (uint32_t)high + (UINT32_C(1) << (right - 1));
-    const int32_t wrapped = sum <= 0x7fffffffu ? (int32_t)sum : -(int32_t)(~sum) - 1;
-    return wrapped >> right;
+    return as_i32((uint32_t)high + (UINT32_C(1) << (right - 1))) >> right;
 }
 
 int32_t sc_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift)
@@ -80,6 +83,17 @@ int32_t sc_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift)
     }
 }
 
+static int8_t clamp8_64(int64_t v, int32_t lo, int32_t hi)
+{
+    if (v < lo) {
+        v = lo;
+    }
+    if (v > hi) {
+        v = hi;
+    }
+    return (int8_t)v;
+}
+
 static int8_t clamp8(int32_t v, int32_t lo, int32_t hi)
 {
     if (v < lo) {
@@ -91,14 +105,18 @@ static int8_t clamp8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)v;
 }
 
-static int32_t requantize(const sc_conv_params *p, int32_t acc, int32_t oc)
+/* Accumulators add in uint32: the same two's complement result as TFLite's int32 sums
+ * whenever those do not overflow (real models never do), and defined when a damaged
+ * blob makes them. */
+static int8_t requantize(const sc_conv_params *p, uint32_t acc, int32_t oc)
 {
     if (p->bias != 0) {
-        acc += sc_rd_i32(p->bias + 4 * oc);
+        acc += (uint32_t)sc_rd_i32(p->bias + 4 * oc);
     }
-    acc = sc_mul_quantized(p->rounding, acc, sc_rd_i32(p->multiplier + 4 * oc),
-                           (int)sc_rd_i32(p->shift + 4 * oc));
-    return acc + p->output_offset;
+    const int32_t scaled = sc_mul_quantized(p->rounding, as_i32(acc),
+                                            sc_rd_i32(p->multiplier + 4 * oc),
+                                            (int)sc_rd_i32(p->shift + 4 * oc));
+    return clamp8_64((int64_t)scaled + p->output_offset, p->act_min, p->act_max);
 }
 
 void sc_conv2d_s8(const sc_conv_params *p)
@@ -110,7 +128,7 @@ void sc_conv2d_s8(const sc_conv_params *p)
             const int32_t x0 = ox * p->stride_w - p->pad_w;
             int8_t *out = p->output + ((int32_t)oy * p->out_w + ox) * p->out_c;
             for (int32_t oc = 0; oc < p->out_c; ++oc) {
-                int32_t acc = 0;
+                uint32_t acc = 0;
                 for (int32_t ky = 0; ky < p->k_h; ++ky) {
                     const int32_t iy = y0 + p->dilation_h * ky;
                     if (iy < 0 || iy >= p->in_h) {
@@ -125,11 +143,12 @@ void sc_conv2d_s8(const sc_conv_params *p)
                         const int8_t *f =
                             p->filter + ((oc * p->k_h + ky) * p->k_w + kx) * in_c;
                         for (int32_t ic = 0; ic < in_c; ++ic) {
-                            acc += (int32_t)f[ic] * ((int32_t)in[ic] + p->input_offset);
+                            acc += (uint32_t)((int32_t)f[ic] *
+                                              ((int32_t)in[ic] + p->input_offset));
                         }
                     }
                 }
-                out[oc] = clamp8(requantize(p, acc, oc), p->act_min, p->act_max);
+                out[oc] = requantize(p, acc, oc);
             }
         }
     }
@@ -145,7 +164,7 @@ void sc_depthwise_conv2d_s8(const sc_conv_params *p)
             for (int32_t ic = 0; ic < p->in_c; ++ic) {
                 for (int32_t m = 0; m < p->depth_multiplier; ++m) {
                     const int32_t oc = ic * p->depth_multiplier + m;
-                    int32_t acc = 0;
+                    uint32_t acc = 0;
                     for (int32_t ky = 0; ky < p->k_h; ++ky) {
                         const int32_t iy = y0 + p->dilation_h * ky;
                         if (iy < 0 || iy >= p->in_h) {
@@ -160,10 +179,10 @@ void sc_depthwise_conv2d_s8(const sc_conv_params *p)
                                 p->input[(iy * p->in_w + ix) * p->in_c + ic];
                             const int32_t f =
                                 p->filter[(ky * p->k_w + kx) * p->out_c + oc];
-                            acc += f * (v + p->input_offset);
+                            acc += (uint32_t)(f * (v + p->input_offset));
                         }
                     }
-                    out[oc] = clamp8(requantize(p, acc, oc), p->act_min, p->act_max);
+                    out[oc] = requantize(p, acc, oc);
                 }
             }
         }
@@ -179,17 +198,23 @@ void sc_add_s8(const sc_add_params *p)
             sc_mul_quantized(p->rounding, a, p->input1_multiplier, (int)p->input1_shift);
         const int32_t sb =
             sc_mul_quantized(p->rounding, b, p->input2_multiplier, (int)p->input2_shift);
-        const int32_t raw = sc_mul_quantized(p->rounding, sa + sb, p->output_multiplier,
-                                             (int)p->output_shift) +
-                            p->output_offset;
-        p->output[i] = clamp8(raw, p->act_min, p->act_max);
+        const int32_t sum = as_i32((uint32_t)sa + (uint32_t)sb);
+        const int64_t raw =
+            (int64_t)sc_mul_quantized(p->rounding, sum, p->output_multiplier,
+                                      (int)p->output_shift) +
+            p->output_offset;
+        p->output[i] = clamp8_64(raw, p->act_min, p->act_max);
     }
 }
 
-/* std::round for the non-negative, small values softmax produces: half away from zero.
- * (x - trunc(x) is exact for |x| < 2^23, so no double rounding creeps in.) */
+/* std::round for the small values softmax produces: half away from zero. (x - trunc(x)
+ * is exact for |x| < 2^23, so no double rounding creeps in.) Out-of-range values and NaN,
+ * which only a damaged table can produce, saturate instead of being undefined. */
 static int32_t round_half_away(float x)
 {
+    if (!(x > -1.0e6f && x < 1.0e6f)) {
+        return x > 0.0f ? 1000000 : -1000000;
+    }
     const bool neg = x < 0.0f;
     const float a = neg ? -x : x;
     int32_t t = (int32_t)a;

@@ -138,6 +138,10 @@ static bool check_tensor(const sc_model *m, unsigned i)
     if (elems * size != t.nbytes) {
         return false;
     }
+    if ((t.dtype == SC_DTYPE_INT8 && (t.zero_point < -128 || t.zero_point > 127)) ||
+        (t.dtype == SC_DTYPE_UINT8 && (t.zero_point < 0 || t.zero_point > 255))) {
+        return false;
+    }
     if (t.kind == KIND_CONSTANT) {
         return in_blob(m, t.location, t.nbytes);
     }
@@ -668,6 +672,51 @@ static bool io_matches(const sc_model *m, unsigned split, unsigned n, bool outpu
     return true;
 }
 
+static bool produced_in(const sc_model *m, uint16_t index, unsigned from, unsigned to)
+{
+    for (unsigned i = from; i < to; ++i) {
+        op_rec o;
+        read_op(m, i, &o);
+        for (unsigned k = 0; k < o.num_out && k < 2; ++k) {
+            if (o.out[k] == index) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Every activation an op of the range reads comes from the caller or from an earlier op
+ * of the range, and every tensor owed at stop is made or passed through. A blob from the
+ * exporter always satisfies this (it is what liveness means); a damaged one might not, and
+ * would otherwise read an unplanned arena slot. */
+static bool range_consistent(const sc_model *m, unsigned start, unsigned stop,
+                             const sc_tensor_io *io)
+{
+    for (unsigned i = start; i < stop; ++i) {
+        op_rec o;
+        read_op(m, i, &o);
+        for (unsigned k = 0; k < o.num_in && k < 4; ++k) {
+            tensor_rec t;
+            if (o.in[k] == NO_TENSOR) {
+                continue;
+            }
+            read_tensor(m, o.in[k], &t);
+            if (t.kind == KIND_ACTIVATION && find_in(io, o.in[k]) == 0 &&
+                !produced_in(m, o.in[k], start, i)) {
+                return false;
+            }
+        }
+    }
+    for (unsigned k = 0; k < io->num_outputs; ++k) {
+        uint16_t index = (uint16_t)io->outputs[k].index;
+        if (find_in(io, index) == 0 && !produced_in(m, index, start, stop)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 sc_err sc_model_run(const sc_model *m, unsigned start_op, unsigned stop_op,
                     const sc_tensor_io *io, uint8_t *arena, size_t arena_len,
                     const sc_op_timer *timer)
@@ -682,6 +731,9 @@ sc_err sc_model_run(const sc_model *m, unsigned start_op, unsigned stop_op,
     if (!io_matches(m, start_op, io->num_inputs, false, io) ||
         !io_matches(m, stop_op, io->num_outputs, true, io)) {
         return SC_ERR_IO;
+    }
+    if (!range_consistent(m, start_op, stop_op, io)) {
+        return SC_ERR_MALFORMED;
     }
     /* Tensors live across the whole range pass straight through. */
     for (unsigned k = 0; k < io->num_outputs; ++k) {
