@@ -6,11 +6,14 @@ it the same way. Without cmake or a C compiler the C tests skip and say why.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sciot_mqtt.models.catalog import resolve_package
@@ -69,3 +72,98 @@ def fomo96_blob(fomo96_package: ModelPackage, tmp_path_factory: pytest.TempPathF
     path = tmp_path_factory.mktemp("blob") / "fomo96_model.bin"
     path.write_bytes(export_blob(fomo96_package))
     return path
+
+
+# sciot_ops.h sc_err
+SC_ERR_TRUNCATED, SC_ERR_MALFORMED, SC_ERR_UNSUPPORTED, SC_ERR_IO, SC_ERR_ARENA = 4, 5, 6, 7, 8
+SC_ERR_MAGIC, SC_ERR_VERSION = 2, 3
+SIZE_MISMATCH = -1  # pyshim: the concatenated buffers are not the boundary's size
+
+Tensors = dict[int, np.ndarray]
+
+
+class COps:
+    """The ctypes face of firmware-bridge/ops/tests/pyshim.c over one blob."""
+
+    def __init__(self, library: Path, blob: bytes, package: ModelPackage) -> None:
+        self.lib = lib = ctypes.CDLL(str(library))
+        buf, size, uint = ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint
+        lib.sct_open.argtypes = [buf, size]
+        lib.sct_arena_size.argtypes = [buf, size]
+        lib.sct_arena_size.restype = ctypes.c_long
+        run = [buf, size, uint, uint, buf, size, ctypes.c_void_p, size, ctypes.c_void_p, size]
+        lib.sct_run.argtypes = run
+        lib.sct_run_timed.argtypes = [*run, ctypes.POINTER(ctypes.c_uint32), uint]
+        lib.sct_model_info.argtypes = [
+            buf,
+            size,
+            ctypes.POINTER(ctypes.c_uint32),
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        lib.sct_boundary_tensor.argtypes = [
+            buf,
+            size,
+            uint,
+            uint,
+            ctypes.POINTER(ctypes.c_int32),
+            ctypes.POINTER(ctypes.c_float),
+        ]
+        lib.sct_op_name.argtypes = [buf, size, uint]
+        lib.sct_op_name.restype = ctypes.c_char_p
+        self.package = package
+        self.set_blob(blob)
+
+    def set_blob(self, blob: bytes) -> None:
+        self.blob = blob
+        self._blob = ctypes.create_string_buffer(blob, len(blob))
+
+    def open_error(self, blob: bytes) -> int:
+        return int(self.lib.sct_open(blob, len(blob)))
+
+    @property
+    def arena_size(self) -> int:
+        return int(self.lib.sct_arena_size(self._blob, len(self.blob)))
+
+    def run_raw(
+        self, start: int, stop: int, data: bytes, out_len: int, arena_len: int | None = None
+    ) -> tuple[int, bytes]:
+        arena_len = self.arena_size if arena_len is None else arena_len
+        arena = ctypes.create_string_buffer(max(arena_len, 1))
+        out = ctypes.create_string_buffer(max(out_len, 1))
+        rc = self.lib.sct_run(
+            self._blob,
+            len(self.blob),
+            start,
+            stop,
+            data,
+            len(data),
+            out,
+            out_len,
+            arena,
+            arena_len,
+        )
+        return int(rc), out.raw[:out_len]
+
+    def run(self, start: int, stop: int, tensors: Mapping[int, np.ndarray]) -> Tensors:
+        """Ops [start, stop) from the tensors live at `start`; the tensors live at `stop`."""
+        data = pack(self.package, start, tensors)
+        rc, out = self.run_raw(start, stop, data, self.package.boundaries[stop].nbytes)
+        assert rc == 0, f"sc_model_run [{start}, {stop}) failed with sc_err {rc}"
+        return unpack(self.package, stop, out)
+
+
+def pack(package: ModelPackage, split: int, tensors: Mapping[int, np.ndarray]) -> bytes:
+    return b"".join(
+        np.ascontiguousarray(tensors[t.index], dtype=t.np_dtype).tobytes()
+        for t in package.boundaries[split].tensors
+    )
+
+
+def unpack(package: ModelPackage, split: int, data: bytes) -> Tensors:
+    out, at = {}, 0
+    for t in package.boundaries[split].tensors:
+        out[t.index] = np.frombuffer(data[at : at + t.nbytes], t.np_dtype).reshape(t.shape)
+        at += t.nbytes
+    assert at == len(data)
+    return out

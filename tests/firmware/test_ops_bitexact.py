@@ -13,7 +13,6 @@ import itertools
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -21,104 +20,22 @@ import numpy as np
 import pytest
 
 from sciot_mqtt.device.inputs import synthetic_images
-from sciot_mqtt.models.export_c import export_blob
 from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.runtime import SegmentRunner
-from tests.firmware.conftest import OPS
-
-# sciot_ops.h sc_err
-SC_ERR_TRUNCATED, SC_ERR_MALFORMED, SC_ERR_UNSUPPORTED, SC_ERR_IO, SC_ERR_ARENA = 4, 5, 6, 7, 8
-SC_ERR_MAGIC, SC_ERR_VERSION = 2, 3
-SIZE_MISMATCH = -1  # pyshim: the concatenated buffers are not the boundary's size
-
-Tensors = dict[int, np.ndarray]
-
-
-class COps:
-    """The ctypes face of firmware-bridge/ops/tests/pyshim.c over one blob."""
-
-    def __init__(self, library: Path, blob: bytes, package: ModelPackage) -> None:
-        self.lib = lib = ctypes.CDLL(str(library))
-        buf, size, uint = ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint
-        lib.sct_open.argtypes = [buf, size]
-        lib.sct_arena_size.argtypes = [buf, size]
-        lib.sct_arena_size.restype = ctypes.c_long
-        run = [buf, size, uint, uint, buf, size, ctypes.c_void_p, size, ctypes.c_void_p, size]
-        lib.sct_run.argtypes = run
-        lib.sct_run_timed.argtypes = [*run, ctypes.POINTER(ctypes.c_uint32), uint]
-        lib.sct_model_info.argtypes = [
-            buf,
-            size,
-            ctypes.POINTER(ctypes.c_uint32),
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        lib.sct_boundary_tensor.argtypes = [
-            buf,
-            size,
-            uint,
-            uint,
-            ctypes.POINTER(ctypes.c_int32),
-            ctypes.POINTER(ctypes.c_float),
-        ]
-        lib.sct_op_name.argtypes = [buf, size, uint]
-        lib.sct_op_name.restype = ctypes.c_char_p
-        self.package = package
-        self.set_blob(blob)
-
-    def set_blob(self, blob: bytes) -> None:
-        self.blob = blob
-        self._blob = ctypes.create_string_buffer(blob, len(blob))
-
-    def open_error(self, blob: bytes) -> int:
-        return int(self.lib.sct_open(blob, len(blob)))
-
-    @property
-    def arena_size(self) -> int:
-        return int(self.lib.sct_arena_size(self._blob, len(self.blob)))
-
-    def run_raw(
-        self, start: int, stop: int, data: bytes, out_len: int, arena_len: int | None = None
-    ) -> tuple[int, bytes]:
-        arena_len = self.arena_size if arena_len is None else arena_len
-        arena = ctypes.create_string_buffer(max(arena_len, 1))
-        out = ctypes.create_string_buffer(max(out_len, 1))
-        rc = self.lib.sct_run(
-            self._blob,
-            len(self.blob),
-            start,
-            stop,
-            data,
-            len(data),
-            out,
-            out_len,
-            arena,
-            arena_len,
-        )
-        return int(rc), out.raw[:out_len]
-
-    def run(self, start: int, stop: int, tensors: Mapping[int, np.ndarray]) -> Tensors:
-        """Ops [start, stop) from the tensors live at `start`; the tensors live at `stop`."""
-        data = pack(self.package, start, tensors)
-        rc, out = self.run_raw(start, stop, data, self.package.boundaries[stop].nbytes)
-        assert rc == 0, f"sc_model_run [{start}, {stop}) failed with sc_err {rc}"
-        return unpack(self.package, stop, out)
-
-
-def pack(package: ModelPackage, split: int, tensors: Mapping[int, np.ndarray]) -> bytes:
-    return b"".join(
-        np.ascontiguousarray(tensors[t.index], dtype=t.np_dtype).tobytes()
-        for t in package.boundaries[split].tensors
-    )
-
-
-def unpack(package: ModelPackage, split: int, data: bytes) -> Tensors:
-    out, at = {}, 0
-    for t in package.boundaries[split].tensors:
-        out[t.index] = np.frombuffer(data[at : at + t.nbytes], t.np_dtype).reshape(t.shape)
-        at += t.nbytes
-    assert at == len(data)
-    return out
+from tests.firmware.conftest import (
+    OPS,
+    SC_ERR_ARENA,
+    SC_ERR_MAGIC,
+    SC_ERR_MALFORMED,
+    SC_ERR_TRUNCATED,
+    SC_ERR_UNSUPPORTED,
+    SC_ERR_VERSION,
+    SIZE_MISMATCH,
+    COps,
+    Tensors,
+    pack,
+    unpack,
+)
 
 
 @pytest.fixture(scope="module")
@@ -398,77 +315,6 @@ def test_run_refuses_boundaries_that_do_not_fit_the_ops(
         assert rc == SC_ERR_MALFORMED
     finally:
         c_ops.set_blob(blob)
-
-
-def test_blob_export_is_deterministic(fomo96_package: ModelPackage, fomo96_blob: Path) -> None:
-    assert export_blob(fomo96_package) == fomo96_blob.read_bytes()
-
-
-def _c_bytes(source: str, name: str) -> bytes:
-    body = re.search(rf"{name}\[\d+\][^=]*=\s*\{{(.*?)\}};", source, re.S)
-    assert body is not None, name
-    return bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})", body.group(1)))
-
-
-def test_export_c_command(
-    tmp_path: Path, fomo96_package: ModelPackage, fomo96_blob: Path, cli_env: dict[str, str]
-) -> None:
-    out = tmp_path / "gen"
-    done = subprocess.run(
-        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "fomo96", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    names = sorted(p.name for p in out.iterdir())
-    assert names == [
-        "fomo96_model.bin",
-        "fomo96_model.c",
-        "fomo96_model.h",
-        "fomo96_segments.c",
-        "fomo96_segments.h",
-    ]
-    assert (out / "fomo96_model.bin").read_bytes() == fomo96_blob.read_bytes()
-    for path in out.glob("*.[ch]"):
-        assert "do not edit" in path.read_text().splitlines()[0]
-    model_c = (out / "fomo96_model.c").read_text()
-    assert _c_bytes(model_c, "sciot_fomo96_blob") == fomo96_blob.read_bytes()
-    segments_c = (out / "fomo96_segments.c").read_text()
-    for i in range(fomo96_package.num_ops):
-        assert _c_bytes(segments_c, f"sciot_fomo96_op_{i:04d}") == (
-            fomo96_package.op_segment_path(i).read_bytes()
-        )
-    # The generated sources compile cleanly as C99, like the firmware builds them.
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler to compile the generated sources")
-    for source in ("fomo96_model.c", "fomo96_segments.c"):
-        compiled = subprocess.run(
-            [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", source, "-o", "/dev/null"],
-            cwd=out,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert compiled.returncode == 0, compiled.stderr
-
-
-def test_export_c_refuses_unknown_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "nosuch", "--out",
-         str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=120,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 1
-    assert "nosuch" in done.stderr
-    assert not any(tmp_path.iterdir())
 
 
 # Soft-float helpers and the memory builtins GCC may call even in freestanding code.

@@ -1,0 +1,154 @@
+"""`sciot-mqtt models export-c` and the blob of models other than the zoo's whole graph.
+
+The exporter must be deterministic, its C arrays must hold exactly the blob and the
+package's per-op segments, and it must export any supported int8 graph (here: pieces cut
+from the zoo model, with several inputs) so that the C ops still match LiteRT, and refuse
+unsupported operators with a clear message.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+
+from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.models.errors import UnsupportedModelError
+from sciot_mqtt.models.export_c import export_blob
+from sciot_mqtt.models.package import ModelPackage
+from sciot_mqtt.models.runtime import SegmentRunner
+from tests.firmware.conftest import COps
+
+
+def test_blob_export_is_deterministic(fomo96_package: ModelPackage, fomo96_blob: Path) -> None:
+    assert export_blob(fomo96_package) == fomo96_blob.read_bytes()
+
+
+def _c_bytes(source: str, name: str) -> bytes:
+    body = re.search(rf"{name}\[\d+\][^=]*=\s*\{{(.*?)\}};", source, re.S)
+    assert body is not None, name
+    return bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})", body.group(1)))
+
+
+def test_export_c_command(
+    tmp_path: Path, fomo96_package: ModelPackage, fomo96_blob: Path, cli_env: dict[str, str]
+) -> None:
+    out = tmp_path / "gen"
+    done = subprocess.run(
+        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "fomo96", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "fomo96_model.bin",
+        "fomo96_model.c",
+        "fomo96_model.h",
+        "fomo96_segments.c",
+        "fomo96_segments.h",
+    ]
+    assert (out / "fomo96_model.bin").read_bytes() == fomo96_blob.read_bytes()
+    for path in out.glob("*.[ch]"):
+        assert "do not edit" in path.read_text().splitlines()[0]
+    model_c = (out / "fomo96_model.c").read_text()
+    assert _c_bytes(model_c, "sciot_fomo96_blob") == fomo96_blob.read_bytes()
+    segments_c = (out / "fomo96_segments.c").read_text()
+    for i in range(fomo96_package.num_ops):
+        assert _c_bytes(segments_c, f"sciot_fomo96_op_{i:04d}") == (
+            fomo96_package.op_segment_path(i).read_bytes()
+        )
+    # The generated sources compile cleanly as C99, like the firmware builds them.
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler to compile the generated sources")
+    for source in ("fomo96_model.c", "fomo96_segments.c"):
+        compiled = subprocess.run(
+            [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", source, "-o", "/dev/null"],
+            cwd=out,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert compiled.returncode == 0, compiled.stderr
+
+
+def test_export_c_refuses_unknown_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "nosuch", "--out",
+         str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "nosuch" in done.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_pieces_of_the_model_export_and_match_litert(
+    tmp_path: Path, sciot_ops_build: Path, fomo96_package: ModelPackage
+) -> None:
+    """The tail [9, N) (two inputs, starting at an ADD) and the lone softmax, each prepared
+    as a model of its own from its .tflite path, exported and run whole in C."""
+    zoo = fomo96_package
+    frame = zoo.quantize_input(next(synthetic_images(seed=5)))
+    zoo_runner = SegmentRunner(zoo)
+    library = sciot_ops_build / "libsciot_ops_py.so"
+    for piece, split in ((zoo.tail_segment_path(9), 9), (zoo.op_segment_path(24), 24)):
+        pkg = ModelPackage.prepare(piece, tmp_path / "cache", model_id=piece.stem)
+        head, _ = zoo_runner.run_head(split, frame)
+        given = {t.name: head[t.name] for t in pkg.inputs}
+        assert len(given) == len(zoo.boundaries[split].tensors)
+        c_ops = COps(library, export_blob(pkg), pkg)
+        got = c_ops.run(0, pkg.num_ops, {t.index: given[t.name] for t in pkg.inputs})
+        want = SegmentRunner(pkg).run_whole_outputs(given)
+        for t in pkg.outputs:
+            np.testing.assert_array_equal(got[t.index], want[t.name].reshape(t.shape))
+
+
+def _as_logistic(softmax_model: bytes) -> bytes:
+    model = schema.ModelT.InitFromPackedBuf(bytearray(softmax_model), 0)
+    for code in model.operatorCodes:
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.LOGISTIC
+    for op in model.subgraphs[0].operators:
+        op.builtinOptionsType = schema.BuiltinOptions.NONE
+        op.builtinOptions = None
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_unsupported_operator_is_refused_by_name(
+    tmp_path: Path, fomo96_package: ModelPackage, cli_env: dict[str, str]
+) -> None:
+    path = tmp_path / "logistic.tflite"
+    path.write_bytes(_as_logistic(fomo96_package.op_segment_path(24).read_bytes()))
+    pkg = ModelPackage.prepare(path, tmp_path / "cache")
+    with pytest.raises(UnsupportedModelError, match="op 0 is LOGISTIC"):
+        export_blob(pkg)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", str(path), "--out", str(out),
+         "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "LOGISTIC" in done.stderr
+    assert not out.exists() or not any(out.iterdir())
