@@ -200,8 +200,10 @@ def main(argv: list[str]) -> int:
             path.write_bytes(payload)
     extra = {p.name for p in HERE.glob("*.msgpack")} - set(wanted)
     if check and (stale or extra):
-        print(f"golden vectors out of date: {sorted(stale) + sorted(extra)}; "
-              "run python tests/golden/make_golden.py")
+        print(
+            f"golden vectors out of date: {sorted(stale) + sorted(extra)}; "
+            "run python tests/golden/make_golden.py"
+        )
         return 1
     for name in extra if not check else ():
         (HERE / name).unlink()
