@@ -84,6 +84,13 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     ex.add_argument("model", help="zoo or prepared model id (fomo96), or an int8 .tflite path")
     ex.add_argument("--out", type=Path, required=True, help="output directory")
     ex.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
+    ex.add_argument(
+        "--conv-rounding",
+        choices=["auto", "double", "single", "ties-up"],
+        default="auto",
+        help="CONV_2D requantization rounding; auto (default) measures what LiteRT does on "
+        "this machine, so that the C kernels match it bit for bit",
+    )
     ex.set_defaults(handler=cmd_export_c)
 
 
@@ -262,7 +269,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_export_c(args: argparse.Namespace) -> int:
     from sciot_mqtt.models.catalog import resolve_package
-    from sciot_mqtt.models.export_c import export_c
+    from sciot_mqtt.models.export_c import ROUNDINGS, detect_conv_rounding, export_c
 
     root = args.cache_dir or default_cache_dir()
     target = Path(args.model)
@@ -273,11 +280,16 @@ def cmd_export_c(args: argparse.Namespace) -> int:
             pkg = ModelPackage.prepare(target, root)
         else:
             pkg = resolve_package(args.model, root)
-        files = export_c(pkg, args.out)
+        if args.conv_rounding == "auto":
+            rounding, how = detect_conv_rounding(pkg)
+        else:
+            rounding, how = ROUNDINGS[args.conv_rounding], f"given: {args.conv_rounding}"
+        files = export_c(pkg, args.out, rounding)
     except ModelError as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot write to {args.out}: {exc}")
+    print(f"model {pkg.model_id}  sha256 {pkg.sha256[:16]}  CONV_2D rounding {how}")
     for path in files.all():
         print(f"{path}  {path.stat().st_size} bytes")
     return 0

@@ -49,13 +49,16 @@ from sciot_mqtt.models.package import ModelPackage
 __all__ = [
     "BLOB_MAGIC",
     "BLOB_VERSION",
+    "ROUNDINGS",
     "ROUNDING_DOUBLE",
     "ROUNDING_DOUBLE_TIES_UP",
     "ROUNDING_SINGLE",
     "ExportedFiles",
     "c_identifier",
+    "detect_conv_rounding",
     "export_blob",
     "export_c",
+    "requantize",
 ]
 
 BLOB_MAGIC = b"SCMB"
@@ -83,10 +86,19 @@ _KIND_ACTIVATION, _KIND_CONSTANT = 1, 2
 ROUNDING_DOUBLE = 0
 #: ... ruy's portable single rounding of the 64-bit product ...
 ROUNDING_SINGLE = 1
-#: ... or what ruy's x86 AVX2 GEMM kernels compute, and so LiteRT's builtin CONV_2D on x86:
-#: the same high multiply, then a shift rounding ties toward +infinity. Which op gets which
-#: is pinned by tests/firmware/test_ops_bitexact.py against LiteRT.
+#: ... or what ruy's x86 AVX2 GEMM kernels compute: the same high multiply, then a shift
+#: rounding ties toward +infinity.
 ROUNDING_DOUBLE_TIES_UP = 2
+#: Names for the command line.
+ROUNDINGS = {
+    "double": ROUNDING_DOUBLE,
+    "single": ROUNDING_SINGLE,
+    "ties-up": ROUNDING_DOUBLE_TIES_UP,
+}
+# DEPTHWISE_CONV_2D and ADD run TFLite's own kernels, which keep the reference rounding.
+# CONV_2D runs as a ruy GEMM whose rounding depends on the CPU ruy picks (AVX2: ties up;
+# ARM NEON and some AVX-512 builds: single), so export_blob measures it; this is the
+# fallback when the model has no convolution to measure it on.
 _ROUNDING = {
     _OP_CONV: ROUNDING_DOUBLE_TIES_UP,
     _OP_DEPTHWISE: ROUNDING_DOUBLE,
@@ -296,11 +308,19 @@ def _plan_arena(
     return offsets, arena
 
 
-def export_blob(package: ModelPackage) -> bytes:
-    """The sciot model blob of a prepared int8 package (deterministic)."""
+def export_blob(package: ModelPackage, conv_rounding: int | None = None) -> bytes:
+    """The sciot model blob of a prepared int8 package.
+
+    ``conv_rounding`` (a ``ROUNDING_*``) defaults to what ``detect_conv_rounding`` measures
+    LiteRT doing on this machine; the blob is deterministic for a given value.
+    """
     model = _read_model(package)
     sg = model.subgraphs[0]
     tensors = _tensors(model)
+    if conv_rounding is None:
+        conv_rounding = detect_conv_rounding(package)[0]
+    if conv_rounding not in ROUNDINGS.values():
+        raise ValueError(f"unknown rounding {conv_rounding}")
     if len(tensors) >= _NO_TENSOR:
         raise UnsupportedModelError(f"{len(tensors)} tensors; the blob indexes at most 65534")
     ops = list(sg.operators or [])
@@ -330,9 +350,9 @@ def export_blob(package: ModelPackage) -> bytes:
         op_outputs.append(outs)
         opts = op.builtinOptions
         if code == name.CONV_2D:
-            record = _conv(i, _OP_CONV, ins, outs, opts, tensors, w)
+            record = _conv(i, _OP_CONV, ins, outs, opts, tensors, w, conv_rounding)
         elif code == name.DEPTHWISE_CONV_2D:
-            record = _conv(i, _OP_DEPTHWISE, ins, outs, opts, tensors, w)
+            record = _conv(i, _OP_DEPTHWISE, ins, outs, opts, tensors, w, _ROUNDING[_OP_DEPTHWISE])
         elif code == name.ADD:
             record = _add(i, ins, outs, opts, tensors, w)
         elif code == name.SOFTMAX:
@@ -430,7 +450,7 @@ def _int8(tensors: list[_Tensor], i: int, what: str, op: int) -> _Tensor:
 
 def _conv(
     i: int, op_type: int, ins: list[int], outs: list[int], opts: Any, tensors: list[_Tensor],
-    w: _Writer,
+    w: _Writer, rounding: int,
 ) -> bytes:  # fmt: skip
     if len(ins) < 2 or len(outs) != 1:
         raise UnsupportedModelError(f"op {i}: convolution needs input, filter and one output")
@@ -462,20 +482,13 @@ def _conv(
         raise UnsupportedModelError(f"op {i}: input and output must be per-tensor quantized")
     if any(z != 0 for z in [f.zero_point]):
         raise UnsupportedModelError(f"op {i}: filter zero point must be 0")
-    filter_scales = f.scales if len(f.scales) == channels else [f.scales[0]] * channels
-    multipliers, shifts = [], []
-    for s in filter_scales:
-        # PopulateConvolutionQuantizationParams: float scales widened to double.
-        real = float(np.float32(x.scale)) * float(np.float32(s)) / float(np.float32(y.scale))
-        m, sh = quantize_multiplier(real)
-        multipliers.append(m)
-        shifts.append(sh)
+    multipliers, shifts = _channel_multipliers(x, f, y)
     params = struct.pack(f"<{channels}i{channels}i", *multipliers, *shifts)
     return _op_record(
         op_type,
         ins,
         outs,
-        rounding=_ROUNDING[op_type],
+        rounding=rounding,
         stride=(stride_w, stride_h),
         dilation=(dil_w, dil_h),
         pad=(
@@ -486,6 +499,19 @@ def _conv(
         act=_activation_range(int(opts.fusedActivationFunction), y.scale, y.zero_point),
         params=(w.place(params), len(params)),
     )
+
+
+def _channel_multipliers(x: _Tensor, f: _Tensor, y: _Tensor) -> tuple[list[int], list[int]]:
+    channels = y.shape[3]
+    filter_scales = f.scales if len(f.scales) == channels else [f.scales[0]] * channels
+    multipliers, shifts = [], []
+    for s in filter_scales:
+        # PopulateConvolutionQuantizationParams: float scales widened to double.
+        real = float(np.float32(x.scale)) * float(np.float32(s)) / float(np.float32(y.scale))
+        m, sh = quantize_multiplier(real)
+        multipliers.append(m)
+        shifts.append(sh)
+    return multipliers, shifts
 
 
 def _add(
@@ -530,6 +556,115 @@ def _softmax(
     return _op_record(_OP_SOFTMAX, ins, outs, params=(w.place(params), len(params)))
 
 
+# -- which rounding LiteRT's CONV_2D uses here ----------------------------------------------
+
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _wrap32(v: np.ndarray) -> np.ndarray:
+    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _srdhm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = a * b
+    s = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = np.where(s >= 0, s >> 31, -((-s) >> 31))  # C division truncates toward zero
+    return np.where((a == b) & (a == _I32_MIN), _I32_MAX, q)
+
+
+def requantize(
+    acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, rounding: int
+) -> np.ndarray:
+    """``sc_mul_quantized`` of sc_kernels.h on int64 arrays (broadcasting)."""
+    acc = np.asarray(acc, np.int64)
+    m = np.asarray(multiplier, np.int64)
+    shift = np.asarray(shift, np.int64)
+    if rounding == ROUNDING_SINGLE:
+        total = 31 - shift
+        out = (acc * m + (np.int64(1) << (total - 1))) >> total
+        return np.asarray(np.clip(out, _I32_MIN, _I32_MAX), np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    high = _srdhm(_wrap32(acc << left), m)
+    if rounding == ROUNDING_DOUBLE:
+        mask = (np.int64(1) << right) - 1
+        threshold = (mask >> 1) + (high < 0)
+        return np.asarray((high >> right) + ((high & mask) > threshold), np.int64)
+    nudge = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
+    # ruy's rounding right shift: an overflowing add yields 2^(31 - right) instead.
+    rounded = np.where(
+        high > _I32_MAX - nudge, np.int64(1) << (31 - right), (high + nudge) >> right
+    )
+    return np.asarray(rounded, np.int64)
+
+
+def detect_conv_rounding(package: ModelPackage, frames: int = 3) -> tuple[int, str]:
+    """The ``ROUNDING_*`` LiteRT's CONV_2D uses on this machine, and how it was decided.
+
+    Runs a 1x1 convolution's op segment in LiteRT on random full-range inputs and
+    recomputes it with each rounding (a 1x1 convolution is a matrix product); the one that
+    reproduces every output byte wins.
+    """
+    from sciot_mqtt.models.runtime import make_interpreter
+
+    model = _read_model(package)
+    sg = model.subgraphs[0]
+    tensors = _tensors(model)
+    candidates = []
+    for i, op in enumerate(sg.operators or []):
+        oc = model.operatorCodes[op.opcodeIndex]
+        if (
+            max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+            != schema.BuiltinOperator.CONV_2D
+        ):
+            continue
+        f = tensors[int(op.inputs[1])]
+        opts = op.builtinOptions
+        if len(f.shape) == 4 and f.shape[1:3] == (1, 1) and (opts.strideW, opts.strideH) == (1, 1):
+            # No fused activation first: its clamp hides the negative ties.
+            candidates.append((int(opts.fusedActivationFunction) != 0, i))
+    fallback = _ROUNDING[_OP_CONV]
+    if not candidates:
+        return fallback, "assumed: no 1x1 CONV_2D to measure LiteRT on"
+    _, i = min(candidates)
+    op = sg.operators[i]
+    x, f, y = (tensors[int(t)] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    bias_index = int(op.inputs[2]) if len(op.inputs) > 2 else -1
+    bias = (
+        np.frombuffer(tensors[bias_index].data or b"", "<i4").astype(np.int64)
+        if bias_index >= 0
+        else np.zeros(y.shape[3], np.int64)
+    )
+    weights = np.frombuffer(f.data or b"", np.int8).reshape(f.shape[0], -1).astype(np.int64)
+    multipliers, shifts = (np.asarray(v, np.int64) for v in _channel_multipliers(x, f, y))
+    lo, hi = _activation_range(
+        int(op.builtinOptions.fusedActivationFunction), y.scale, y.zero_point
+    )
+    interpreter = make_interpreter(package.op_segment_path(i))
+    (in_detail,) = interpreter.get_input_details()
+    (out_detail,) = interpreter.get_output_details()
+    rng = np.random.default_rng(0)
+    matching = set(ROUNDINGS.values())
+    for _ in range(frames):
+        frame = rng.integers(-128, 128, x.shape, dtype=np.int8)
+        interpreter.set_tensor(in_detail["index"], frame)
+        interpreter.invoke()
+        want = interpreter.get_tensor(out_detail["index"]).reshape(-1, y.shape[3])
+        acc = (frame.reshape(-1, x.shape[3]).astype(np.int64) - x.zero_point) @ weights.T + bias
+        for rounding in list(matching):
+            got = np.clip(requantize(acc, multipliers, shifts, rounding) + y.zero_point, lo, hi)
+            if not np.array_equal(got, want):
+                matching.discard(rounding)
+    names = {v: k for k, v in ROUNDINGS.items()}
+    if not matching:
+        raise UnsupportedModelError(
+            f"LiteRT's CONV_2D (op {i}) on this machine rounds like none of "
+            f"{sorted(ROUNDINGS)}; the C kernels cannot match it bit for bit"
+        )
+    chosen = fallback if fallback in matching else min(matching)
+    return chosen, f"measured on op {i} against LiteRT: {names[chosen]}"
+
+
 # -- C sources ---------------------------------------------------------------------------
 
 
@@ -558,12 +693,14 @@ class ExportedFiles:
         return [self.blob, self.model_c, self.model_h, self.segments_c, self.segments_h]
 
 
-def export_c(package: ModelPackage, out_dir: str | Path) -> ExportedFiles:
+def export_c(
+    package: ModelPackage, out_dir: str | Path, conv_rounding: int | None = None
+) -> ExportedFiles:
     """Write ``<id>_model.bin``, ``<id>_model.{c,h}`` and ``<id>_segments.{c,h}``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ident = c_identifier(package.model_id)
-    blob = export_blob(package)
+    blob = export_blob(package, conv_rounding)
+    out.mkdir(parents=True, exist_ok=True)
     stem = f"{ident}_model"
     guard = f"SCIOT_{ident.upper()}_MODEL_H"
     files = ExportedFiles(

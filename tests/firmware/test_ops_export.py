@@ -8,6 +8,7 @@ unsupported operators with a clear message.
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
 import subprocess
@@ -21,7 +22,15 @@ from ai_edge_litert import schema_py_generated as schema
 
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models.errors import UnsupportedModelError
-from sciot_mqtt.models.export_c import export_blob
+from sciot_mqtt.models.export_c import (
+    ROUNDING_DOUBLE,
+    ROUNDING_DOUBLE_TIES_UP,
+    ROUNDING_SINGLE,
+    ROUNDINGS,
+    detect_conv_rounding,
+    export_blob,
+    requantize,
+)
 from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.runtime import SegmentRunner
 from tests.firmware.conftest import COps
@@ -152,3 +161,61 @@ def test_unsupported_operator_is_refused_by_name(
     assert done.returncode == 1
     assert "LOGISTIC" in done.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_python_requantize_is_the_c_one(sciot_ops_build: Path) -> None:
+    """detect_conv_rounding's numpy roundings agree with sc_mul_quantized, edge cases too."""
+    lib = ctypes.CDLL(str(sciot_ops_build / "libsciot_ops_py.so"))
+    c_mul = lib.sc_mul_quantized
+    c_mul.argtypes = [ctypes.c_int, ctypes.c_int32, ctypes.c_int32, ctypes.c_int]
+    c_mul.restype = ctypes.c_int32
+    rng = np.random.default_rng(3)
+    n = 3000
+    acc = np.concatenate(
+        [
+            rng.integers(-(1 << 20), 1 << 20, n),
+            rng.integers(-(1 << 31), 1 << 31, n),
+            [-(1 << 31), (1 << 31) - 1, 0, -1, 1, -6, 6, 3],
+        ]
+    )
+    mult = np.concatenate([rng.integers(1 << 30, 1 << 31, 2 * n), [1 << 30, (1 << 31) - 1] * 4])
+    for rounding in (ROUNDING_DOUBLE, ROUNDING_SINGLE, ROUNDING_DOUBLE_TIES_UP):
+        top = 7 if rounding == ROUNDING_SINGLE else 0
+        shift = np.concatenate([rng.integers(-31, top + 1, 2 * n), [-1, -31, 0, top] * 2])
+        want = requantize(acc, mult, shift, rounding)
+        got = [
+            c_mul(rounding, int(a), int(m), int(s))
+            for a, m, s in zip(acc, mult, shift, strict=True)
+        ]
+        np.testing.assert_array_equal(np.asarray(got, np.int64), want, err_msg=str(rounding))
+
+
+def test_conv_rounding_is_measured_and_recorded(
+    tmp_path: Path, fomo96_package: ModelPackage, cli_env: dict[str, str]
+) -> None:
+    rounding, how = detect_conv_rounding(fomo96_package)
+    assert rounding in ROUNDINGS.values()
+    assert "measured on op 2 against LiteRT" in how  # fomo96's first 1x1 conv without ReLU
+    # The op records carry it: CONV_2D ops get the measured rounding, the others theirs.
+    blobs = {r: export_blob(fomo96_package, r) for r in ROUNDINGS.values()}
+    assert blobs[rounding] == export_blob(fomo96_package)
+    assert len(set(blobs.values())) == 3
+    off_ops = int.from_bytes(blobs[rounding][24:28], "little")
+    for op in fomo96_package.ops:
+        record = blobs[rounding][off_ops + 48 * op.index : off_ops + 48 * op.index + 2]
+        if op.op == "CONV_2D":
+            assert record[1] == rounding
+        elif op.op in ("DEPTHWISE_CONV_2D", "ADD"):
+            assert record[1] == ROUNDING_DOUBLE
+    done = subprocess.run(
+        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "fomo96", "--out",
+         str(tmp_path), "--conv-rounding", "single"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "CONV_2D rounding given: single" in done.stdout
+    assert (tmp_path / "fomo96_model.bin").read_bytes() == blobs[ROUNDING_SINGLE]

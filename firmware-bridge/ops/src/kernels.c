@@ -68,7 +68,12 @@ int32_t sc_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift)
     if (right == 0) {
         return high;
     }
-    return as_i32((uint32_t)high + (UINT32_C(1) << (right - 1))) >> right;
+    const int32_t nudge = (int32_t)(UINT32_C(1) << (right - 1));
+    if (high > INT32_MAX - nudge) {
+        /* ruy's rounding_right_shift: the add would overflow, so it yields 2^(31 - right). */
+        return (int32_t)(UINT32_C(1) << (31 - right));
+    }
+    return (high + nudge) >> right;
 }
 
 int32_t sc_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift)

@@ -28,7 +28,7 @@ int32_t sc_rounding_divide_by_pot(int32_t x, int exponent);
 int32_t sc_mul_quantized_double(int32_t x, int32_t multiplier, int shift);
 /* ruy::detail::MultiplyByQuantizedMultiplier: the same product, one rounding, saturated. */
 int32_t sc_mul_quantized_single(int32_t x, int32_t multiplier, int shift);
-/* SRDHM, then x / 2^right rounded with ties toward +infinity (wrapping like the SIMD add). */
+/* SRDHM, then x / 2^right rounded with ties toward +infinity, as ruy's AVX2 kernels do. */
 int32_t sc_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift);
 /* One of the above, by SC_ROUND_*. */
 int32_t sc_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift);

@@ -63,6 +63,9 @@ static void test_roundings_differ_where_expected(void **state)
     /* The largest right shift. */
     assert_int_equal(sc_mul_quantized_double(INT32_MAX, INT32_MAX, -31), 1);
     assert_int_equal(sc_mul_quantized_single(INT32_MIN, Q_HALF, -31), 0);
+    /* ruy's rounding shift where adding the nudge would overflow. */
+    assert_int_equal(sc_mul_quantized_ties_up(INT32_MIN, INT32_MIN, -1), 1 << 30);
+    assert_int_equal(sc_mul_quantized_ties_up(INT32_MIN, INT32_MIN, 0), INT32_MAX);
     /* ruy's single rounding saturates instead of wrapping. */
     assert_int_equal(sc_mul_quantized_single(INT32_MAX, INT32_MAX, 7), INT32_MAX);
     assert_int_equal(sc_mul_quantized_single(INT32_MIN, INT32_MAX, 7), INT32_MIN);
