@@ -77,6 +77,16 @@ def test_export_c_command(
         assert _c_bytes(segments_c, f"sciot_fomo96_op_{i:04d}") == (
             fomo96_package.op_segment_path(i).read_bytes()
         )
+    # The table names each segment's inputs and outputs by manifest index, in its I/O order.
+    rows = re.findall(
+        r"\{sciot_fomo96_op_(\d{4}), sizeof \w+, (\d+), (\d+), \{([\d, ]+)\}, \{([\d, ]+)\}\}",
+        segments_c,
+    )
+    assert len(rows) == fomo96_package.num_ops
+    for (index, n_in, n_out, ins, outs), op in zip(rows, fomo96_package.ops, strict=True):
+        assert int(index) == op.index
+        assert [int(t) for t in ins.split(",")][: int(n_in)] == list(op.inputs)
+        assert [int(t) for t in outs.split(",")][: int(n_out)] == list(op.outputs)
     # The generated sources compile cleanly as C99, like the firmware builds them.
     cc = shutil.which("cc")
     if cc is None:
