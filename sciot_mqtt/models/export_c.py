@@ -69,6 +69,7 @@ _OP = struct.Struct("<BBBB4H2HBBBBhhHHiiIII")
 _ALIGN = 16
 _NO_TENSOR = 0xFFFF
 _NOWHERE = 0xFFFFFFFF
+_MAX_BOUNDARY_TENSORS = 16  # SC_MAX_BOUNDARY_TENSORS, the wire's `tensors` limit
 
 # sciot_ops.h enums
 _DTYPES = {
@@ -200,9 +201,10 @@ def _activation_range(act: int, scale: float, zero_point: int) -> tuple[int, int
     lo, hi = -128, 127
 
     def q(x: float) -> int:
-        # TfLiteRound(x / scale) in float, as the kernel computes it.
-        v = np.float32(np.float32(x) / np.float32(scale))
-        return zero_point + int(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)))
+        # TfLiteRound(x / scale): the quotient in float, std::round (half away from zero)
+        # done exactly in a double.
+        v = float(np.float32(np.float32(x) / np.float32(scale)))
+        return zero_point + int(math.copysign(math.floor(abs(v) + 0.5), v))
 
     if act == schema.ActivationFunctionType.NONE:
         return lo, hi
@@ -253,7 +255,10 @@ def _tensors(model: Any) -> list[_Tensor]:
     out = []
     for i, t in enumerate(sg.tensors):
         if int(t.type) not in _DTYPES:
-            raise UnsupportedModelError(f"tensor {i} has type {t.type}; sciot_ops supports ints")
+            raise UnsupportedModelError(
+                f"tensor {i} has TFLite type {t.type}; the blob holds int8, uint8, int16, "
+                "int32 and float32 tensors"
+            )
         code, itemsize = _DTYPES[int(t.type)]
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
         if len(shape) > 4:
@@ -404,6 +409,11 @@ def export_blob(package: ModelPackage, conv_rounding: int | None = None) -> byte
     lists = []
     for b in package.boundaries:
         idx = [spec.index for spec in b.tensors]
+        if len(idx) > _MAX_BOUNDARY_TENSORS:
+            raise UnsupportedModelError(
+                f"boundary {b.index} has {len(idx)} live tensors; a split point carries at "
+                f"most {_MAX_BOUNDARY_TENSORS} (topics.md)"
+            )
         for spec in b.tensors:
             if _nbytes(tensors[spec.index]) != spec.nbytes:
                 raise ModelError(f"boundary {b.index}: tensor {spec.index} size mismatch")
