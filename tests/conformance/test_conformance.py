@@ -54,9 +54,10 @@ async def test_birth_assign_heartbeats_and_clean_exit(
     assert birth["session"] == state["session"]
     assert birth["protocol"] == 1 and birth["models"] == ["fomo96"]
     assert birth["max_payload"] >= 4096
-    # state online comes before birth, on the same connection
-    topics = [m.topic for m in probe.messages]
-    assert topics.index(dev.topic("state")) < topics.index(dev.topic("birth"))
+    # state online, then birth, then the first heartbeat: the order topics.md fixes
+    await dev.expect("hb")
+    mine = [m.topic.rsplit("/", 1)[1] for m in probe.messages if m.topic.startswith(dev.topic(""))]
+    assert [t for t in mine if t in ("state", "birth", "hb")][:3] == ["state", "birth", "hb"]
     assign = await dev.expect("assign")
     assert assign["model"] == "fomo96" and assign["hb_interval_s"] == HB_INTERVAL
     hb = await dev.expect("hb", lambda p: p["mode"] == "offload")
@@ -233,6 +234,9 @@ async def test_service_offline_local_fallback_and_resume(
         await dev.expect("result", since=mark)
         summary = await dev.stop()
     assert summary["fallbacks"] >= 1 and summary["resumes"] >= 2
+    modes = [h["mode"] for h in dev.published("hb")]
+    changes = [m for i, m in enumerate(modes) if i == 0 or m != modes[i - 1]]
+    assert changes[-3:] == ["offload", "local", "offload"]
     assert summary["connects"] == 1
     assert summary["inference"]["local"] >= 1 and summary["inference"]["offloaded"] >= 2
     assert summary["inference"]["all_match_local"] is True
