@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sciot_mqtt.models.catalog import resolve_package
 from sciot_mqtt.models.export_c import export_blob
 from sciot_mqtt.models.package import ModelPackage
 
@@ -62,8 +61,9 @@ def sciot_ops_sanitized_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fomo96_package() -> ModelPackage:
-    return resolve_package("fomo96")
+def fomo96_package(sciot_models: dict[str, ModelPackage]) -> ModelPackage:
+    """The zoo model, prepared in the session's model cache (the plugin's `sciot_models`)."""
+    return sciot_models["fomo96"]
 
 
 @pytest.fixture(scope="session")

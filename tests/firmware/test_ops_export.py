@@ -51,7 +51,18 @@ def test_export_c_command(
 ) -> None:
     out = tmp_path / "gen"
     done = subprocess.run(
-        [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "fomo96", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "sciot_mqtt",
+            "models",
+            "export-c",
+            "fomo96",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(fomo96_package.directory.parent),
+        ],
         capture_output=True,
         text=True,
         env=cli_env,
@@ -105,7 +116,7 @@ def test_export_c_command(
 def test_export_c_refuses_unknown_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "nosuch", "--out",
-         str(tmp_path)],
+         str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
         capture_output=True,
         text=True,
         env=cli_env,
@@ -114,7 +125,7 @@ def test_export_c_refuses_unknown_model(tmp_path: Path, cli_env: dict[str, str])
     )  # fmt: skip
     assert done.returncode == 1
     assert "nosuch" in done.stderr
-    assert not any(tmp_path.iterdir())
+    assert not (tmp_path / "out").exists()
 
 
 def test_pieces_of_the_model_export_and_match_litert(
@@ -219,7 +230,8 @@ def test_conv_rounding_is_measured_and_recorded(
             assert record[1] == ROUNDING_DOUBLE
     done = subprocess.run(
         [sys.executable, "-m", "sciot_mqtt", "models", "export-c", "fomo96", "--out",
-         str(tmp_path), "--conv-rounding", "single"],
+         str(tmp_path), "--conv-rounding", "single", "--cache-dir",
+         str(fomo96_package.directory.parent)],
         capture_output=True,
         text=True,
         env=cli_env,
