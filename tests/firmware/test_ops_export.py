@@ -98,19 +98,27 @@ def test_export_c_command(
         assert int(index) == op.index
         assert [int(t) for t in ins.split(",")][: int(n_in)] == list(op.inputs)
         assert [int(t) for t in outs.split(",")][: int(n_out)] == list(op.outputs)
-    # The generated sources compile cleanly as C99, like the firmware builds them.
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler to compile the generated sources")
-    for source in ("fomo96_model.c", "fomo96_segments.c"):
-        compiled = subprocess.run(
-            [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", source, "-o", "/dev/null"],
-            cwd=out,
-            capture_output=True,
-            text=True,
-            check=False,
+    # The generated sources compile cleanly as C99, for the host and for a 32-bit MCU.
+    compilers = []
+    if shutil.which("cc"):
+        compilers.append(["cc"])
+    if shutil.which("riscv64-unknown-elf-gcc"):
+        compilers.append(
+            ["riscv64-unknown-elf-gcc", "-march=rv32imc", "-mabi=ilp32", "-ffreestanding"]
         )
-        assert compiled.returncode == 0, compiled.stderr
+    if not compilers:
+        pytest.skip("no C compiler to compile the generated sources")
+    for compiler in compilers:
+        for source in ("fomo96_model.c", "fomo96_segments.c"):
+            compiled = subprocess.run(
+                [*compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", source, "-o",
+                 "/dev/null"],
+                cwd=out,
+                capture_output=True,
+                text=True,
+                check=False,
+            )  # fmt: skip
+            assert compiled.returncode == 0, compiled.stderr
 
 
 def test_export_c_refuses_unknown_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
