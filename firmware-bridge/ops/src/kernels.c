@@ -241,7 +241,9 @@ void sc_softmax_s8(const sc_softmax_params *p)
             }
         }
         /* optimized_ops::Softmax: table_offset = &table[255 - max], indexed by the int8
-         * value, i.e. exp(-scale * beta * (max - x)); summed and scaled in float. */
+         * value, i.e. exp(-scale * beta * (max - x)); summed and scaled in float. Each
+         * step is one IEEE single operation (no a * b + c a compiler could fuse), so a
+         * soft-float MCU computes the same bits as SSE. */
         const uint8_t *base = p->table + 4 * (255 - max_val);
         float sum = 0.0f;
         for (uint32_t j = 0; j < p->depth; ++j) {
