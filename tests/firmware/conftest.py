@@ -76,7 +76,7 @@ def fomo96_blob(fomo96_package: ModelPackage, tmp_path_factory: pytest.TempPathF
 
 # sciot_ops.h sc_err
 SC_ERR_TRUNCATED, SC_ERR_MALFORMED, SC_ERR_UNSUPPORTED, SC_ERR_IO, SC_ERR_ARENA = 4, 5, 6, 7, 8
-SC_ERR_MAGIC, SC_ERR_VERSION = 2, 3
+SC_ERR_ARG, SC_ERR_MAGIC, SC_ERR_VERSION = 1, 2, 3
 SIZE_MISMATCH = -1  # pyshim: the concatenated buffers are not the boundary's size
 
 Tensors = dict[int, np.ndarray]
@@ -109,6 +109,11 @@ class COps:
             ctypes.POINTER(ctypes.c_int32),
             ctypes.POINTER(ctypes.c_float),
         ]
+        u32s = ctypes.POINTER(ctypes.c_uint32)
+        lib.sct_run_io.argtypes = [
+            buf, size, uint, uint, uint, u32s, u32s, buf, uint, u32s, u32s, ctypes.c_void_p,
+            ctypes.c_void_p, size,
+        ]  # fmt: skip
         lib.sct_op_name.argtypes = [buf, size, uint]
         lib.sct_op_name.restype = ctypes.c_char_p
         self.package = package

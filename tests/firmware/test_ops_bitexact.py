@@ -25,6 +25,8 @@ from sciot_mqtt.models.runtime import SegmentRunner
 from tests.firmware.conftest import (
     OPS,
     SC_ERR_ARENA,
+    SC_ERR_ARG,
+    SC_ERR_IO,
     SC_ERR_MAGIC,
     SC_ERR_MALFORMED,
     SC_ERR_TRUNCATED,
@@ -195,15 +197,80 @@ def test_per_operator_timer(
     _assert_same(unpack(pkg, stop, out.raw), litert_boundaries["scene1"][stop], "timed run")
 
 
+def _run_io(
+    c_ops: COps,
+    start: int,
+    stop: int,
+    inputs: list[tuple[int, bytes]],
+    outputs: list[tuple[int, int]],
+    arena_len: int | None = None,
+) -> tuple[int, dict[int, bytes]]:
+    """sc_model_run with io lists made up by the test: (index, data) in, (index, size) out."""
+    u32 = ctypes.c_uint32
+    data = b"".join(d for _, d in inputs)
+    out_len = sum(n for _, n in outputs)
+    out = ctypes.create_string_buffer(max(out_len, 1))
+    arena_len = c_ops.arena_size if arena_len is None else arena_len
+    arena = ctypes.create_string_buffer(max(arena_len, 1))
+    rc = c_ops.lib.sct_run_io(
+        c_ops._blob, len(c_ops.blob), start, stop,
+        len(inputs), (u32 * 16)(*[i for i, _ in inputs]), (u32 * 16)(*[len(d) for _, d in inputs]),
+        data,
+        len(outputs), (u32 * 16)(*[i for i, _ in outputs]), (u32 * 16)(*[n for _, n in outputs]),
+        out, arena, arena_len,
+    )  # fmt: skip
+    result, at = {}, 0
+    for index, n in outputs:
+        result[index] = out.raw[at : at + n]
+        at += n
+    return int(rc), result
+
+
+def test_run_takes_boundary_tensors_in_any_order(
+    c_ops: COps, fomo96_package: ModelPackage, litert_boundaries: dict[str, list[Tensors]]
+) -> None:
+    bounds = litert_boundaries["scene2"]
+    # [9, 16): two tensors in (48, 51), two out (55, 58); given and asked for reversed.
+    inputs = [(51, bounds[9][51].tobytes()), (48, bounds[9][48].tobytes())]
+    outputs = [(t.index, t.nbytes) for t in reversed(fomo96_package.boundaries[16].tensors)]
+    assert [i for i, _ in outputs] == [58, 55]
+    rc, got = _run_io(c_ops, 9, 16, inputs, outputs)
+    assert rc == 0
+    for index, data in got.items():
+        assert data == bounds[16][index].tobytes()
+
+
 def test_run_refuses_wrong_io_and_small_arena(c_ops: COps, fomo96_package: ModelPackage) -> None:
     pkg = fomo96_package
     frame = next(_frames(pkg))[1].tobytes()
-    need = pkg.boundaries[5].nbytes
-    assert c_ops.run_raw(0, 5, frame, need, arena_len=c_ops.arena_size - 1)[0] == SC_ERR_ARENA
-    assert c_ops.run_raw(0, 5, frame[:-1], need)[0] == SIZE_MISMATCH
-    assert c_ops.run_raw(5, 4, b"", 0)[0] != 0
-    rc, _ = c_ops.run_raw(0, pkg.num_ops + 1, frame, 0)
-    assert rc != 0
+    n = pkg.num_ops
+    b9 = {t.index: t.nbytes for t in pkg.boundaries[9].tensors}  # {48: 4608, 51: 4608}
+    out10 = [(52, pkg.boundaries[10].nbytes)]
+    good = [(48, bytes(b9[48])), (51, bytes(b9[51]))]
+    assert _run_io(c_ops, 9, 10, good, out10)[0] == 0
+    refused = {
+        "a tensor missing": (good[:1], out10),
+        "a tensor twice": ([good[0], good[0]], out10),
+        "a tensor not live there": ([good[0], (49, bytes(24 * 24 * 48))], out10),
+        "a short buffer": ([good[0], (51, bytes(b9[51] - 1))], out10),
+        "an extra tensor": ([*good, (47, bytes(24 * 24 * 48))], out10),
+        "an output not live at stop": (good, [(51, b9[51])]),
+        "an output too small": (good, [(52, 100)]),
+        "no output": (good, []),
+    }
+    for what, (inputs, outputs) in refused.items():
+        assert _run_io(c_ops, 9, 10, inputs, outputs)[0] == SC_ERR_IO, what
+    small = c_ops.arena_size - 1
+    assert _run_io(c_ops, 9, 10, good, out10, arena_len=small)[0] == SC_ERR_ARENA
+    # A range of no operators needs no arena: it only copies.
+    assert _run_io(c_ops, 9, 9, good, [(48, b9[48]), (51, b9[51])], arena_len=0)[0] == 0
+    # Ranges outside 0..N or backwards.
+    assert _run_io(c_ops, 10, 9, [(52, bytes(b9[48]))], [(48, b9[48]), (51, b9[51])])[0] == (
+        SC_ERR_ARG
+    )
+    assert _run_io(c_ops, 0, n + 1, [(0, frame)], [])[0] == SC_ERR_ARG
+    # The concatenating shim refuses sizes that do not add up before calling the library.
+    assert c_ops.run_raw(0, 5, frame[:-1], pkg.boundaries[5].nbytes)[0] == SIZE_MISMATCH
 
 
 def _patched(blob: bytes, offset: int, value: bytes) -> bytes:

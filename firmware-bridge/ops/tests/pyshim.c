@@ -19,6 +19,10 @@ int sct_model_info(const uint8_t *blob, size_t len, uint32_t *num_ops, uint8_t *
 int sct_boundary_tensor(const uint8_t *blob, size_t len, unsigned split, unsigned k,
                         int32_t *fields, float *scale);
 const char *sct_op_name(const uint8_t *blob, size_t len, unsigned op);
+int sct_run_io(const uint8_t *blob, size_t len, unsigned start, unsigned stop, unsigned n_in,
+               const uint32_t *in_index, const uint32_t *in_nbytes, const uint8_t *in,
+               unsigned n_out, const uint32_t *out_index, const uint32_t *out_nbytes,
+               uint8_t *out, uint8_t *arena, size_t arena_len);
 
 int sct_open(const uint8_t *blob, size_t len)
 {
@@ -158,4 +162,33 @@ int sct_run_timed(const uint8_t *blob, size_t len, unsigned start, unsigned stop
         return -100;
     }
     return err == 0 ? (int)c.n : -(1 + err);
+}
+
+/* Any io lists the caller makes up (order, duplicates, sizes): what sc_model_run says. */
+int sct_run_io(const uint8_t *blob, size_t len, unsigned start, unsigned stop, unsigned n_in,
+               const uint32_t *in_index, const uint32_t *in_nbytes, const uint8_t *in,
+               unsigned n_out, const uint32_t *out_index, const uint32_t *out_nbytes,
+               uint8_t *out, uint8_t *arena, size_t arena_len)
+{
+    sc_model m;
+    sc_tensor_in ins[SC_MAX_BOUNDARY_TENSORS];
+    sc_tensor_out outs[SC_MAX_BOUNDARY_TENSORS];
+    if (!sc_model_open(&m, blob, len)) {
+        return (int)m.error;
+    }
+    if (n_in > SC_MAX_BOUNDARY_TENSORS || n_out > SC_MAX_BOUNDARY_TENSORS) {
+        return -1;
+    }
+    size_t at = 0;
+    for (unsigned k = 0; k < n_in; ++k) {
+        ins[k] = (sc_tensor_in){in_index[k], in + at, in_nbytes[k]};
+        at += in_nbytes[k];
+    }
+    at = 0;
+    for (unsigned k = 0; k < n_out; ++k) {
+        outs[k] = (sc_tensor_out){out_index[k], out + at, out_nbytes[k]};
+        at += out_nbytes[k];
+    }
+    sc_tensor_io io = {ins, n_in, outs, n_out};
+    return (int)sc_model_run(&m, start, stop, &io, arena, arena_len, NULL);
 }
