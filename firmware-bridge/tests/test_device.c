@@ -720,6 +720,17 @@ static void no_result_or_an_error_finishes_locally(void **state)
     assert_int_equal(DEV.summary.offloaded, 0);
 }
 
+static void cleared_assignment_goes_local(void **state)
+{
+    (void)state;
+    bring_online();
+    queue_in("sciot/v1/dev/d1/assign", (const uint8_t *)"", 0); /* retained message deleted */
+    sciot_device_step(&DEV, 10);
+    assert_false(DEV.has_assign);
+    assert_int_equal(DEV.mode, SCIOT_MODE_LOCAL);
+    assert_true(DEV.hb_interval_s == 5.0); /* the configured interval again */
+}
+
 static void messages_for_others_are_ignored(void **state)
 {
     uint8_t b[128];
@@ -753,6 +764,7 @@ int main(void)
         cmocka_unit_test_setup(probe_runs_once_then_follows_the_last_decision, setup),
         cmocka_unit_test_setup(offload_sends_the_live_tensors_and_uses_the_result, setup),
         cmocka_unit_test_setup(no_result_or_an_error_finishes_locally, setup),
+        cmocka_unit_test_setup(cleared_assignment_goes_local, setup),
         cmocka_unit_test_setup(messages_for_others_are_ignored, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -430,8 +430,9 @@ static void on_assign(sciot_device *dev, const uint8_t *p, size_t n)
     const char *detail;
     bool had;
     double previous;
-    if (n == 0) {
+    if (n == 0) { /* retained assignment cleared: back to the configured interval */
         dev->has_assign = false;
+        dev->hb_interval_s = dev->cfg.heartbeat_interval_s;
         return;
     }
     if (sciot_decode_assign(p, n, &a, &detail) != SCIOT_OK) {
