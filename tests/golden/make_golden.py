@@ -132,6 +132,19 @@ def _raw(value: object) -> bytes:
 
 _SPLIT = VALID["split_decision"].model_dump(exclude_none=True)
 
+
+def _duplicate_split(first: object, last: object) -> bytes:
+    """The decision with `split` given twice; msgpack-python keeps the last."""
+    rest = b"".join(_raw(k) + _raw(v) for k, v in _SPLIT.items() if k != "split")
+    return (
+        bytes([0x80 | (len(_SPLIT) + 1)])
+        + _raw("split")
+        + _raw(first)
+        + rest
+        + (_raw("split") + _raw(last))
+    )
+
+
 BROKEN: dict[str, tuple[str, bytes]] = {
     # name: (message, payload); the expected code is in the file name
     "split_decision__not_msgpack__malformed": ("split_decision", b"\xc1\x00"),
@@ -159,6 +172,8 @@ BROKEN: dict[str, tuple[str, bytes]] = {
         "split_decision",
         _raw(_SPLIT | {"pad": "x" * 4096}),
     ),
+    "split_decision__duplicate_last_wins__ok": ("split_decision", _duplicate_split("x", 13)),
+    "split_decision__duplicate_last_bad__invalid": ("split_decision", _duplicate_split(13, "x")),
     "assign__hb_zero__invalid": (
         "assign",
         _raw(VALID["assign"].model_dump() | {"hb_interval_s": 0}),

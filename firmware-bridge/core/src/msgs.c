@@ -29,6 +29,7 @@ static const char *const ERROR_CODES[] = {
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_FIELDS 16 /* per map; the largest message (InferRequest) has 9 */
 
 SCIOT_STATIC_ASSERT(COUNT(ERROR_CODES) == SCIOT_ERROR_CODE_COUNT, error_codes);
 SCIOT_STATIC_ASSERT(COUNT(DTYPES) == 5, dtypes);
@@ -277,6 +278,7 @@ static const field INFER_F[] = {
          HAS(sciot_infer_request, has_rtt_seq)),
 };
 SCIOT_STATIC_ASSERT(COUNT(INFER_F) == SCIOT_INFER_REQUEST_FIELD_COUNT, infer_fields);
+SCIOT_STATIC_ASSERT(COUNT(INFER_F) <= MAX_FIELDS, infer_fits);
 static const schema INFER_S = {INFER_F, (uint8_t)COUNT(INFER_F)};
 
 /* LocalTimings */
@@ -366,6 +368,7 @@ SCIOT_STATIC_ASSERT(COUNT(ERROR_F) == SCIOT_ERROR_REPORT_FIELD_COUNT, error_fiel
 static const schema ERROR_S = {ERROR_F, (uint8_t)COUNT(ERROR_F)};
 
 /* --- the decoder ----------------------------------------------------------------------- */
+
 
 typedef struct {
     sciot_mpr r;
@@ -563,9 +566,12 @@ static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
     }
 }
 
+/* Two passes, because msgpack-python keeps the last of duplicate keys: first find where
+ * each known field's (last) value starts, then decode those values only. */
 static sciot_err decode_map(dec *d, const schema *s, uint8_t *base)
 {
     uint32_t n, i, seen = 0;
+    size_t at[MAX_FIELDS], end;
     uint8_t k;
     if (!sciot_mpr_map(&d->r, &n)) {
         return invalid(d, "expected a map");
@@ -591,12 +597,25 @@ static sciot_err decode_map(dec *d, const schema *s, uint8_t *base)
         } else if (!sciot_mpr_skip(&d->r)) { /* a bin key names no field */
             return SCIOT_E_MALFORMED;
         }
-        if (f == NULL) {
-            if (!sciot_mpr_skip(&d->r)) {
-                return SCIOT_E_MALFORMED;
+        if (f != NULL) {
+            at[k] = d->r.pos;
+            seen |= 1u << k;
+        }
+        if (!sciot_mpr_skip(&d->r)) {
+            return SCIOT_E_MALFORMED;
+        }
+    }
+    end = d->r.pos;
+    for (k = 0; k < s->n; k++) {
+        const field *f = &s->fields[k];
+        sciot_mp_type t;
+        if ((seen & (1u << k)) == 0u) {
+            if (f->required) {
+                return invalid(d, f->key);
             }
             continue;
         }
+        d->r.pos = at[k];
         if (!sciot_mpr_peek(&d->r, &t)) {
             return SCIOT_E_MALFORMED;
         }
@@ -604,11 +623,6 @@ static sciot_err decode_map(dec *d, const schema *s, uint8_t *base)
             /* None: absent for an optional field, a type error for a required one */
             if (f->required) {
                 return invalid(d, f->key);
-            }
-            (void)sciot_mpr_nil(&d->r);
-            seen &= ~(1u << k);
-            if (f->has_off >= 0) {
-                *(bool *)(void *)(base + f->has_off) = false;
             }
             continue;
         }
@@ -618,16 +632,11 @@ static sciot_err decode_map(dec *d, const schema *s, uint8_t *base)
                 return e;
             }
         }
-        seen |= 1u << k;
         if (f->has_off >= 0) {
             *(bool *)(void *)(base + f->has_off) = true;
         }
     }
-    for (k = 0; k < s->n; k++) {
-        if (s->fields[k].required && (seen & (1u << k)) == 0u) {
-            return invalid(d, s->fields[k].key);
-        }
-    }
+    d->r.pos = end;
     return SCIOT_OK;
 }
 
