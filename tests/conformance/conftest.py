@@ -24,6 +24,7 @@ import pytest
 import pytest_asyncio
 
 from sciot_mqtt.broker import MosquittoBroker
+from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.testing.probe import MqttProbe
 from sciot_mqtt.transport import BrokerAddress, Inbound
@@ -101,14 +102,19 @@ def inputs(
 
 
 @pytest_asyncio.fixture
-async def sciot_broker() -> AsyncIterator[BrokerAddress]:
-    """Mosquitto only: the firmware's libmosquitto and the Python device on one real broker."""
+async def mosquitto() -> AsyncIterator[MosquittoBroker]:
     try:
         broker = MosquittoBroker()
-    except Exception as exc:  # ConfigurationError when the binary is missing
+    except ConfigurationError as exc:
         pytest.skip(str(exc))
     async with broker:
-        yield broker.address
+        yield broker
+
+
+@pytest_asyncio.fixture
+async def sciot_broker(mosquitto: MosquittoBroker) -> BrokerAddress:
+    """Mosquitto only: the firmware's libmosquitto and the Python device on one real broker."""
+    return mosquitto.address
 
 
 @pytest.fixture

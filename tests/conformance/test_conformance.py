@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sciot_mqtt.broker import MosquittoBroker
 from sciot_mqtt.protocol import (
     Assign,
     Command,
@@ -23,7 +24,7 @@ from sciot_mqtt.service import Service
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.testing.probe import MqttProbe
 from sciot_mqtt.transport import BrokerAddress
-from tests.conformance.conftest import HB_INTERVAL, KINDS, Launcher
+from tests.conformance.conftest import HB_INTERVAL, KINDS, DeviceRun, Launcher
 
 pytestmark = pytest.mark.slow
 
@@ -239,6 +240,35 @@ async def test_service_offline_local_fallback_and_resume(
     assert changes[-3:] == ["offload", "local", "offload"]
     assert summary["connects"] == 1
     assert summary["inference"]["local"] >= 1 and summary["inference"]["offloaded"] >= 2
+    assert summary["inference"]["all_match_local"] is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_broker_gone_local_then_reconnect_with_a_new_session(
+    kind: str,
+    launcher: Launcher,
+    probe: MqttProbe,
+    mosquitto: MosquittoBroker,
+    sciot_service: Service,
+) -> None:
+    """The broker dies: the device keeps inferring alone, then comes back with a new session."""
+    device_id = _device_id(kind)
+    dev = await launcher.start(kind, device_id, interval=0.2)
+    birth = await dev.expect("birth")
+    await dev.expect("result")
+    await mosquitto.kill()
+    await mosquitto.start()  # same port, nothing retained (no persistence)
+    async with MqttProbe(mosquitto.address, "sciot/v1/#", client_id="conformance-probe-2") as p2:
+        again = DeviceRun(kind, device_id, dev.child, p2)
+        reborn = await again.expect("birth", timeout=30)
+        # a new connection is a new session, counted upward from the last one
+        assert 0 < (reborn["session"] - birth["session"]) % 2**32 < 2**31
+        await again.expect("hb", lambda p: p["mode"] == "offload", timeout=30)
+        await again.expect("result", timeout=30)
+        summary = await dev.stop()
+    assert summary["connects"] >= 2 and summary["disconnects"] >= 1
+    assert summary["fallbacks"] >= 1 and summary["resumes"] >= 2
+    assert summary["session"] == reborn["session"]
     assert summary["inference"]["all_match_local"] is True
 
 
