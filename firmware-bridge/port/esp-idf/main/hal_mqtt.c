@@ -104,25 +104,25 @@ static void on_event(void *arg, esp_event_base_t base, int32_t id, void *data)
     }
 }
 
-static uint64_t now_us(void *user)
+static uint64_t hal_now_us(void *user)
 {
     (void)user;
     return (uint64_t)esp_timer_get_time();
 }
 
-static void sleep_ms(void *user, uint32_t ms)
+static void hal_sleep_ms(void *user, uint32_t ms)
 {
     (void)user;
     vTaskDelay(pdMS_TO_TICKS(ms > 0 ? ms : 1));
 }
 
-static uint32_t random32(void *user)
+static uint32_t hal_random32(void *user)
 {
     (void)user;
     return esp_random();
 }
 
-static bool connect(void *user, const char *client_id, const char *will_topic,
+static bool hal_connect(void *user, const char *client_id, const char *will_topic,
                     const uint8_t *will, size_t will_len, uint16_t keepalive_s)
 {
     esp_mqtt_client_config_t cfg = {0};
@@ -160,7 +160,7 @@ static bool connect(void *user, const char *client_id, const char *will_topic,
     return (bits & BIT_CONNECTED) != 0;
 }
 
-static void disconnect(void *user)
+static void hal_disconnect(void *user)
 {
     (void)user;
     if (M.client != NULL) {
@@ -169,7 +169,7 @@ static void disconnect(void *user)
     xEventGroupClearBits(M.events, BIT_CONNECTED);
 }
 
-static bool publish(void *user, const char *topic, const uint8_t *p, size_t n, uint8_t qos,
+static bool hal_publish(void *user, const char *topic, const uint8_t *p, size_t n, uint8_t qos,
                     bool retain)
 {
     (void)user;
@@ -179,7 +179,7 @@ static bool publish(void *user, const char *topic, const uint8_t *p, size_t n, u
     return esp_mqtt_client_publish(M.client, topic, (const char *)p, (int)n, qos, retain) >= 0;
 }
 
-static bool subscribe(void *user, const char *filter, uint8_t qos)
+static bool hal_subscribe(void *user, const char *filter, uint8_t qos)
 {
     EventBits_t bits;
     (void)user;
@@ -193,7 +193,7 @@ static bool subscribe(void *user, const char *filter, uint8_t qos)
     return (bits & BIT_SUBACK) != 0;
 }
 
-static bool poll(void *user, uint32_t timeout_ms)
+static bool hal_poll(void *user, uint32_t timeout_ms)
 {
     size_t size;
     TickType_t wait = pdMS_TO_TICKS(timeout_ms);
@@ -227,13 +227,13 @@ bool sciot_esp_mqtt_init(sciot_hal *hal, sciot_device *dev, size_t max_payload)
     if (M.events == NULL || M.rx == NULL || M.inbox == NULL) {
         return false;
     }
-    hal->now_us = now_us;
-    hal->sleep_ms = sleep_ms;
-    hal->random = random32;
-    hal->connect = connect;
-    hal->disconnect = disconnect;
-    hal->publish = publish;
-    hal->subscribe = subscribe;
-    hal->poll = poll;
+    hal->now_us = hal_now_us;
+    hal->sleep_ms = hal_sleep_ms;
+    hal->random = hal_random32;
+    hal->connect = hal_connect;
+    hal->disconnect = hal_disconnect;
+    hal->publish = hal_publish;
+    hal->subscribe = hal_subscribe;
+    hal->poll = hal_poll;
     return true;
 }

@@ -7,6 +7,7 @@
  * The model files are those of fomo96; for another model, export it and change the three
  * names below (sciot_<id>_blob, sciot_<id>_op_segments, sciot_<id>_op_io).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "esp_heap_caps.h"
