@@ -4,8 +4,9 @@
  * (`sciot-mqtt models export-c`), or through sciot_ops itself (CONFIG_SCIOT_RUNNER_SCIOT_OPS).
  * Input: the host build's test pattern. Not built in this repository's CI: see ../README.md.
  *
- * The model files are those of fomo96; for another model, export it and change the three
- * names below (sciot_<id>_blob, sciot_<id>_op_segments, sciot_<id>_op_io).
+ * The model files are those of fomo96; for another model, export it and change the two
+ * names below (sciot_<id>_blob, sciot_<id>_op_segments). Each segment's entry names the
+ * manifest tensors it reads and writes, in its own input and output order.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,6 @@
 #include "esp_timer.h"
 #include "hal_esp.h"
 #include "fomo96_model.h"
-#include "sciot_fomo96_op_io.h"
 #include "fomo96_segments.h"
 #include "sciot_ops.h"
 #include "sdkconfig.h"
@@ -24,7 +24,6 @@
 
 #define BLOB sciot_fomo96_blob
 #define SEGMENTS sciot_fomo96_op_segments
-#define OP_IO sciot_fomo96_op_io
 #define TFLM_ARENA (160 * 1024)
 #define MAX_STORE 64
 
@@ -147,15 +146,15 @@ bool run_ops(void *, uint16_t first, uint16_t last, const sciot_tensor_buf *in, 
         memcpy(s->data, in[k].data, s->nbytes);
     }
     for (unsigned op = first; op < last; op++) {
-        const sciot_op_io &io = OP_IO[op];
+        const sciot_segment &seg = SEGMENTS[op];
         /* one interpreter at a time in one arena: a thin port trades speed for memory */
-        tflite::MicroInterpreter interp(tflite::GetModel(SEGMENTS[op].tflite), resolver(),
+        tflite::MicroInterpreter interp(tflite::GetModel(seg.tflite), resolver(),
                                         g_tflm_arena, TFLM_ARENA);
         if (interp.AllocateTensors() != kTfLiteOk) {
             return false;
         }
-        for (unsigned k = 0; k < io.n_in; k++) {
-            Stored *s = find((uint32_t)io.in[k]);
+        for (unsigned k = 0; k < seg.num_inputs; k++) {
+            Stored *s = find(seg.inputs[k]);
             if (s == nullptr || interp.input(k)->bytes != s->nbytes) {
                 return false;
             }
@@ -166,8 +165,8 @@ bool run_ops(void *, uint16_t first, uint16_t last, const sciot_tensor_buf *in, 
             return false;
         }
         op_ms[op - first] = (double)(esp_timer_get_time() - t0) / 1000.0;
-        for (unsigned k = 0; k < io.n_out; k++) {
-            Stored *s = find((uint32_t)io.out[k]);
+        for (unsigned k = 0; k < seg.num_outputs; k++) {
+            Stored *s = find(seg.outputs[k]);
             if (s == nullptr || interp.output(k)->bytes != s->nbytes) {
                 return false;
             }
