@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.testing.probe import MqttProbe
 from sciot_mqtt.transport import BrokerAddress, Inbound
+from tests.firmware.conftest import cmake_build
 from tests.processes import Child, spawn
 
 if TYPE_CHECKING:
@@ -55,13 +55,7 @@ def firmware_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if os.environ.get("CI"):
             pytest.fail(f"{missing} is missing: .ci/run installs it")
         pytest.skip(f"{missing} is missing (apt-get install cmake libmosquitto-dev)")
-    build = tmp_path_factory.mktemp("fw-build")
-    for step in (
-        ["cmake", "-S", str(FIRMWARE), "-B", str(build), "-DSCIOT_TESTS=OFF"],
-        ["cmake", "--build", str(build), "--target", "sciot-fw-host", "-j2"],
-    ):
-        done = subprocess.run(step, capture_output=True, text=True, check=False)
-        assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout}\n{done.stderr}"
+    build = cmake_build(FIRMWARE, tmp_path_factory.mktemp("fw-build"), "-DSCIOT_TESTS=OFF")
     return build / "sciot-fw-host"
 
 
