@@ -1,4 +1,4 @@
-"""``sciot-mqtt models build|split|list``.
+"""``sciot-mqtt models build|split|list|export-c``.
 
 ``add_models_parser`` registers the commands on the main CLI's subparsers; each handler
 takes the parsed namespace and returns an exit code (set as ``handler``, like the other
@@ -20,7 +20,7 @@ from sciot_mqtt.models.graph import TfliteGraph
 from sciot_mqtt.models.package import ModelPackage, default_cache_dir, file_sha256
 from sciot_mqtt.models.zoo import zoo_metadata, zoo_model_ids, zoo_model_path
 
-__all__ = ["add_models_parser", "cmd_build", "cmd_list", "cmd_split"]
+__all__ = ["add_models_parser", "cmd_build", "cmd_export_c", "cmd_list", "cmd_split"]
 
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -76,6 +76,22 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     ls.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(handler=cmd_list)
+
+    ex = sub.add_parser(
+        "export-c",
+        help="write a model for the C firmware: sciot model blob, C arrays, per-op segments",
+    )
+    ex.add_argument("model", help="zoo or prepared model id (fomo96), or an int8 .tflite path")
+    ex.add_argument("--out", type=Path, required=True, help="output directory")
+    ex.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
+    ex.add_argument(
+        "--conv-rounding",
+        choices=["auto", "double", "single", "ties-up"],
+        default="auto",
+        help="CONV_2D requantization rounding; auto (default) measures what LiteRT does on "
+        "this machine, so that the C kernels match it bit for bit",
+    )
+    ex.set_defaults(handler=cmd_export_c)
 
 
 def _fail(message: str) -> int:
@@ -245,4 +261,35 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
     if not (root.is_dir()):
         print(f"(cache {root} does not exist yet)")
+    return 0
+
+
+# -- export-c ---------------------------------------------------------------------------
+
+
+def cmd_export_c(args: argparse.Namespace) -> int:
+    from sciot_mqtt.models.catalog import resolve_package
+    from sciot_mqtt.models.export_c import ROUNDINGS, detect_conv_rounding, export_c
+
+    root = args.cache_dir or default_cache_dir()
+    target = Path(args.model)
+    try:
+        if target.suffix.lower() == ".tflite":
+            if not target.is_file():
+                return _fail(f"no such file: {target}")
+            pkg = ModelPackage.prepare(target, root)
+        else:
+            pkg = resolve_package(args.model, root)
+        if args.conv_rounding == "auto":
+            rounding, how = detect_conv_rounding(pkg)
+        else:
+            rounding, how = ROUNDINGS[args.conv_rounding], f"given: {args.conv_rounding}"
+        files = export_c(pkg, args.out, rounding)
+    except ModelError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write to {args.out}: {exc}")
+    print(f"model {pkg.model_id}  sha256 {pkg.sha256[:16]}  CONV_2D rounding {how}")
+    for path in files.all():
+        print(f"{path}  {path.stat().st_size} bytes")
     return 0

@@ -1,0 +1,931 @@
+/* Payloads of topics.md: a table-driven decoder and the device's encoders. */
+#include "sciot/msgs.h"
+
+#include "sciot/mp.h"
+#include "util.h"
+
+/* --- enum tables (values from the generated header) -------------------------------------- */
+
+static const char *const DTYPES[] = {
+    SCIOT_TENSOR_DTYPE_INT8,  SCIOT_TENSOR_DTYPE_UINT8,   SCIOT_TENSOR_DTYPE_INT16,
+    SCIOT_TENSOR_DTYPE_INT32, SCIOT_TENSOR_DTYPE_FLOAT32,
+};
+static const char *const HB_MODES[] = {SCIOT_HEARTBEAT_MODE_OFFLOAD, SCIOT_HEARTBEAT_MODE_LOCAL};
+static const char *const SPLIT_MODES[] = {
+    SCIOT_SPLIT_DECISION_MODE_OFFLOAD,
+    SCIOT_SPLIT_DECISION_MODE_LOCAL,
+    SCIOT_SPLIT_DECISION_MODE_PROBE,
+};
+static const char *const REASONS[] = {
+    SCIOT_LOCAL_TIMINGS_REASON_LOCAL,
+    SCIOT_LOCAL_TIMINGS_REASON_PROBE,
+    SCIOT_LOCAL_TIMINGS_REASON_PINNED,
+};
+static const char *const COMMANDS[] = {SCIOT_COMMAND_CMD_REBIRTH};
+static const char *const ERROR_CODES[] = {
+#define SCIOT_X_ERR(NAME, STR) STR,
+    SCIOT_ERROR_CODES(SCIOT_X_ERR)
+#undef SCIOT_X_ERR
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_FIELDS 16 /* per map; the largest message (InferRequest) has 9 */
+
+SCIOT_STATIC_ASSERT(COUNT(ERROR_CODES) == SCIOT_ERROR_CODE_COUNT, error_codes);
+SCIOT_STATIC_ASSERT(COUNT(DTYPES) == 5, dtypes);
+
+const char *sciot_error_code_str(uint8_t code)
+{
+    return code < COUNT(ERROR_CODES) ? ERROR_CODES[code] : "?";
+}
+
+const char *sciot_dtype_str(uint8_t dtype)
+{
+    return dtype < COUNT(DTYPES) ? DTYPES[dtype] : "?";
+}
+
+const char *sciot_strerror(sciot_err e)
+{
+    switch (e) {
+    case SCIOT_OK: return "ok";
+    case SCIOT_E_MALFORMED: return SCIOT_ERROR_CODE_MALFORMED;
+    case SCIOT_E_INVALID: return SCIOT_ERROR_CODE_INVALID;
+    case SCIOT_E_TOO_LARGE: return SCIOT_ERROR_CODE_TOO_LARGE;
+    case SCIOT_E_BUFFER: return "buffer too small";
+    case SCIOT_E_ARG: return "bad argument";
+    case SCIOT_E_HAL: return "hal call failed";
+    case SCIOT_E_MODEL: return "model cannot do that";
+    case SCIOT_E_STATE: return "not possible in this state";
+    }
+    return "unknown";
+}
+
+bool sciot_is_valid_id(const char *s, size_t len)
+{
+    size_t i;
+    if (len < 1 || len > SCIOT_DEVICE_ID_MAX_LEN) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* --- schema ---------------------------------------------------------------------------- */
+
+typedef enum {
+    F_BOOL,  /* bool */
+    F_INT,   /* int64_t */
+    F_U32,   /* uint32_t, 0..2^32-1 */
+    F_U16,   /* uint16_t, 0..65535 */
+    F_NUM,   /* double; an int is accepted */
+    F_STR,   /* sciot_str, max_len in code points */
+    F_ID,    /* sciot_str matching the model/device id pattern */
+    F_ENUM,  /* uint8_t index into enums */
+    F_BIN,   /* const uint8_t * at off, uint32_t length at aux */
+    F_NUMS,  /* sciot_numbers */
+    F_IDS,   /* sciot_str array at off (max_store), uint32_t count at aux */
+    F_SHAPE, /* uint16_t array at off, uint8_t count at aux */
+    F_OBJ,   /* nested struct at off */
+    F_OBJS   /* nested structs at off (max_store kept), uint32_t count at aux */
+} ftype;
+
+#define HAS_MIN 1u
+#define MIN_EXCL 2u
+#define HAS_MAX 4u
+
+struct schema;
+
+typedef struct {
+    const char *key;
+    uint8_t required;
+    uint8_t type;
+    uint8_t flags;
+    uint16_t off;
+    int16_t has_off; /* offset of its bool has_ flag, or -1 */
+    uint16_t aux;
+    double min, max;     /* numbers, and items of F_SHAPE */
+    uint32_t min_items;  /* arrays */
+    uint32_t max_len;    /* strings: code points; bin: bytes; arrays: items (0: none) */
+    uint32_t item_len;   /* F_IDS: most code points per item */
+    const char *const *enums;
+    uint8_t n_enums;
+    const struct schema *sub;
+    uint16_t sub_size;
+    uint16_t max_store;
+} field;
+
+typedef struct schema {
+    const field *fields;
+    uint8_t n;
+} schema;
+
+#define OFF(T, m) ((uint16_t)offsetof(T, m))
+#define HAS(T, m) ((int16_t)offsetof(T, m))
+#define NONE (-1)
+
+/* Shorthands, one per kind of field. */
+#define FBOOL(K, R, T, m) {K, R, F_BOOL, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FINT(K, R, T, m, h, fl, lo, hi) \
+    {K, R, F_INT, fl, OFF(T, m), h, 0, lo, hi, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FU32(K, R, T, m, h) \
+    {K, R, F_U32, HAS_MIN | HAS_MAX, OFF(T, m), h, 0, 0, 4294967295.0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FU16(K, R, T, m) \
+    {K, R, F_U16, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, 0, 65535.0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FNUM(K, R, T, m, h, fl, lo, hi) \
+    {K, R, F_NUM, fl, OFF(T, m), h, 0, lo, hi, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FSTR(K, R, T, m, h, len) {K, R, F_STR, 0, OFF(T, m), h, 0, 0, 0, 0, len, 0, 0, 0, 0, 0, 0}
+#define FID(K, R, T, m) \
+    {K, R, F_ID, 0, OFF(T, m), NONE, 0, 0, 0, 0, SCIOT_DEVICE_ID_MAX_LEN, 0, 0, 0, 0, 0, 0}
+#define FENUM(K, R, T, m, tab) \
+    {K, R, F_ENUM, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, 0}
+#define FNUMS(K, R, T, m, items) \
+    {K, R, F_NUMS, 0, OFF(T, m), NONE, 0, 0, 0, 0, items, 0, 0, 0, 0, 0, 0}
+#define FOBJ(K, R, T, m, S, ST) \
+    {K, R, F_OBJ, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), 1}
+#define FOBJS(K, R, T, m, cnt, S, ST, lo, hi) \
+    {K, R, F_OBJS, 0, OFF(T, m), NONE, OFF(T, cnt), 0, 0, lo, hi, 0, 0, 0, &S, \
+     (uint16_t)sizeof(ST), (uint16_t)(sizeof(((T *)0)->m) / sizeof(ST))}
+
+/* Tensor */
+static const field TENSOR_F[] = {
+    FINT(SCIOT_TENSOR_KEY_INDEX, 1, sciot_tensor, index, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_TENSOR_INDEX_GE, SCIOT_TENSOR_INDEX_LE),
+    FENUM(SCIOT_TENSOR_KEY_DTYPE, 1, sciot_tensor, dtype, DTYPES),
+    {SCIOT_TENSOR_KEY_SHAPE, 1, F_SHAPE, HAS_MIN | HAS_MAX, OFF(sciot_tensor, shape), NONE,
+     OFF(sciot_tensor, ndim), SCIOT_TENSOR_SHAPE_ITEM_GE, SCIOT_TENSOR_SHAPE_ITEM_LE,
+     SCIOT_TENSOR_SHAPE_MIN_LEN, SCIOT_TENSOR_SHAPE_MAX_LEN, 0, 0, 0, 0, 0, 0},
+    FNUM(SCIOT_TENSOR_KEY_SCALE, 1, sciot_tensor, scale, NONE, 0, 0, 0),
+    FINT(SCIOT_TENSOR_KEY_ZERO_POINT, 1, sciot_tensor, zero_point, NONE, 0, 0, 0),
+    {SCIOT_TENSOR_KEY_DATA, 1, F_BIN, 0, OFF(sciot_tensor, data), NONE, OFF(sciot_tensor, nbytes),
+     0, 0, 0, SCIOT_TENSOR_DATA_MAX_LEN, 0, 0, 0, 0, 0, 0},
+};
+SCIOT_STATIC_ASSERT(COUNT(TENSOR_F) == SCIOT_TENSOR_FIELD_COUNT, tensor_fields);
+static const schema TENSOR_S = {TENSOR_F, (uint8_t)COUNT(TENSOR_F)};
+
+/* DetectionItem */
+static const field DETECTION_F[] = {
+    FINT(SCIOT_DETECTION_ITEM_KEY_CLS, 1, sciot_detection, cls, NONE, HAS_MIN,
+         SCIOT_DETECTION_ITEM_CLS_GE, 0),
+    FINT(SCIOT_DETECTION_ITEM_KEY_X, 1, sciot_detection, x, NONE, HAS_MIN,
+         SCIOT_DETECTION_ITEM_X_GE, 0),
+    FINT(SCIOT_DETECTION_ITEM_KEY_Y, 1, sciot_detection, y, NONE, HAS_MIN,
+         SCIOT_DETECTION_ITEM_Y_GE, 0),
+    FNUM(SCIOT_DETECTION_ITEM_KEY_SCORE, 1, sciot_detection, score, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_DETECTION_ITEM_SCORE_GE, SCIOT_DETECTION_ITEM_SCORE_LE),
+};
+SCIOT_STATIC_ASSERT(COUNT(DETECTION_F) == SCIOT_DETECTION_ITEM_FIELD_COUNT, detection_fields);
+static const schema DETECTION_S = {DETECTION_F, (uint8_t)COUNT(DETECTION_F)};
+
+/* ServiceState */
+static const field SERVICE_STATE_F[] = {
+    FBOOL(SCIOT_SERVICE_STATE_KEY_ONLINE, 1, sciot_service_state, online),
+    FSTR(SCIOT_SERVICE_STATE_KEY_INSTANCE, 1, sciot_service_state, instance, NONE,
+         SCIOT_SERVICE_STATE_INSTANCE_MAX_LEN),
+    FNUM(SCIOT_SERVICE_STATE_KEY_STARTED_AT, 0, sciot_service_state, started_at,
+         HAS(sciot_service_state, has_started_at), 0, 0, 0),
+    FSTR(SCIOT_SERVICE_STATE_KEY_VERSION, 0, sciot_service_state, version,
+         HAS(sciot_service_state, has_version), SCIOT_SERVICE_STATE_VERSION_MAX_LEN),
+    FINT(SCIOT_SERVICE_STATE_KEY_PROTOCOL, 0, sciot_service_state, protocol,
+         HAS(sciot_service_state, has_protocol), 0, 0, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(SERVICE_STATE_F) == SCIOT_SERVICE_STATE_FIELD_COUNT, ss_fields);
+static const schema SERVICE_STATE_S = {SERVICE_STATE_F, (uint8_t)COUNT(SERVICE_STATE_F)};
+
+/* ServiceStats */
+static const field COUNTS_F[] = {
+    FINT(SCIOT_DEVICE_COUNTS_KEY_ONLINE, 1, sciot_device_counts, online, NONE, HAS_MIN, 0, 0),
+    FINT(SCIOT_DEVICE_COUNTS_KEY_STALE, 1, sciot_device_counts, stale, NONE, HAS_MIN, 0, 0),
+    FINT(SCIOT_DEVICE_COUNTS_KEY_OFFLINE, 1, sciot_device_counts, offline, NONE, HAS_MIN, 0, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(COUNTS_F) == SCIOT_DEVICE_COUNTS_FIELD_COUNT, counts_fields);
+static const schema COUNTS_S = {COUNTS_F, (uint8_t)COUNT(COUNTS_F)};
+static const field RATES_F[] = {
+    FNUM(SCIOT_MESSAGE_RATES_KEY_RX, 1, sciot_message_rates, rx, NONE, HAS_MIN, 0, 0),
+    FNUM(SCIOT_MESSAGE_RATES_KEY_TX, 1, sciot_message_rates, tx, NONE, HAS_MIN, 0, 0),
+    FNUM(SCIOT_MESSAGE_RATES_KEY_ERRORS, 1, sciot_message_rates, errors, NONE, HAS_MIN, 0, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(RATES_F) == SCIOT_MESSAGE_RATES_FIELD_COUNT, rates_fields);
+static const schema RATES_S = {RATES_F, (uint8_t)COUNT(RATES_F)};
+static const field STATS_F[] = {
+    FSTR(SCIOT_SERVICE_STATS_KEY_INSTANCE, 1, sciot_service_stats, instance, NONE,
+         SCIOT_SERVICE_STATS_INSTANCE_MAX_LEN),
+    FNUM(SCIOT_SERVICE_STATS_KEY_UPTIME_S, 1, sciot_service_stats, uptime_s, NONE, HAS_MIN, 0, 0),
+    FOBJ(SCIOT_SERVICE_STATS_KEY_DEVICES, 1, sciot_service_stats, devices, COUNTS_S,
+         sciot_device_counts),
+    FOBJ(SCIOT_SERVICE_STATS_KEY_RATES, 1, sciot_service_stats, rates, RATES_S,
+         sciot_message_rates),
+    FINT(SCIOT_SERVICE_STATS_KEY_RX_TOTAL, 1, sciot_service_stats, rx_total, NONE, HAS_MIN, 0, 0),
+    FINT(SCIOT_SERVICE_STATS_KEY_TX_TOTAL, 1, sciot_service_stats, tx_total, NONE, HAS_MIN, 0, 0),
+    FINT(SCIOT_SERVICE_STATS_KEY_ERRORS_TOTAL, 1, sciot_service_stats, errors_total, NONE,
+         HAS_MIN, 0, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(STATS_F) == SCIOT_SERVICE_STATS_FIELD_COUNT, stats_fields);
+static const schema STATS_S = {STATS_F, (uint8_t)COUNT(STATS_F)};
+
+/* Birth */
+static const field BIRTH_F[] = {
+    FINT(SCIOT_BIRTH_KEY_PROTOCOL, 1, sciot_birth, protocol, NONE, 0, 0, 0),
+    FU32(SCIOT_BIRTH_KEY_SESSION, 1, sciot_birth, session, NONE),
+    FSTR(SCIOT_BIRTH_KEY_KIND, 1, sciot_birth, kind, NONE, SCIOT_BIRTH_KIND_MAX_LEN),
+    {SCIOT_BIRTH_KEY_MODELS, 1, F_IDS, 0, OFF(sciot_birth, models), NONE,
+     OFF(sciot_birth, n_models), 0, 0, SCIOT_BIRTH_MODELS_MIN_LEN, SCIOT_BIRTH_MODELS_MAX_LEN,
+     SCIOT_BIRTH_MODELS_ITEM_MAX_LEN, 0, 0, 0, 0, SCIOT_MAX_MODELS},
+    FINT(SCIOT_BIRTH_KEY_MAX_PAYLOAD, 1, sciot_birth, max_payload, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_BIRTH_MAX_PAYLOAD_GE, SCIOT_BIRTH_MAX_PAYLOAD_LE),
+    FSTR(SCIOT_BIRTH_KEY_FW, 0, sciot_birth, fw, HAS(sciot_birth, has_fw), SCIOT_BIRTH_FW_MAX_LEN),
+};
+SCIOT_STATIC_ASSERT(COUNT(BIRTH_F) == SCIOT_BIRTH_FIELD_COUNT, birth_fields);
+static const schema BIRTH_S = {BIRTH_F, (uint8_t)COUNT(BIRTH_F)};
+
+/* DeviceState */
+static const field DEVICE_STATE_F[] = {
+    FBOOL(SCIOT_DEVICE_STATE_KEY_ONLINE, 1, sciot_device_state, online),
+    FU32(SCIOT_DEVICE_STATE_KEY_SESSION, 1, sciot_device_state, session, NONE),
+};
+SCIOT_STATIC_ASSERT(COUNT(DEVICE_STATE_F) == SCIOT_DEVICE_STATE_FIELD_COUNT, ds_fields);
+static const schema DEVICE_STATE_S = {DEVICE_STATE_F, (uint8_t)COUNT(DEVICE_STATE_F)};
+
+/* Heartbeat */
+static const field HEARTBEAT_F[] = {
+    FU32(SCIOT_HEARTBEAT_KEY_SEQ, 1, sciot_heartbeat, seq, NONE),
+    FU32(SCIOT_HEARTBEAT_KEY_SESSION, 1, sciot_heartbeat, session, NONE),
+    FENUM(SCIOT_HEARTBEAT_KEY_MODE, 1, sciot_heartbeat, mode, HB_MODES),
+};
+SCIOT_STATIC_ASSERT(COUNT(HEARTBEAT_F) == SCIOT_HEARTBEAT_FIELD_COUNT, hb_fields);
+static const schema HEARTBEAT_S = {HEARTBEAT_F, (uint8_t)COUNT(HEARTBEAT_F)};
+
+/* InferRequest */
+static const field INFER_F[] = {
+    FU32(SCIOT_INFER_REQUEST_KEY_SEQ, 1, sciot_infer_request, seq, NONE),
+    FU32(SCIOT_INFER_REQUEST_KEY_SESSION, 1, sciot_infer_request, session, NONE),
+    FID(SCIOT_INFER_REQUEST_KEY_MODEL, 1, sciot_infer_request, model),
+    FU16(SCIOT_INFER_REQUEST_KEY_SPLIT, 1, sciot_infer_request, split),
+    FU32(SCIOT_INFER_REQUEST_KEY_DECISION, 0, sciot_infer_request, decision,
+         HAS(sciot_infer_request, has_decision)),
+    FOBJS(SCIOT_INFER_REQUEST_KEY_TENSORS, 1, sciot_infer_request, tensors, n_tensors, TENSOR_S,
+          sciot_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN, SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
+    FNUMS(SCIOT_INFER_REQUEST_KEY_DEVICE_MS, 1, sciot_infer_request, device_ms,
+          SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN),
+    FNUM(SCIOT_INFER_REQUEST_KEY_RTT_MS, 0, sciot_infer_request, rtt_ms,
+         HAS(sciot_infer_request, has_rtt_ms), HAS_MIN, SCIOT_INFER_REQUEST_RTT_MS_GE, 0),
+    FU32(SCIOT_INFER_REQUEST_KEY_RTT_SEQ, 0, sciot_infer_request, rtt_seq,
+         HAS(sciot_infer_request, has_rtt_seq)),
+};
+SCIOT_STATIC_ASSERT(COUNT(INFER_F) == SCIOT_INFER_REQUEST_FIELD_COUNT, infer_fields);
+SCIOT_STATIC_ASSERT(COUNT(INFER_F) <= MAX_FIELDS, infer_fits);
+static const schema INFER_S = {INFER_F, (uint8_t)COUNT(INFER_F)};
+
+/* LocalTimings */
+static const field TIMINGS_F[] = {
+    FU32(SCIOT_LOCAL_TIMINGS_KEY_SEQ, 1, sciot_local_timings, seq, NONE),
+    FU32(SCIOT_LOCAL_TIMINGS_KEY_SESSION, 1, sciot_local_timings, session, NONE),
+    FID(SCIOT_LOCAL_TIMINGS_KEY_MODEL, 1, sciot_local_timings, model),
+    FENUM(SCIOT_LOCAL_TIMINGS_KEY_REASON, 1, sciot_local_timings, reason, REASONS),
+    FNUMS(SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS, 1, sciot_local_timings, device_ms,
+          SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN),
+    FOBJS(SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS, 1, sciot_local_timings, detections, n_detections,
+          DETECTION_S, sciot_detection, 0, SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN),
+    FNUM(SCIOT_LOCAL_TIMINGS_KEY_RTT_MS, 0, sciot_local_timings, rtt_ms,
+         HAS(sciot_local_timings, has_rtt_ms), HAS_MIN, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, 0),
+    FU32(SCIOT_LOCAL_TIMINGS_KEY_RTT_SEQ, 0, sciot_local_timings, rtt_seq,
+         HAS(sciot_local_timings, has_rtt_seq)),
+};
+SCIOT_STATIC_ASSERT(COUNT(TIMINGS_F) == SCIOT_LOCAL_TIMINGS_FIELD_COUNT, timings_fields);
+static const schema TIMINGS_S = {TIMINGS_F, (uint8_t)COUNT(TIMINGS_F)};
+
+/* Assign */
+static const field ASSIGN_F[] = {
+    FID(SCIOT_ASSIGN_KEY_MODEL, 1, sciot_assign, model),
+    FU32(SCIOT_ASSIGN_KEY_SESSION, 1, sciot_assign, session, NONE),
+    FNUM(SCIOT_ASSIGN_KEY_HB_INTERVAL_S, 1, sciot_assign, hb_interval_s, NONE,
+         HAS_MIN | MIN_EXCL | HAS_MAX, SCIOT_ASSIGN_HB_INTERVAL_S_GT, SCIOT_ASSIGN_HB_INTERVAL_S_LE),
+    FINT(SCIOT_ASSIGN_KEY_MAX_PAYLOAD, 1, sciot_assign, max_payload, NONE, HAS_MIN,
+         SCIOT_ASSIGN_MAX_PAYLOAD_GE, 0),
+    FSTR(SCIOT_ASSIGN_KEY_INSTANCE, 1, sciot_assign, instance, NONE,
+         SCIOT_ASSIGN_INSTANCE_MAX_LEN),
+};
+SCIOT_STATIC_ASSERT(COUNT(ASSIGN_F) == SCIOT_ASSIGN_FIELD_COUNT, assign_fields);
+static const schema ASSIGN_S = {ASSIGN_F, (uint8_t)COUNT(ASSIGN_F)};
+
+/* SplitDecision */
+static const field SPLIT_F[] = {
+    FU32(SCIOT_SPLIT_DECISION_KEY_DECISION, 1, sciot_split_decision, decision, NONE),
+    FID(SCIOT_SPLIT_DECISION_KEY_MODEL, 1, sciot_split_decision, model),
+    FU16(SCIOT_SPLIT_DECISION_KEY_SPLIT, 1, sciot_split_decision, split),
+    FENUM(SCIOT_SPLIT_DECISION_KEY_MODE, 1, sciot_split_decision, mode, SPLIT_MODES),
+    FSTR(SCIOT_SPLIT_DECISION_KEY_REASON, 1, sciot_split_decision, reason, NONE,
+         SCIOT_SPLIT_DECISION_REASON_MAX_LEN),
+    FNUM(SCIOT_SPLIT_DECISION_KEY_PREDICTED_MS, 0, sciot_split_decision, predicted_ms,
+         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN, SCIOT_SPLIT_DECISION_PREDICTED_MS_GE,
+         0),
+};
+SCIOT_STATIC_ASSERT(COUNT(SPLIT_F) == SCIOT_SPLIT_DECISION_FIELD_COUNT, split_fields);
+static const schema SPLIT_S = {SPLIT_F, (uint8_t)COUNT(SPLIT_F)};
+
+/* InferResult */
+static const field RESULT_F[] = {
+    FU32(SCIOT_INFER_RESULT_KEY_SEQ, 1, sciot_infer_result, seq, NONE),
+    FID(SCIOT_INFER_RESULT_KEY_MODEL, 1, sciot_infer_result, model),
+    FU16(SCIOT_INFER_RESULT_KEY_SPLIT, 1, sciot_infer_result, split),
+    FOBJS(SCIOT_INFER_RESULT_KEY_DETECTIONS, 1, sciot_infer_result, detections, n_detections,
+          DETECTION_S, sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
+    FOBJ(SCIOT_INFER_RESULT_KEY_OUTPUT, 1, sciot_infer_result, output, TENSOR_S, sciot_tensor),
+    FNUMS(SCIOT_INFER_RESULT_KEY_EDGE_MS, 1, sciot_infer_result, edge_ms,
+          SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
+    FNUM(SCIOT_INFER_RESULT_KEY_QUEUE_MS, 1, sciot_infer_result, queue_ms, NONE, HAS_MIN,
+         SCIOT_INFER_RESULT_QUEUE_MS_GE, 0),
+    FNUM(SCIOT_INFER_RESULT_KEY_SERVICE_MS, 1, sciot_infer_result, service_ms, NONE, HAS_MIN,
+         SCIOT_INFER_RESULT_SERVICE_MS_GE, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(RESULT_F) == SCIOT_INFER_RESULT_FIELD_COUNT, result_fields);
+static const schema RESULT_S = {RESULT_F, (uint8_t)COUNT(RESULT_F)};
+
+/* Command */
+static const field COMMAND_F[] = {
+    FENUM(SCIOT_COMMAND_KEY_CMD, 1, sciot_command, cmd, COMMANDS),
+    FSTR(SCIOT_COMMAND_KEY_REASON, 1, sciot_command, reason, NONE, SCIOT_COMMAND_REASON_MAX_LEN),
+};
+SCIOT_STATIC_ASSERT(COUNT(COMMAND_F) == SCIOT_COMMAND_FIELD_COUNT, command_fields);
+static const schema COMMAND_S = {COMMAND_F, (uint8_t)COUNT(COMMAND_F)};
+
+/* ErrorReport */
+static const field ERROR_F[] = {
+    FENUM(SCIOT_ERROR_REPORT_KEY_CODE, 1, sciot_error_report, code, ERROR_CODES),
+    FSTR(SCIOT_ERROR_REPORT_KEY_REASON, 1, sciot_error_report, reason, NONE,
+         SCIOT_ERROR_REPORT_REASON_MAX_LEN),
+    FSTR(SCIOT_ERROR_REPORT_KEY_TOPIC, 1, sciot_error_report, topic, NONE,
+         SCIOT_ERROR_REPORT_TOPIC_MAX_LEN),
+    FINT(SCIOT_ERROR_REPORT_KEY_SEQ, 0, sciot_error_report, seq, HAS(sciot_error_report, has_seq),
+         0, 0, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(ERROR_F) == SCIOT_ERROR_REPORT_FIELD_COUNT, error_fields);
+static const schema ERROR_S = {ERROR_F, (uint8_t)COUNT(ERROR_F)};
+
+/* --- the decoder ----------------------------------------------------------------------- */
+
+
+typedef struct {
+    sciot_mpr r;
+    const char *detail;
+} dec;
+
+static sciot_err invalid(dec *d, const char *what)
+{
+    d->detail = what;
+    return SCIOT_E_INVALID;
+}
+
+static bool range_ok(const field *f, double v)
+{
+    if ((f->flags & HAS_MIN) != 0u) {
+        if ((f->flags & MIN_EXCL) != 0u ? !(v > f->min) : !(v >= f->min)) {
+            return false;
+        }
+    }
+    if ((f->flags & HAS_MAX) != 0u && !(v <= f->max)) {
+        return false;
+    }
+    return true;
+}
+
+/* An integer (never a bool or float: the contract's ints are strict). */
+static bool read_int(dec *d, int64_t *out)
+{
+    bool neg;
+    uint64_t u = 0;
+    int64_t s = 0;
+    sciot_mp_type t;
+    if (!sciot_mpr_peek(&d->r, &t) || (t != SCIOT_MP_T_UINT && t != SCIOT_MP_T_INT)) {
+        return false;
+    }
+    if (!sciot_mpr_integer(&d->r, &neg, &u, &s)) {
+        return false;
+    }
+    if (!neg && u > (uint64_t)INT64_MAX) {
+        return false; /* valid in Python's unbounded ints; no field of the contract needs it */
+    }
+    *out = neg ? s : (int64_t)u;
+    return true;
+}
+
+static sciot_err decode_map(dec *d, const schema *s, uint8_t *base);
+
+static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
+{
+    uint8_t *at = base + f->off;
+    switch ((ftype)f->type) {
+    case F_BOOL:
+        if (!sciot_mpr_bool(&d->r, (bool *)(void *)at)) {
+            return invalid(d, f->key);
+        }
+        return SCIOT_OK;
+    case F_INT:
+    case F_U32:
+    case F_U16: {
+        int64_t v;
+        if (!read_int(d, &v) || !range_ok(f, (double)v)) {
+            return invalid(d, f->key);
+        }
+        if (f->type == F_INT) {
+            *(int64_t *)(void *)at = v;
+        } else if (f->type == F_U32) {
+            *(uint32_t *)(void *)at = (uint32_t)v;
+        } else {
+            *(uint16_t *)(void *)at = (uint16_t)v;
+        }
+        return SCIOT_OK;
+    }
+    case F_NUM: {
+        sciot_mp_type t;
+        double v;
+        if (!sciot_mpr_peek(&d->r, &t) ||
+            (t != SCIOT_MP_T_UINT && t != SCIOT_MP_T_INT && t != SCIOT_MP_T_FLOAT) ||
+            !sciot_mpr_number(&d->r, &v) || !range_ok(f, v)) {
+            return invalid(d, f->key);
+        }
+        *(double *)(void *)at = v;
+        return SCIOT_OK;
+    }
+    case F_STR:
+    case F_ID:
+    case F_ENUM: {
+        const char *p;
+        uint32_t len, chars;
+        if (!sciot_mpr_str(&d->r, &p, &len, &chars)) {
+            return invalid(d, f->key);
+        }
+        if (f->type == F_ENUM) {
+            uint8_t i;
+            for (i = 0; i < f->n_enums; i++) {
+                if (sciot_str_eq(p, len, f->enums[i])) {
+                    *at = i;
+                    return SCIOT_OK;
+                }
+            }
+            return invalid(d, f->key);
+        }
+        if ((f->max_len != 0u && chars > f->max_len) ||
+            (f->type == F_ID && !sciot_is_valid_id(p, len))) {
+            return invalid(d, f->key);
+        }
+        ((sciot_str *)(void *)at)->ptr = p;
+        ((sciot_str *)(void *)at)->len = len;
+        return SCIOT_OK;
+    }
+    case F_BIN: {
+        const uint8_t *p;
+        uint32_t len;
+        if (!sciot_mpr_bin(&d->r, &p, &len) || (f->max_len != 0u && len > f->max_len)) {
+            return invalid(d, f->key);
+        }
+        *(const uint8_t **)(void *)at = p;
+        *(uint32_t *)(void *)(base + f->aux) = len;
+        return SCIOT_OK;
+    }
+    default:
+        break;
+    }
+    /* arrays and nested maps */
+    if (f->type == F_OBJ) {
+        return decode_map(d, f->sub, at);
+    }
+    {
+        uint32_t n, i;
+        if (!sciot_mpr_array(&d->r, &n)) {
+            return invalid(d, f->key);
+        }
+        if (n < f->min_items || (f->max_len != 0u && n > f->max_len)) {
+            return invalid(d, f->key);
+        }
+        if (f->type == F_NUMS) {
+            sciot_numbers *nums = (sciot_numbers *)(void *)at;
+            nums->count = n;
+            nums->sum = 0;
+            for (i = 0; i < n; i++) {
+                sciot_mp_type t;
+                double v;
+                if (!sciot_mpr_peek(&d->r, &t) ||
+                    (t != SCIOT_MP_T_UINT && t != SCIOT_MP_T_INT && t != SCIOT_MP_T_FLOAT) ||
+                    !sciot_mpr_number(&d->r, &v)) {
+                    return invalid(d, f->key);
+                }
+                nums->sum += v;
+            }
+            return SCIOT_OK;
+        }
+        if (f->type == F_SHAPE) {
+            uint16_t *dims = (uint16_t *)(void *)at;
+            for (i = 0; i < n; i++) {
+                int64_t v;
+                if (!read_int(d, &v) || !range_ok(f, (double)v)) {
+                    return invalid(d, f->key);
+                }
+                dims[i] = (uint16_t)v;
+            }
+            *(base + f->aux) = (uint8_t)n;
+            return SCIOT_OK;
+        }
+        if (f->type == F_IDS) {
+            sciot_str *items = (sciot_str *)(void *)at;
+            for (i = 0; i < n; i++) {
+                const char *p;
+                uint32_t len, chars;
+                if (!sciot_mpr_str(&d->r, &p, &len, &chars) || chars > f->item_len ||
+                    !sciot_is_valid_id(p, len)) {
+                    return invalid(d, f->key);
+                }
+                if (i < f->max_store) {
+                    items[i].ptr = p;
+                    items[i].len = len;
+                }
+            }
+            *(uint32_t *)(void *)(base + f->aux) = n;
+            return SCIOT_OK;
+        }
+        /* F_OBJS: every item is validated; the first max_store are kept */
+        for (i = 0; i < n; i++) {
+            uint8_t scratch[128];
+            uint8_t *item = i < f->max_store ? at + (size_t)i * f->sub_size : scratch;
+            sciot_err e;
+            if (i >= f->max_store && f->sub_size > sizeof scratch) {
+                return invalid(d, f->key);
+            }
+            e = decode_map(d, f->sub, item);
+            if (e != SCIOT_OK) {
+                return e;
+            }
+        }
+        *(uint32_t *)(void *)(base + f->aux) = n;
+        return SCIOT_OK;
+    }
+}
+
+/* Two passes, because msgpack-python keeps the last of duplicate keys: first find where
+ * each known field's (last) value starts, then decode those values only. */
+static sciot_err decode_map(dec *d, const schema *s, uint8_t *base)
+{
+    uint32_t n, i, seen = 0;
+    size_t at[MAX_FIELDS], end;
+    uint8_t k;
+    if (!sciot_mpr_map(&d->r, &n)) {
+        return invalid(d, "expected a map");
+    }
+    for (i = 0; i < n; i++) {
+        const char *key = "";
+        uint32_t klen = 0, chars;
+        sciot_mp_type t;
+        const field *f = NULL;
+        if (!sciot_mpr_peek(&d->r, &t)) {
+            return SCIOT_E_MALFORMED;
+        }
+        if (t == SCIOT_MP_T_STR) {
+            if (!sciot_mpr_str(&d->r, &key, &klen, &chars)) {
+                return SCIOT_E_MALFORMED;
+            }
+            for (k = 0; k < s->n; k++) {
+                if (sciot_str_eq(key, klen, s->fields[k].key)) {
+                    f = &s->fields[k];
+                    break;
+                }
+            }
+        } else if (!sciot_mpr_skip(&d->r)) { /* a bin key names no field */
+            return SCIOT_E_MALFORMED;
+        }
+        if (f != NULL) {
+            at[k] = d->r.pos;
+            seen |= 1u << k;
+        }
+        if (!sciot_mpr_skip(&d->r)) {
+            return SCIOT_E_MALFORMED;
+        }
+    }
+    end = d->r.pos;
+    for (k = 0; k < s->n; k++) {
+        const field *f = &s->fields[k];
+        sciot_mp_type t;
+        if ((seen & (1u << k)) == 0u) {
+            if (f->required) {
+                return invalid(d, f->key);
+            }
+            continue;
+        }
+        d->r.pos = at[k];
+        if (!sciot_mpr_peek(&d->r, &t)) {
+            return SCIOT_E_MALFORMED;
+        }
+        if (t == SCIOT_MP_T_NIL) {
+            /* None: absent for an optional field, a type error for a required one */
+            if (f->required) {
+                return invalid(d, f->key);
+            }
+            continue;
+        }
+        {
+            sciot_err e = decode_field(d, f, base);
+            if (e != SCIOT_OK) {
+                return e;
+            }
+        }
+        if (f->has_off >= 0) {
+            *(bool *)(void *)(base + f->has_off) = true;
+        }
+    }
+    d->r.pos = end;
+    return SCIOT_OK;
+}
+
+static sciot_err decode(const uint8_t *p, size_t n, size_t max_bytes, const schema *s, void *out,
+                        size_t out_size, const char **detail)
+{
+    dec d;
+    sciot_mp_type t;
+    sciot_err e;
+    d.detail = NULL;
+    if (detail != NULL) {
+        *detail = NULL;
+    }
+    if (n > max_bytes) {
+        if (detail != NULL) {
+            *detail = "payload over the topic's size limit";
+        }
+        return SCIOT_E_TOO_LARGE;
+    }
+    /* Well-formed first, as msgpack-python parses the whole payload before validation. */
+    sciot_mpr_init(&d.r, p, n);
+    if (!sciot_mpr_skip(&d.r) || d.r.pos != n) {
+        if (detail != NULL) {
+            *detail = d.r.error != SCIOT_MP_OK ? sciot_mp_strerror(d.r.error) : "extra data";
+        }
+        return SCIOT_E_MALFORMED;
+    }
+    sciot_mpr_init(&d.r, p, n);
+    if (!sciot_mpr_peek(&d.r, &t) || t != SCIOT_MP_T_MAP) {
+        if (detail != NULL) {
+            *detail = "payload is not a map";
+        }
+        return SCIOT_E_MALFORMED;
+    }
+    sciot_zero(out, out_size);
+    e = decode_map(&d, s, (uint8_t *)out);
+    if (detail != NULL && d.detail != NULL) {
+        *detail = d.detail;
+    }
+    return e;
+}
+
+sciot_err sciot_decode_service_state(const uint8_t *p, size_t n, sciot_service_state *out,
+                                     const char **detail)
+{
+    sciot_err e = decode(p, n, SCIOT_SERVICE_STATE_MAX_BYTES, &SERVICE_STATE_S, out, sizeof *out,
+                         detail);
+    if (e == SCIOT_OK && !out->has_protocol) {
+        out->protocol = SCIOT_PROTOCOL_VERSION;
+    }
+    return e;
+}
+
+sciot_err sciot_decode_service_stats(const uint8_t *p, size_t n, sciot_service_stats *out,
+                                     const char **detail)
+{
+    return decode(p, n, SCIOT_SERVICE_STATS_MAX_BYTES, &STATS_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_birth(const uint8_t *p, size_t n, sciot_birth *out, const char **detail)
+{
+    return decode(p, n, SCIOT_BIRTH_MAX_BYTES, &BIRTH_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_device_state(const uint8_t *p, size_t n, sciot_device_state *out,
+                                    const char **detail)
+{
+    return decode(p, n, SCIOT_DEVICE_STATE_MAX_BYTES, &DEVICE_STATE_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_heartbeat(const uint8_t *p, size_t n, sciot_heartbeat *out,
+                                 const char **detail)
+{
+    return decode(p, n, SCIOT_HEARTBEAT_MAX_BYTES, &HEARTBEAT_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_infer_request(const uint8_t *p, size_t n, sciot_infer_request *out,
+                                     const char **detail)
+{
+    return decode(p, n, SCIOT_INFER_REQUEST_MAX_BYTES, &INFER_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_local_timings(const uint8_t *p, size_t n, sciot_local_timings *out,
+                                     const char **detail)
+{
+    return decode(p, n, SCIOT_LOCAL_TIMINGS_MAX_BYTES, &TIMINGS_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_assign(const uint8_t *p, size_t n, sciot_assign *out, const char **detail)
+{
+    return decode(p, n, SCIOT_ASSIGN_MAX_BYTES, &ASSIGN_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_split_decision(const uint8_t *p, size_t n, sciot_split_decision *out,
+                                      const char **detail)
+{
+    return decode(p, n, SCIOT_SPLIT_DECISION_MAX_BYTES, &SPLIT_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_infer_result(const uint8_t *p, size_t n, size_t max_bytes,
+                                    sciot_infer_result *out, const char **detail)
+{
+    return decode(p, n, max_bytes, &RESULT_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out,
+                               const char **detail)
+{
+    return decode(p, n, SCIOT_COMMAND_MAX_BYTES, &COMMAND_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_error_report(const uint8_t *p, size_t n, sciot_error_report *out,
+                                    const char **detail)
+{
+    return decode(p, n, SCIOT_ERROR_REPORT_MAX_BYTES, &ERROR_S, out, sizeof *out, detail);
+}
+
+/* --- encoders -------------------------------------------------------------------------- */
+
+static sciot_err finish(sciot_mpw *w, size_t *len)
+{
+    if (w->error != SCIOT_MP_OK) {
+        return SCIOT_E_BUFFER;
+    }
+    *len = w->len;
+    return SCIOT_OK;
+}
+
+#define KEY(w, k) sciot_mpw_cstr(w, k)
+
+sciot_err sciot_encode_birth(const sciot_birth_out *m, uint8_t *buf, size_t cap, size_t *len)
+{
+    sciot_mpw w;
+    uint8_t i;
+    sciot_mpw_init(&w, buf, cap);
+    sciot_mpw_map(&w, m->fw != NULL ? 6u : 5u);
+    KEY(&w, SCIOT_BIRTH_KEY_PROTOCOL);
+    sciot_mpw_int(&w, m->protocol);
+    KEY(&w, SCIOT_BIRTH_KEY_SESSION);
+    sciot_mpw_uint(&w, m->session);
+    KEY(&w, SCIOT_BIRTH_KEY_KIND);
+    sciot_mpw_cstr(&w, m->kind);
+    KEY(&w, SCIOT_BIRTH_KEY_MODELS);
+    sciot_mpw_array(&w, m->n_models);
+    for (i = 0; i < m->n_models; i++) {
+        sciot_mpw_cstr(&w, m->models[i]);
+    }
+    KEY(&w, SCIOT_BIRTH_KEY_MAX_PAYLOAD);
+    sciot_mpw_int(&w, m->max_payload);
+    if (m->fw != NULL) {
+        KEY(&w, SCIOT_BIRTH_KEY_FW);
+        sciot_mpw_cstr(&w, m->fw);
+    }
+    return finish(&w, len);
+}
+
+sciot_err sciot_encode_device_state(bool online, uint32_t session, uint8_t *buf, size_t cap,
+                                    size_t *len)
+{
+    sciot_mpw w;
+    sciot_mpw_init(&w, buf, cap);
+    sciot_mpw_map(&w, 2);
+    KEY(&w, SCIOT_DEVICE_STATE_KEY_ONLINE);
+    sciot_mpw_bool(&w, online);
+    KEY(&w, SCIOT_DEVICE_STATE_KEY_SESSION);
+    sciot_mpw_uint(&w, session);
+    return finish(&w, len);
+}
+
+sciot_err sciot_encode_heartbeat(uint32_t seq, uint32_t session, uint8_t mode, uint8_t *buf,
+                                 size_t cap, size_t *len)
+{
+    sciot_mpw w;
+    if (mode >= COUNT(HB_MODES)) {
+        return SCIOT_E_ARG;
+    }
+    sciot_mpw_init(&w, buf, cap);
+    sciot_mpw_map(&w, 3);
+    KEY(&w, SCIOT_HEARTBEAT_KEY_SEQ);
+    sciot_mpw_uint(&w, seq);
+    KEY(&w, SCIOT_HEARTBEAT_KEY_SESSION);
+    sciot_mpw_uint(&w, session);
+    KEY(&w, SCIOT_HEARTBEAT_KEY_MODE);
+    sciot_mpw_cstr(&w, HB_MODES[mode]);
+    return finish(&w, len);
+}
+
+static void write_numbers(sciot_mpw *w, const double *v, uint32_t n)
+{
+    uint32_t i;
+    sciot_mpw_array(w, n);
+    for (i = 0; i < n; i++) {
+        sciot_mpw_f64(w, v[i]);
+    }
+}
+
+sciot_err sciot_encode_infer_request(const sciot_infer_request_out *m, uint8_t *buf, size_t cap,
+                                     size_t *len)
+{
+    sciot_mpw w;
+    uint8_t i, k;
+    if (m->n_tensors < 1 || m->n_tensors > SCIOT_MAX_TENSORS) {
+        return SCIOT_E_ARG;
+    }
+    sciot_mpw_init(&w, buf, cap);
+    sciot_mpw_map(&w, 6u + (m->has_decision ? 1u : 0u) + (m->has_rtt ? 2u : 0u));
+    KEY(&w, SCIOT_INFER_REQUEST_KEY_SEQ);
+    sciot_mpw_uint(&w, m->seq);
+    KEY(&w, SCIOT_INFER_REQUEST_KEY_SESSION);
+    sciot_mpw_uint(&w, m->session);
+    KEY(&w, SCIOT_INFER_REQUEST_KEY_MODEL);
+    sciot_mpw_cstr(&w, m->model);
+    KEY(&w, SCIOT_INFER_REQUEST_KEY_SPLIT);
+    sciot_mpw_uint(&w, m->split);
+    if (m->has_decision) {
+        KEY(&w, SCIOT_INFER_REQUEST_KEY_DECISION);
+        sciot_mpw_uint(&w, m->decision);
+    }
+    KEY(&w, SCIOT_INFER_REQUEST_KEY_TENSORS);
+    sciot_mpw_array(&w, m->n_tensors);
+    for (i = 0; i < m->n_tensors; i++) {
+        const sciot_tensor_out *t = &m->tensors[i];
+        sciot_mpw_map(&w, 6);
+        KEY(&w, SCIOT_TENSOR_KEY_INDEX);
+        sciot_mpw_uint(&w, t->index);
+        KEY(&w, SCIOT_TENSOR_KEY_DTYPE);
+        sciot_mpw_cstr(&w, sciot_dtype_str(t->dtype));
+        KEY(&w, SCIOT_TENSOR_KEY_SHAPE);
+        sciot_mpw_array(&w, t->ndim);
+        for (k = 0; k < t->ndim; k++) {
+            sciot_mpw_int(&w, t->shape[k]);
+        }
+        KEY(&w, SCIOT_TENSOR_KEY_SCALE);
+        sciot_mpw_f64(&w, t->scale);
+        KEY(&w, SCIOT_TENSOR_KEY_ZERO_POINT);
+        sciot_mpw_int(&w, t->zero_point);
+        KEY(&w, SCIOT_TENSOR_KEY_DATA);
+        sciot_mpw_bin(&w, t->data, t->nbytes);
+    }
+    KEY(&w, SCIOT_INFER_REQUEST_KEY_DEVICE_MS);
+    write_numbers(&w, m->device_ms, m->n_device_ms);
+    if (m->has_rtt) {
+        KEY(&w, SCIOT_INFER_REQUEST_KEY_RTT_MS);
+        sciot_mpw_f64(&w, m->rtt_ms);
+        KEY(&w, SCIOT_INFER_REQUEST_KEY_RTT_SEQ);
+        sciot_mpw_uint(&w, m->rtt_seq);
+    }
+    return finish(&w, len);
+}
+
+sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *buf, size_t cap,
+                                     size_t *len)
+{
+    sciot_mpw w;
+    uint32_t i;
+    if (m->reason >= COUNT(REASONS)) {
+        return SCIOT_E_ARG;
+    }
+    sciot_mpw_init(&w, buf, cap);
+    sciot_mpw_map(&w, 6u + (m->has_rtt ? 2u : 0u));
+    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SEQ);
+    sciot_mpw_uint(&w, m->seq);
+    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SESSION);
+    sciot_mpw_uint(&w, m->session);
+    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_MODEL);
+    sciot_mpw_cstr(&w, m->model);
+    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_REASON);
+    sciot_mpw_cstr(&w, REASONS[m->reason]);
+    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS);
+    write_numbers(&w, m->device_ms, m->n_device_ms);
+    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS);
+    sciot_mpw_array(&w, m->n_detections);
+    for (i = 0; i < m->n_detections; i++) {
+        const sciot_detection *det = &m->detections[i];
+        sciot_mpw_map(&w, 4);
+        KEY(&w, SCIOT_DETECTION_ITEM_KEY_CLS);
+        sciot_mpw_int(&w, det->cls);
+        KEY(&w, SCIOT_DETECTION_ITEM_KEY_X);
+        sciot_mpw_int(&w, det->x);
+        KEY(&w, SCIOT_DETECTION_ITEM_KEY_Y);
+        sciot_mpw_int(&w, det->y);
+        KEY(&w, SCIOT_DETECTION_ITEM_KEY_SCORE);
+        sciot_mpw_f64(&w, det->score);
+    }
+    if (m->has_rtt) {
+        KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_RTT_MS);
+        sciot_mpw_f64(&w, m->rtt_ms);
+        KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_RTT_SEQ);
+        sciot_mpw_uint(&w, m->rtt_seq);
+    }
+    return finish(&w, len);
+}

@@ -1,0 +1,757 @@
+/*
+ * sciot-fw-host: the firmware core as a Linux process, libmosquitto as its transport and
+ * sciot_ops running the real model segments. A real device: it computes every result it
+ * reports (nothing is replayed), so it can stand in for an ESP32 against `sciot-mqtt up`.
+ *
+ *   sciot-fw-host --id X --host H --port P --model BLOB [--count N --interval S] ...
+ *
+ * Prints one JSON line on exit, like `sciot-mqtt device`.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <getopt.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sciot/device.h"
+#include "sciot_ops.h"
+
+#define FW_VERSION "sciot-fw-host 0.1.0"
+
+typedef struct {
+    struct mosquitto *mosq;
+    sciot_device *dev;
+    bool connected;
+    bool connack;
+    int connack_rc;
+    int sub_mid;
+    bool sub_acked;
+    const char *host;
+    int port;
+    /* model */
+    sc_model model;
+    uint8_t *blob;
+    uint8_t *arena;
+    size_t arena_len;
+    double *op_ms;
+    uint16_t op_first;
+    /* input */
+    uint8_t *frames;
+    size_t n_frames;
+    size_t next_frame;
+    const char *id;
+} host_ctx;
+
+static volatile sig_atomic_t g_stop = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void log_json(const char *id, const char *level, const char *event, const char *detail)
+{
+    fprintf(stderr, "{\"level\": \"%s\", \"device_id\": \"%s\", \"event\": \"%s\", \"detail\": \"",
+            level, id, event);
+    for (; detail != NULL && *detail != '\0'; detail++) {
+        if (*detail == '"' || *detail == '\\') {
+            fputc('\\', stderr);
+        }
+        fputc((unsigned char)*detail >= 0x20 ? *detail : ' ', stderr);
+    }
+    fputs("\"}\n", stderr);
+}
+
+/* --- HAL: clock ------------------------------------------------------------------------ */
+
+static uint64_t hal_now_us(void *user)
+{
+    (void)user;
+    return mono_ns() / 1000u;
+}
+
+static void hal_sleep_ms(void *user, uint32_t ms)
+{
+    struct timespec ts;
+    (void)user;
+    if (g_stop) {
+        return;
+    }
+    ts.tv_sec = ms / 1000u;
+    ts.tv_nsec = (long)(ms % 1000u) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !g_stop) {
+    }
+}
+
+static uint32_t hal_random(void *user)
+{
+    (void)user;
+    return (uint32_t)rand();
+}
+
+static void hal_log(void *user, int level, const char *event, const char *detail)
+{
+    host_ctx *h = user;
+    log_json(h->id, level == 0 ? "info" : "warning", event, detail);
+}
+
+/* --- HAL: MQTT over libmosquitto ----------------------------------------------------------- */
+
+static void on_connect(struct mosquitto *mosq, void *user, int rc)
+{
+    host_ctx *h = user;
+    (void)mosq;
+    h->connack = true;
+    h->connack_rc = rc;
+    h->connected = rc == 0;
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *user, int rc)
+{
+    host_ctx *h = user;
+    (void)mosq;
+    (void)rc;
+    h->connected = false;
+}
+
+static void on_subscribe(struct mosquitto *mosq, void *user, int mid, int n, const int *granted)
+{
+    host_ctx *h = user;
+    (void)mosq;
+    (void)n;
+    (void)granted;
+    if (mid == h->sub_mid) {
+        h->sub_acked = true;
+    }
+}
+
+static void on_message(struct mosquitto *mosq, void *user, const struct mosquitto_message *msg)
+{
+    host_ctx *h = user;
+    (void)mosq;
+    sciot_device_on_message(h->dev, msg->topic, (const uint8_t *)msg->payload,
+                            (size_t)msg->payloadlen);
+}
+
+/* Runs the network loop until `done` holds or timeout_ms passes; false if the link drops. */
+static bool loop_until(host_ctx *h, const bool *done, uint32_t timeout_ms)
+{
+    uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (!*done) {
+        int rc;
+        uint64_t now = mono_ns();
+        if (now >= deadline || g_stop) {
+            return false;
+        }
+        rc = mosquitto_loop(h->mosq, 50, 1);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool hal_connect(void *user, const char *client_id, const char *will_topic,
+                        const uint8_t *will, size_t will_len, uint16_t keepalive_s)
+{
+    host_ctx *h = user;
+    if (h->mosq != NULL) {
+        mosquitto_destroy(h->mosq);
+    }
+    h->mosq = mosquitto_new(client_id, true, h);
+    if (h->mosq == NULL) {
+        return false;
+    }
+    mosquitto_int_option(h->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_connect_callback_set(h->mosq, on_connect);
+    mosquitto_disconnect_callback_set(h->mosq, on_disconnect);
+    mosquitto_subscribe_callback_set(h->mosq, on_subscribe);
+    mosquitto_message_callback_set(h->mosq, on_message);
+    if (mosquitto_will_set(h->mosq, will_topic, (int)will_len, will, 1, true) != MOSQ_ERR_SUCCESS) {
+        return false;
+    }
+    h->connack = false;
+    h->connected = false;
+    if (mosquitto_connect(h->mosq, h->host, h->port, keepalive_s) != MOSQ_ERR_SUCCESS) {
+        return false;
+    }
+    if (!loop_until(h, &h->connack, 5000) || !h->connected) {
+        mosquitto_disconnect(h->mosq);
+        return false;
+    }
+    return true;
+}
+
+static void hal_disconnect(void *user)
+{
+    host_ctx *h = user;
+    if (h->mosq != NULL) {
+        mosquitto_disconnect(h->mosq);
+        (void)mosquitto_loop(h->mosq, 0, 1);
+    }
+    h->connected = false;
+}
+
+static bool hal_publish(void *user, const char *topic, const uint8_t *payload, size_t len,
+                        uint8_t qos, bool retain)
+{
+    host_ctx *h = user;
+    if (!h->connected) {
+        return false;
+    }
+    return mosquitto_publish(h->mosq, NULL, topic, (int)len, payload, qos, retain) ==
+           MOSQ_ERR_SUCCESS;
+}
+
+/* Waits for SUBACK, so the device cannot miss the answer to its birth (topics.md rule 1). */
+static bool hal_subscribe(void *user, const char *filter, uint8_t qos)
+{
+    host_ctx *h = user;
+    h->sub_acked = false;
+    if (mosquitto_subscribe(h->mosq, &h->sub_mid, filter, qos) != MOSQ_ERR_SUCCESS) {
+        return false;
+    }
+    return loop_until(h, &h->sub_acked, 5000);
+}
+
+static bool hal_poll(void *user, uint32_t timeout_ms)
+{
+    host_ctx *h = user;
+    int rc;
+    if (!h->connected) {
+        return false;
+    }
+    rc = mosquitto_loop(h->mosq, (int)timeout_ms, 1);
+    return rc == MOSQ_ERR_SUCCESS && h->connected;
+}
+
+/* --- HAL: model through sciot_ops -------------------------------------------------------- */
+
+static sciot_dtype map_dtype(sc_dtype d)
+{
+    switch (d) {
+    case SC_DTYPE_INT8: return SCIOT_DTYPE_INT8;
+    case SC_DTYPE_UINT8: return SCIOT_DTYPE_UINT8;
+    case SC_DTYPE_INT16: return SCIOT_DTYPE_INT16;
+    case SC_DTYPE_INT32: return SCIOT_DTYPE_INT32;
+    case SC_DTYPE_FLOAT32: return SCIOT_DTYPE_FLOAT32;
+    }
+    return SCIOT_DTYPE_INT8;
+}
+
+static unsigned hal_boundary_count(void *user, uint16_t split)
+{
+    host_ctx *h = user;
+    return sc_model_boundary_count(&h->model, split);
+}
+
+static bool hal_boundary_tensor(void *user, uint16_t split, unsigned k, sciot_tensor_spec *out)
+{
+    host_ctx *h = user;
+    sc_tensor_info t;
+    unsigned i;
+    if (!sc_model_boundary_tensor(&h->model, split, k, &t) || t.ndims > SCIOT_MAX_DIMS) {
+        return false;
+    }
+    memset(out, 0, sizeof *out);
+    out->index = t.index;
+    out->dtype = (uint8_t)map_dtype(t.dtype);
+    out->ndim = (uint8_t)t.ndims;
+    for (i = 0; i < t.ndims; i++) {
+        out->shape[i] = t.dims[i];
+    }
+    out->scale = (double)t.scale;
+    out->zero_point = t.zero_point;
+    out->nbytes = t.nbytes;
+    return true;
+}
+
+static uint64_t timer_now(void *ctx)
+{
+    (void)ctx;
+    return mono_ns();
+}
+
+static void timer_done(void *ctx, unsigned op, uint64_t start, uint64_t end)
+{
+    host_ctx *h = ctx;
+    if (h->op_ms != NULL) {
+        h->op_ms[op - h->op_first] = (double)(end - start) / 1e6;
+    }
+}
+
+static bool hal_run_ops(void *user, uint16_t first, uint16_t last, const sciot_tensor_buf *in,
+                        unsigned n_in, sciot_tensor_buf *out, unsigned n_out, double *op_ms)
+{
+    host_ctx *h = user;
+    sc_tensor_in ins[SC_MAX_BOUNDARY_TENSORS];
+    sc_tensor_out outs[SC_MAX_BOUNDARY_TENSORS];
+    sc_tensor_io io;
+    sc_op_timer timer = {timer_now, timer_done, h};
+    sc_err e;
+    unsigned k;
+    if (n_in > SC_MAX_BOUNDARY_TENSORS || n_out > SC_MAX_BOUNDARY_TENSORS) {
+        return false;
+    }
+    for (k = 0; k < n_in; k++) {
+        ins[k].index = in[k].index;
+        ins[k].data = in[k].data;
+        ins[k].nbytes = in[k].nbytes;
+    }
+    for (k = 0; k < n_out; k++) {
+        outs[k].index = out[k].index;
+        outs[k].data = out[k].data;
+        outs[k].nbytes = out[k].nbytes;
+    }
+    io.inputs = ins;
+    io.num_inputs = n_in;
+    io.outputs = outs;
+    io.num_outputs = n_out;
+    h->op_ms = op_ms;
+    h->op_first = first;
+    e = sc_model_run(&h->model, first, last, &io, h->arena, h->arena_len, &timer);
+    h->op_ms = NULL;
+    if (e != SC_OK) {
+        log_json(h->id, "error", "run_ops failed", sc_strerror(e));
+        return false;
+    }
+    return true;
+}
+
+/* --- HAL: input ---------------------------------------------------------------------------- */
+
+static bool hal_capture(void *user, uint8_t *input, size_t nbytes)
+{
+    host_ctx *h = user;
+    if (h->frames != NULL) {
+        memcpy(input, h->frames + (h->next_frame % h->n_frames) * nbytes, nbytes);
+    } else {
+        /* test pattern: a diagonal gradient with a bright square that moves per frame */
+        size_t i, side = 96, at = (h->next_frame * 7u) % 80u;
+        for (i = 0; i < nbytes; i++) {
+            size_t px = i / 3u, x = px % side, y = px / side;
+            int v = (int)((x + y) % 256u) - 128;
+            if (x >= at && x < at + 12u && y >= at && y < at + 12u) {
+                v = 127;
+            }
+            input[i] = (uint8_t)(int8_t)v;
+        }
+    }
+    h->next_frame++;
+    return true;
+}
+
+/* --- files --------------------------------------------------------------------------------- */
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf;
+    long size;
+    if (f == NULL) {
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    buf = malloc(size > 0 ? (size_t)size : 1u);
+    if (buf != NULL && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *len = (size_t)size;
+    return buf;
+}
+
+static void hex(FILE *f, const uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        fprintf(f, "%02x", p[i]);
+    }
+}
+
+static const char *const PATHS[] = {"offload", "local", "fallback"};
+
+/* --- summary ------------------------------------------------------------------------------- */
+
+#define MAX_REASONS 16
+
+typedef struct {
+    uint32_t count, offloaded, local, fallback, checked, matched;
+    uint64_t bytes_sent;
+    const char *reasons[MAX_REASONS];
+    char reason_text[MAX_REASONS][32];
+    uint32_t reason_n[MAX_REASONS];
+    unsigned n_reasons;
+    uint32_t *splits; /* per split point */
+    double *totals;
+    double *heads;
+} stats;
+
+static void count_reason(stats *s, const char *reason)
+{
+    unsigned i;
+    for (i = 0; i < s->n_reasons; i++) {
+        if (strcmp(s->reason_text[i], reason) == 0) {
+            s->reason_n[i]++;
+            return;
+        }
+    }
+    if (s->n_reasons < MAX_REASONS) {
+        snprintf(s->reason_text[s->n_reasons], sizeof s->reason_text[0], "%s", reason);
+        s->reason_n[s->n_reasons++] = 1;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* numpy's default (linear) percentile */
+static double percentile(double *v, uint32_t n, double q)
+{
+    double pos, frac;
+    uint32_t lo;
+    if (n == 0) {
+        return 0.0;
+    }
+    qsort(v, n, sizeof *v, cmp_double);
+    pos = q / 100.0 * (double)(n - 1u);
+    lo = (uint32_t)pos;
+    frac = pos - (double)lo;
+    return lo + 1u < n ? v[lo] + (v[lo + 1u] - v[lo]) * frac : v[lo];
+}
+
+static void usage(const char *prog)
+{
+    fprintf(stderr,
+            "usage: %s --model BLOB [options]\n"
+            "  --id ID                 device id (device-1)\n"
+            "  --host HOST --port P    broker (127.0.0.1:1883)\n"
+            "  --kind KIND             announced in birth (host-c)\n"
+            "  --model BLOB            sciot model blob (sciot-mqtt models export-c)\n"
+            "  --count N               run N inferences, then stop\n"
+            "  --interval S            seconds between inferences (0)\n"
+            "  --duration S            without --count: stop after S seconds\n"
+            "  --wait S                seconds to wait for the service before --count (10)\n"
+            "  --split N               pin the split point\n"
+            "  --heartbeat-interval S  until assign says otherwise (5)\n"
+            "  --keepalive S           MQTT keepalive (10)\n"
+            "  --result-timeout S      seconds before finishing locally (5)\n"
+            "  --max-payload N         largest payload accepted (262144)\n"
+            "  --reconnect-min S / --reconnect-max S   backoff (0.2 / 5)\n"
+            "  --input FILE            raw int8 input frames (model input size each), cycled\n"
+            "  --records FILE          one JSON line per inference (output in hex)\n"
+            "  --session N             last session counter (default: clock in ms)\n",
+            prog);
+}
+
+int main(int argc, char **argv)
+{
+    static sciot_device dev;
+    static host_ctx h;
+    sciot_config cfg;
+    sciot_hal hal;
+    const char *model_path = NULL, *input_path = NULL, *records_path = NULL;
+    long count = -1;
+    double interval = 0, duration = -1, wait_s = 10;
+    size_t blob_len = 0, mem_len;
+    void *mem;
+    FILE *records = NULL;
+    stats st;
+    uint8_t *check_out;
+    enum {
+        O_ID = 1, O_HOST, O_PORT, O_KIND, O_MODEL, O_COUNT, O_INTERVAL, O_DURATION, O_WAIT,
+        O_SPLIT, O_HB, O_KEEPALIVE, O_RESULT_TIMEOUT, O_MAX_PAYLOAD, O_RMIN, O_RMAX, O_INPUT,
+        O_RECORDS, O_SESSION, O_HELP
+    };
+    static const struct option opts[] = {
+        {"id", required_argument, 0, O_ID},
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"kind", required_argument, 0, O_KIND},
+        {"model", required_argument, 0, O_MODEL},
+        {"count", required_argument, 0, O_COUNT},
+        {"interval", required_argument, 0, O_INTERVAL},
+        {"duration", required_argument, 0, O_DURATION},
+        {"wait", required_argument, 0, O_WAIT},
+        {"split", required_argument, 0, O_SPLIT},
+        {"heartbeat-interval", required_argument, 0, O_HB},
+        {"keepalive", required_argument, 0, O_KEEPALIVE},
+        {"result-timeout", required_argument, 0, O_RESULT_TIMEOUT},
+        {"max-payload", required_argument, 0, O_MAX_PAYLOAD},
+        {"reconnect-min", required_argument, 0, O_RMIN},
+        {"reconnect-max", required_argument, 0, O_RMAX},
+        {"input", required_argument, 0, O_INPUT},
+        {"records", required_argument, 0, O_RECORDS},
+        {"session", required_argument, 0, O_SESSION},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    int c;
+    bool session_given = false;
+
+    sciot_config_defaults(&cfg);
+    cfg.fw = FW_VERSION;
+    h.host = "127.0.0.1";
+    h.port = 1883;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_ID: cfg.id = optarg; break;
+        case O_HOST: h.host = optarg; break;
+        case O_PORT: h.port = atoi(optarg); break;
+        case O_KIND: cfg.kind = optarg; break;
+        case O_MODEL: model_path = optarg; break;
+        case O_COUNT: count = atol(optarg); break;
+        case O_INTERVAL: interval = atof(optarg); break;
+        case O_DURATION: duration = atof(optarg); break;
+        case O_WAIT: wait_s = atof(optarg); break;
+        case O_SPLIT: cfg.split_pin = atoi(optarg); break;
+        case O_HB: cfg.heartbeat_interval_s = atof(optarg); break;
+        case O_KEEPALIVE: cfg.keepalive_s = (uint16_t)atoi(optarg); break;
+        case O_RESULT_TIMEOUT: cfg.result_timeout_s = atof(optarg); break;
+        case O_MAX_PAYLOAD: cfg.max_payload = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case O_RMIN: cfg.reconnect_min_s = atof(optarg); break;
+        case O_RMAX: cfg.reconnect_max_s = atof(optarg); break;
+        case O_INPUT: input_path = optarg; break;
+        case O_RECORDS: records_path = optarg; break;
+        case O_SESSION:
+            cfg.session = (uint32_t)strtoul(optarg, NULL, 10);
+            session_given = true;
+            break;
+        case O_HELP: usage(argv[0]); return 0;
+        default: usage(argv[0]); return 2;
+        }
+    }
+    if (model_path == NULL) {
+        usage(argv[0]);
+        return 2;
+    }
+    h.id = cfg.id;
+    h.blob = read_file(model_path, &blob_len);
+    if (h.blob == NULL) {
+        fprintf(stderr, "sciot-fw-host: cannot read %s: %s\n", model_path, strerror(errno));
+        return 1;
+    }
+    if (!sc_model_open(&h.model, h.blob, blob_len)) {
+        fprintf(stderr, "sciot-fw-host: %s: %s\n", model_path, sc_strerror(h.model.error));
+        return 1;
+    }
+    cfg.model_id = h.model.model_id;
+    cfg.num_ops = (uint16_t)h.model.num_ops;
+    if (!session_given) {
+        /* like the Python device: seeded from the clock (firmware keeps it in NVS) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        cfg.session = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+    }
+    h.arena_len = sc_model_arena_size(&h.model);
+    h.arena = malloc(h.arena_len ? h.arena_len : 1u);
+    if (input_path != NULL) {
+        size_t len = 0, frame = sc_model_boundary_bytes(&h.model, 0);
+        h.frames = read_file(input_path, &len);
+        if (h.frames == NULL || frame == 0 || len == 0 || len % frame != 0) {
+            fprintf(stderr, "sciot-fw-host: %s: want a multiple of %zu bytes of int8 input\n",
+                    input_path, frame);
+            return 1;
+        }
+        h.n_frames = len / frame;
+    }
+    if (records_path != NULL && (records = fopen(records_path, "w")) == NULL) {
+        fprintf(stderr, "sciot-fw-host: cannot write %s: %s\n", records_path, strerror(errno));
+        return 1;
+    }
+
+    memset(&hal, 0, sizeof hal);
+    hal.user = &h;
+    hal.now_us = hal_now_us;
+    hal.sleep_ms = hal_sleep_ms;
+    hal.random = hal_random;
+    hal.connect = hal_connect;
+    hal.disconnect = hal_disconnect;
+    hal.publish = hal_publish;
+    hal.subscribe = hal_subscribe;
+    hal.poll = hal_poll;
+    hal.boundary_count = hal_boundary_count;
+    hal.boundary_tensor = hal_boundary_tensor;
+    hal.run_ops = hal_run_ops;
+    hal.capture = hal_capture;
+    hal.log = hal_log;
+
+    mem_len = sciot_device_memory(&cfg, &hal);
+    mem = mem_len ? malloc(mem_len) : NULL;
+    check_out = malloc(sc_model_boundary_bytes(&h.model, h.model.num_ops));
+    memset(&st, 0, sizeof st);
+    st.splits = calloc(cfg.num_ops + 1u, sizeof *st.splits);
+    st.totals = calloc(count > 0 ? (size_t)count : 1u, sizeof(double));
+    st.heads = calloc(count > 0 ? (size_t)count : 1u, sizeof(double));
+    h.dev = &dev;
+    if (mem == NULL || check_out == NULL || h.arena == NULL || st.splits == NULL ||
+        !sciot_device_init(&dev, &cfg, &hal, mem, mem_len)) {
+        fprintf(stderr, "sciot-fw-host: init failed: %s (%s)\n", sciot_strerror(dev.error),
+                dev.error_detail ? dev.error_detail : "");
+        return 1;
+    }
+    srand((unsigned)mono_ns());
+    mosquitto_lib_init();
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    {
+        uint64_t start = mono_ns();
+        if (count < 0) {
+            while (!g_stop && (duration < 0 || (double)(mono_ns() - start) / 1e9 < duration)) {
+                sciot_device_step(&dev, 100);
+            }
+        } else {
+            long i;
+            while (!g_stop && dev.mode != SCIOT_MODE_OFFLOAD &&
+                   (double)(mono_ns() - start) / 1e9 < wait_s) {
+                sciot_device_step(&dev, 50);
+            }
+            for (i = 0; i < count && !g_stop; i++) {
+                sciot_inference rec;
+                uint64_t next;
+                if (!sciot_device_infer(&dev, &rec)) {
+                    log_json(h.id, "error", "inference failed", dev.error_detail);
+                    break;
+                }
+                /* verify against a whole local run on the same input (like verify=True) */
+                {
+                    sc_tensor_info ti, to;
+                    sc_tensor_in in;
+                    sc_tensor_out out;
+                    sc_tensor_io io;
+                    sc_model_boundary_tensor(&h.model, 0, 0, &ti);
+                    sc_model_boundary_tensor(&h.model, h.model.num_ops, 0, &to);
+                    in.index = ti.index;
+                    in.data = dev.input;
+                    in.nbytes = ti.nbytes;
+                    out.index = to.index;
+                    out.data = check_out;
+                    out.nbytes = to.nbytes;
+                    io.inputs = &in;
+                    io.num_inputs = 1;
+                    io.outputs = &out;
+                    io.num_outputs = 1;
+                    if (sc_model_run(&h.model, 0, h.model.num_ops, &io, h.arena, h.arena_len,
+                                     NULL) == SC_OK) {
+                        st.checked++;
+                        st.matched += memcmp(check_out, rec.output, rec.output_bytes) == 0;
+                    }
+                }
+                st.count++;
+                st.offloaded += rec.path == SCIOT_PATH_OFFLOAD;
+                st.local += rec.path == SCIOT_PATH_LOCAL;
+                st.fallback += rec.path == SCIOT_PATH_FALLBACK;
+                st.bytes_sent += rec.sent_bytes;
+                st.splits[rec.split]++;
+                st.totals[i] = rec.total_ms;
+                st.heads[i] = rec.head_ms;
+                count_reason(&st, rec.reason);
+                if (records != NULL) {
+                    uint32_t d;
+                    fprintf(records,
+                            "{\"seq\": %u, \"split\": %u, \"path\": \"%s\", \"reason\": \"%s\", "
+                            "\"head_ms\": %.6f, \"total_ms\": %.6f, \"sent_bytes\": %u, "
+                            "\"output\": \"",
+                            rec.seq, rec.split, PATHS[rec.path], rec.reason, rec.head_ms,
+                            rec.total_ms, rec.sent_bytes);
+                    hex(records, rec.output, rec.output_bytes);
+                    fprintf(records, "\", \"detections\": [");
+                    for (d = 0; d < rec.n_detections; d++) {
+                        fprintf(records, "%s[%lld, %lld, %lld, %.17g]", d ? ", " : "",
+                                (long long)rec.detections[d].cls, (long long)rec.detections[d].x,
+                                (long long)rec.detections[d].y, rec.detections[d].score);
+                    }
+                    fprintf(records, "]}\n");
+                    fflush(records);
+                }
+                next = mono_ns() + (uint64_t)(interval * 1e9);
+                while (!g_stop && mono_ns() < next) {
+                    uint64_t left_ms = (next - mono_ns()) / 1000000u;
+                    sciot_device_step(&dev, left_ms < 100 ? (uint32_t)left_ms : 100u);
+                }
+            }
+        }
+    }
+    sciot_device_stop(&dev);
+    if (h.mosq != NULL) {
+        mosquitto_destroy(h.mosq);
+    }
+    mosquitto_lib_cleanup();
+    if (records != NULL) {
+        fclose(records);
+    }
+
+    {
+        const sciot_summary *s = &dev.summary;
+        unsigned i;
+        printf("{\"device_id\": \"%s\", \"session\": %u, \"mode\": \"%s\", \"model\": ", dev.id,
+               dev.session, dev.mode == SCIOT_MODE_OFFLOAD ? "offload" : "local");
+        if (dev.has_assign) {
+            printf("\"%s\"", dev.assign_model);
+        } else {
+            printf("null");
+        }
+        printf(", \"kind\": \"%s\", \"connects\": %u, \"disconnects\": %u, \"heartbeats\": %u, "
+               "\"assignments\": %u, \"rebirths\": %u, \"fallbacks\": %u, \"resumes\": %u, "
+               "\"decisions\": %u, \"decisions_rejected\": %u, \"errors_received\": %u, "
+               "\"inferences\": %u, \"offloaded\": %u, \"local\": %u, \"fallbacks_local\": %u",
+               cfg.kind, s->connects, s->disconnects, s->heartbeats, s->assignments, s->rebirths,
+               s->fallbacks, s->resumes, s->decisions, s->decisions_rejected, s->errors_received,
+               s->inferences, s->offloaded, s->local, s->fallbacks_local);
+        if (st.count > 0) {
+            bool first = true;
+            printf(", \"inference\": {\"count\": %u, \"offloaded\": %u, \"local\": %u, "
+                   "\"fallback\": %u, \"reasons\": {",
+                   st.count, st.offloaded, st.local, st.fallback);
+            for (i = 0; i < st.n_reasons; i++) {
+                printf("%s\"%s\": %u", i ? ", " : "", st.reason_text[i], st.reason_n[i]);
+            }
+            printf("}, \"splits\": {");
+            for (i = 0; i <= cfg.num_ops; i++) {
+                if (st.splits[i]) {
+                    printf("%s\"%u\": %u", first ? "" : ", ", i, st.splits[i]);
+                    first = false;
+                }
+            }
+            printf("}, \"latency_ms\": {\"p50\": %.6f, \"p95\": %.6f}, "
+                   "\"device_ms\": {\"p50\": %.6f}, \"bytes_sent\": %llu, "
+                   "\"checked_against_local\": %u, \"all_match_local\": %s}",
+                   percentile(st.totals, st.count, 50), percentile(st.totals, st.count, 95),
+                   percentile(st.heads, st.count, 50), (unsigned long long)st.bytes_sent,
+                   st.checked, st.checked > 0 && st.checked == st.matched ? "true" : "false");
+        }
+        printf("}\n");
+        fflush(stdout);
+    }
+    free(mem);
+    free(h.arena);
+    free(h.blob);
+    free(h.frames);
+    free(check_out);
+    free(st.splits);
+    free(st.totals);
+    free(st.heads);
+    return 0;
+}
