@@ -558,7 +558,7 @@ class Device:
         else:
             try:
                 output, sent, reply, rtt_ms = await self._offload(
-                    package, seq, split, tensors, device_ms
+                    package, seq, split, followed, tensors, device_ms
                 )
                 path, reason = "offload", "answered"
             except _Fallback as why:
@@ -606,6 +606,7 @@ class Device:
         package: ModelPackage,
         seq: int,
         split: int,
+        followed: SplitDecision | None,
         tensors: dict[str, np.ndarray],
         device_ms: list[float],
     ) -> tuple[np.ndarray, int, InferResult, float]:
@@ -617,7 +618,7 @@ class Device:
             # future (that happens on the change to local), so it would wait for a timeout.
             raise _Fallback("service unavailable")
         specs = package.boundaries[split].tensors
-        followed = self.decision if self.settings.split is None else None
+        # The decision this split came from, not the latest: one may arrive during the head.
         request = InferRequest(
             seq=seq,
             session=self._session,
