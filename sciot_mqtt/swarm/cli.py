@@ -78,12 +78,12 @@ def _cmd_swarm(args: argparse.Namespace) -> int:
     from sciot_mqtt.swarm.mix import load_mix
     from sciot_mqtt.swarm.run import SwarmOptions, run_swarm
 
-    configure_logging("info")
     if args.network == "netns":
         reason = kernel_shaping_unavailable()
         if reason is not None:
             print(f"sciot-mqtt swarm: {reason}", file=sys.stderr)
             return 2
+    configure_logging("info")
     mix = load_mix(args.mix)
     updates: dict[str, object] = {}
     if args.split is not None:

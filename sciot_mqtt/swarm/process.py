@@ -1,7 +1,9 @@
 """One swarm worker process: `python -m sciot_mqtt.swarm.process SPEC.json`.
 
 The swarm command starts one per share of the devices (inside a network namespace when the
-link is shaped by the kernel). It prints a JSON snapshot line every second on stdout, stops on
+link is shaped by the kernel). Once its models are loaded it prints `{"ready": true}` and
+waits for `go T0` on stdin (the swarm's start, on the wall clock: every worker's rows count
+from it). It prints a JSON snapshot line every second on stdout, stops on
 SIGTERM or SIGINT (letting in-flight inferences finish), writes its rows to the CSV the spec
 names, and prints a last line `{"final": {...}}`.
 """
@@ -34,7 +36,6 @@ class WorkerSpec(BaseModel):
     mix: Mix
     brokers: dict[str, tuple[str, int]]
     emulate_links: bool
-    started_at: float
     threads: int = 2
     verify_every: int = 10
     seed: int = 0
@@ -65,13 +66,19 @@ async def _run(spec: WorkerSpec) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Ready: the swarm starts its clock when every worker is, and says when in "go T0".
+    _emit({"ready": True})
+    go = await loop.run_in_executor(None, sys.stdin.readline)
+    if not go.startswith("go "):
+        return {"started": 0, "recorded": 0, "lost": 0, "rows": None}
+    started_at = float(go.split()[1])
     worker = SwarmWorker(
         spec.plans,
         spec.mix,
         packages,
         {link: BrokerAddress(host, port) for link, (host, port) in spec.brokers.items()},
         emulate_links=spec.emulate_links,
-        started_at=spec.started_at,
+        started_at=started_at,
         threads=spec.threads,
         verify_every=spec.verify_every,
         seed=spec.seed,

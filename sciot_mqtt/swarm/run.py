@@ -13,7 +13,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -96,10 +96,10 @@ class _Sampler:
     """Once a second: the service process's CPU, memory and descriptors, the broker's
     message counters ($SYS, Mosquitto) and the service's own `stats`."""
 
-    def __init__(self, edge: Edge, t0: float, totals: SwarmTotals) -> None:
+    def __init__(self, edge: Edge, totals: SwarmTotals) -> None:
         self.edge = edge
         self.samples: list[dict[str, Any]] = []
-        self._t0 = t0
+        self.t0 = time.time()  # the swarm's start, once the workers are ready
         self._totals = totals
         self._sys: dict[str, float] = {}
         self._stats: ServiceStats | None = None
@@ -124,7 +124,7 @@ class _Sampler:
                 while True:
                     await asyncio.sleep(1.0)  # the sampling period, not a synchronization
                     now = time.time()
-                    sample: dict[str, Any] = {"t_s": round(now - self._t0, 3)}
+                    sample: dict[str, Any] = {"t_s": round(now - self.t0, 3)}
                     if process is not None:
                         sample.update(_process_sample(process))
                         self._totals.service = {
@@ -177,6 +177,7 @@ class _Worker:
     brokers: dict[str, BrokerAddress]
     process: asyncio.subprocess.Process | None = None
     final: dict[str, Any] | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _groups(plans: list[DevicePlan], processes: int) -> list[list[DevicePlan]]:
@@ -226,13 +227,16 @@ async def run_swarm(options: SwarmOptions, stop: asyncio.Event | None = None) ->
         workers, shaping = await _links(stack, options, plans, processes, edge.address)
         if shaping:
             network_description += f" ({shaping})"
-        t0 = time.time()
-        sampler = _Sampler(edge, t0, totals)
-        sampling = asyncio.create_task(sampler.run(), name="swarm-sampler")
-        stack.push_async_callback(finish, sampling, 2)
+        sampler = _Sampler(edge, totals)
+
+        def on_start(t0: float) -> None:
+            sampler.t0 = t0
+            sampling = asyncio.create_task(sampler.run(), name="swarm-sampler")
+            stack.push_async_callback(finish, sampling, 2)
+
         view = LiveView(totals) if options.live else None
         with view or contextlib.nullcontext():
-            await _run_workers(workers, options, t0, parts, totals, stop, view)
+            t0 = await _run_workers(workers, options, parts, totals, stop, view, on_start)
         duration = time.time() - t0
 
     finals = [w.final or {} for w in workers]
@@ -326,12 +330,15 @@ async def _links(
 async def _run_workers(
     workers: list[_Worker],
     options: SwarmOptions,
-    t0: float,
     parts: Path,
     totals: SwarmTotals,
     stop: asyncio.Event,
     view: LiveView | None,
-) -> None:
+    on_start: Callable[[float], None],
+) -> float:
+    """Start the workers, and once all are ready (models loaded), the clock; run them for
+    the duration; stop them and wait for their rows. Returns the start time."""
+
     async def read(worker: _Worker) -> None:
         assert worker.process is not None and worker.process.stdout is not None
         async for raw in worker.process.stdout:
@@ -339,6 +346,8 @@ async def _run_workers(
                 line = json.loads(raw)
                 if "final" in line:
                     worker.final = line["final"]
+                elif "ready" in line:
+                    worker.ready.set()
                 else:
                     totals.add(worker.index, line)
 
@@ -349,7 +358,6 @@ async def _run_workers(
             mix=options.mix,
             brokers={k: (v.host, v.port) for k, v in worker.brokers.items()},
             emulate_links=options.network == "emulate",
-            started_at=t0,
             threads=options.threads,
             verify_every=options.verify_every,
             seed=options.seed * 7919 + worker.index,
@@ -369,7 +377,7 @@ async def _run_workers(
         ]
         _log.debug("starting worker", argv=shlex.join(argv))
         worker.process = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=log
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log
         )
         log.close()
         readers.append(asyncio.create_task(read(worker), name=f"swarm-worker-{worker.index}"))
@@ -377,6 +385,13 @@ async def _run_workers(
     last_line = time.monotonic()
     ending = asyncio.ensure_future(stop.wait())
     try:
+        await _all_ready(workers, readers, parts.parent)
+        t0 = time.time()
+        for worker in workers:
+            assert worker.process is not None and worker.process.stdin is not None
+            worker.process.stdin.write(f"go {t0!r}\n".encode())
+            await worker.process.stdin.drain()
+        on_start(t0)
         deadline = t0 + options.duration
         while time.time() < deadline and not stop.is_set():
             if all(r.done() for r in readers):
@@ -391,6 +406,8 @@ async def _run_workers(
         ending.cancel()
         for worker in workers:
             if worker.process is not None and worker.process.returncode is None:
+                assert worker.process.stdin is not None
+                worker.process.stdin.close()  # a worker still waiting for "go" gives up
                 worker.process.send_signal(signal.SIGTERM)
         drain = options.mix.result_timeout + 30
         _, pending = await asyncio.wait(readers, timeout=drain)
@@ -405,3 +422,24 @@ async def _run_workers(
         for task in pending:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
+    return t0
+
+
+async def _all_ready(
+    workers: list[_Worker], readers: list[asyncio.Task[None]], logs: Path, timeout: float = 300
+) -> None:
+    """Until every worker has loaded its models; a worker that dies first is an error."""
+    ready = [asyncio.ensure_future(w.ready.wait()) for w in workers]
+    try:
+        async with asyncio.timeout(timeout):
+            while not all(r.done() for r in ready):
+                await asyncio.wait([*ready, *readers], return_when=asyncio.FIRST_COMPLETED)
+                dead = [w for w, r in zip(workers, readers, strict=True) if r.done()]
+                if dead:
+                    raise ConfigurationError(
+                        f"swarm worker {dead[0].index} exited before it was ready; "
+                        f"see {logs / f'worker-{dead[0].index}.log'}"
+                    )
+    finally:
+        for r in ready:
+            r.cancel()
