@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sciot_mqtt import __version__
-from sciot_mqtt.errors import SciotError
+from sciot_mqtt.errors import ConfigurationError, SciotError
 from sciot_mqtt.logs import configure_logging
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
@@ -55,7 +56,19 @@ _SERVICE_FLAGS = (
     "model_cache",
     "log_level",
     "log_format",
+    "credentials_file",
+    "username",
+    "password_file",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
 )
+
+
+def _add_tls_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-ca", help="CA file: connect to the broker with TLS, trusting it")
+    p.add_argument("--tls-cert", help="client certificate (PEM), if the broker requires one")
+    p.add_argument("--tls-key", help="client key (PEM)")
 
 
 def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,28 +91,66 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument(
+        "--credentials-file",
+        help="embedded broker: password file (sciot-mqtt creds); enables logins and ACLs",
+    )
+    p.add_argument("--username", help="the service's broker account (service)")
+    p.add_argument("--password-file", help="file holding the service account's password")
+    _add_tls_flags(p)
     p.set_defaults(handler=_cmd_up)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     settings = ServiceSettings(**_overrides(args, _SERVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_until_signalled(lambda stop: _run_up(settings, stop)))
+    address = _service_broker(settings)  # refuses unsafe exposure before loading models
+    asyncio.run(_until_signalled(lambda stop: _run_up(settings, address, stop)))
     return 0
 
 
-async def _run_up(settings: ServiceSettings, stop: asyncio.Event) -> None:
+def _service_broker(settings: ServiceSettings) -> BrokerAddress:
+    """How the service reaches its broker; refuses anonymous access beyond loopback."""
+    from sciot_mqtt.broker.exposure import require_credentials_off_loopback
+
+    credentials = settings.broker_credentials()
+    tls = settings.broker_tls()
+    if settings.external_broker:
+        require_credentials_off_loopback(
+            settings.host, credentials is not None, "the service's broker connection"
+        )
+        return BrokerAddress(settings.host, settings.port, tls=tls, credentials=credentials)
+    if tls is not None:
+        raise ConfigurationError(
+            "the embedded broker speaks plain MQTT: TLS is for --external-broker"
+        )
+    require_credentials_off_loopback(
+        settings.host, settings.credentials_file is not None, "the embedded broker"
+    )
+    if settings.credentials_file is not None and credentials is None:
+        raise ConfigurationError(
+            f"the embedded broker requires logins ({settings.credentials_file}): give the "
+            f"service account's password (`sciot-mqtt creds add {settings.username}`, then "
+            "--password-file or SCIOT_PASSWORD_FILE)"
+        )
+    # The embedded broker's port is known once it listens (port 0); only the login is set here.
+    return BrokerAddress(settings.host, settings.port, credentials=credentials)
+
+
+async def _run_up(settings: ServiceSettings, address: BrokerAddress, stop: asyncio.Event) -> None:
     from sciot_mqtt.broker import EmbeddedBroker
     from sciot_mqtt.models.catalog import resolve_packages
     from sciot_mqtt.service import Service
 
     packages = resolve_packages(settings.models, settings.model_cache)
     async with contextlib.AsyncExitStack() as stack:
-        if settings.external_broker:
-            address = BrokerAddress(settings.host, settings.port)
-        else:
-            broker = await stack.enter_async_context(EmbeddedBroker(settings.host, settings.port))
-            address = broker.address
+        if not settings.external_broker:
+            broker = await stack.enter_async_context(
+                EmbeddedBroker(
+                    settings.host, settings.port, credentials_file=settings.credentials_file
+                )
+            )
+            address = dataclasses.replace(broker.address, credentials=address.credentials)
         service = await stack.enter_async_context(Service(settings, address, packages=packages))
         await stop.wait()
         await service.stop()
@@ -121,6 +172,10 @@ _DEVICE_FLAGS = (
     "model_cache",
     "log_level",
     "log_format",
+    "password_file",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
 )
 
 
@@ -154,6 +209,8 @@ def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument("--password-file", help="file holding the broker password (username = id)")
+    _add_tls_flags(p)
     p.set_defaults(handler=_cmd_device)
 
 
@@ -213,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sciot_mqtt.bench.cli import add_bench_parser
 
     add_bench_parser(sub)
+    from sciot_mqtt.creds.cli import add_creds_parser
+
+    add_creds_parser(sub)
     return parser
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
+from sciot_mqtt.broker.exposure import require_credentials_off_loopback
+from sciot_mqtt.creds import PasswordFile
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.transport import BrokerAddress
 
@@ -21,11 +24,26 @@ SHUTDOWN_TIMEOUT_S = 2.0
 class EmbeddedBroker:
     """amqtt on `host:port` (port 0: a free port, read back after binding).
 
+    Without `credentials_file` anyone may connect, so only a loopback `host` is accepted.
+    With it (a Mosquitto password file, see `sciot_mqtt.creds`) clients log in and the
+    project's ACLs apply, exactly as with the shipped Mosquitto configuration.
+
     Retained messages live in memory, so they are gone when the broker stops; use Mosquitto
     with persistence for deployments that must survive a broker restart.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        credentials_file: Path | str | None = None,
+    ) -> None:
+        require_credentials_off_loopback(host, credentials_file is not None, "the embedded broker")
+        if credentials_file is not None:
+            # Fail here, with our message, rather than deep inside amqtt's plugin loading.
+            PasswordFile.load(credentials_file)
+        self._credentials_file = credentials_file
         self._host = host
         self._port = port
         self._broker: Broker | None = None
@@ -38,13 +56,23 @@ class EmbeddedBroker:
         return self._address
 
     def _config(self) -> dict[str, Any]:
+        # No $SYS plugin and no packet logger: they cost time per message and say nothing
+        # our own stats do not.
+        plugins: dict[str, Any]
+        if self._credentials_file is None:
+            plugins = {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            }
+        else:
+            plugins = {
+                "sciot_mqtt.broker.amqtt_plugins.SciotAuthPlugin": {
+                    "password_file": str(self._credentials_file)
+                },
+                "sciot_mqtt.broker.amqtt_plugins.SciotTopicPlugin": {},
+            }
         return {
             "listeners": {"default": {"type": "tcp", "bind": f"{self._host}:{self._port}"}},
-            # No $SYS plugin and no packet logger: they cost time per message and say nothing
-            # our own stats do not.
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-            },
+            "plugins": plugins,
         }
 
     async def __aenter__(self) -> Self:
