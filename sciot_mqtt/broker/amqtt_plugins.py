@@ -31,16 +31,18 @@ class _Accounts:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._file = PasswordFile.load(path)  # fails at start-up if unreadable
         self._stamp = self._current_stamp()
 
-    def _current_stamp(self) -> tuple[int, int] | None:
+    def _current_stamp(self) -> tuple[int, int, int] | None:
         try:
             stat = os.stat(self._path)
         except OSError:
             return None
-        return stat.st_mtime_ns, stat.st_size
+        # The inode too: `creds` replaces the file, which two quick saves may not show in
+        # the modification time.
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
     def verify(self, username: str, password: str) -> bool:
         stamp = self._current_stamp()
