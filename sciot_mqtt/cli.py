@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sciot_mqtt.creds.cli import add_creds_parser
 
     add_creds_parser(sub)
+    from sciot_mqtt.health import add_health_parser
+
+    add_health_parser(sub)
     return parser
 
 
