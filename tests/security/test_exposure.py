@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from sciot_mqtt.broker import EmbeddedBroker, MosquittoBroker, free_port
+from sciot_mqtt.broker import EmbeddedBroker, MosquittoBroker, free_port, until_accepting
 from sciot_mqtt.broker.acl import main as acl_main
 from sciot_mqtt.broker.exposure import is_loopback
 from sciot_mqtt.creds import PasswordFile
 from sciot_mqtt.errors import ConfigurationError, ConnectionLostError
+from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
+from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.transport import BrokerAddress, Credentials, MqttSession
+from tests.processes import spawn
 
 ACL_FILE = Path(__file__).parents[2] / "mosquitto" / "acl"
 NETWORK = "reachable from the network without credentials"
@@ -87,3 +92,48 @@ def test_service_refuses_to_start_exposed_without_credentials(
     no_login = _up(cli, cli_env, tmp_path, "--host", "0.0.0.0", "--credentials-file", str(passwd))
     assert no_login.returncode == 1
     assert "give the service account's password" in no_login.stderr
+
+
+async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, output.decode(errors="replace")
+
+
+async def test_up_with_logins_on_every_interface(
+    cli: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's embedded set-up: every interface, logins required, the service logs in."""
+    passwd, secret = tmp_path / "passwd", tmp_path / "service.password"
+    store = PasswordFile.load(passwd, missing_ok=True)
+    store.add("service", "service-pw")
+    store.add("cam-1", "cam-pw")
+    store.save()
+    secret.write_text("service-pw\n")
+    port = free_port()
+    env = cli_env | {"SCIOT_STATS_INTERVAL": "0.5"}
+    argv = [*cli, "up", "--host", "0.0.0.0", "--port", str(port)]
+    argv += ["--credentials-file", str(passwd), "--password-file", str(secret)]
+    here = BrokerAddress("127.0.0.1", port)
+    async with spawn(argv, env, tmp_path, "up") as up:
+        await asyncio.wait_for(until_accepting(here), 30)
+        device = dataclasses.replace(here, credentials=Credentials("cam-1", "cam-pw"))
+        state = service_topic("edge", ServiceTopic.STATE)
+        async with MqttProbe(device, state, client_id="cam-1") as probe:
+            found = await probe.expect_message(ServiceState, state, lambda s: s.online, timeout=30)
+            assert found.instance == "edge"
+        # The container health check, with the same settings.
+        health_env = env | {
+            "SCIOT_HOST": "0.0.0.0",
+            "SCIOT_PORT": str(port),
+            "SCIOT_PASSWORD_FILE": str(secret),
+        }
+        code, output = await _run([*cli, "health"], health_env)
+        assert code == 0, output
+        wrong = health_env | {"SCIOT_PASSWORD": "not-it"}
+        code, output = await _run([*cli, "health", "--timeout", "5"], wrong)
+        assert code == 1 and "check the username and password" in output
+        up.signal(signal.SIGTERM)
+        assert await up.wait(timeout=10) == 0, up.output()
