@@ -11,6 +11,7 @@ amqtt broker asks `allowed()` (sciot_mqtt/broker/amqtt_plugins.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
@@ -116,14 +117,10 @@ def allowed(username: str, topic: str, action: Access, *, subscription: bool = F
     return False
 
 
-_BY_ACCOUNT: dict[str, list[Rule]] = {}
-
-
-def rules_for(account: str) -> list[Rule]:
-    if not _BY_ACCOUNT:
-        for rule in rules():
-            _BY_ACCOUNT.setdefault(rule.account, []).append(rule)
-    return _BY_ACCOUNT.get(account, [])
+@functools.cache
+def rules_for(account: str) -> tuple[Rule, ...]:
+    """The rules of the service account, or of every device (`"device"`)."""
+    return tuple(rule for rule in rules() if rule.account == account)
 
 
 # --- the Mosquitto ACL file ----------------------------------------------------------------

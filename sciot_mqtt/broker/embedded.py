@@ -10,7 +10,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from amqtt.broker import Broker
+from amqtt.contexts import Action
 from amqtt.errors import BrokerError
+from amqtt.session import Session
 
 from sciot_mqtt.broker.exposure import require_credentials_off_loopback
 from sciot_mqtt.creds import PasswordFile
@@ -19,6 +21,43 @@ from sciot_mqtt.transport import BrokerAddress
 
 _log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 2.0
+
+
+class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no types
+    """amqtt 0.12 with its retained-message leak closed.
+
+    On every CONNECT amqtt sends the new client the retained messages of every filter *any*
+    client subscribed to, and on SUBSCRIBE it sends retained messages without asking the
+    topic plugins. Both would hand one device another's retained `state`, `assign` and
+    `split`. Here retained messages go only to a session subscribed to the filter, and only
+    those its account may read.
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        topic_filter, qos = subscription
+        subscribers = self._subscriptions.get(topic_filter, [])
+        if not any(s.client_id == session.client_id for s, _ in subscribers):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = []
+        for topic, retained in list(self._retained_messages.items()):
+            if not self._matches(topic, topic_filter):
+                continue
+            if not await self._topic_filtering(session, topic, Action.RECEIVE):
+                continue
+            sends.append(
+                asyncio.ensure_future(
+                    handler.mqtt_publish(
+                        retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
+                    )
+                )
+            )
+        if sends:
+            await asyncio.wait(sends)
 
 
 class EmbeddedBroker:
@@ -78,7 +117,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._broker = Broker(self._config())
+        self._broker = _Broker(self._config())
         amqtt_log = logging.getLogger("amqtt.broker")
         amqtt_log.setLevel(logging.CRITICAL)  # its start-up traceback would repeat our error
         try:

@@ -198,53 +198,58 @@ async def test_a_device_reads_nothing_of_anothers(
     observer: MqttProbe,
     sciot_models: dict[str, ModelPackage],
 ) -> None:
-    """dev-a tries `#`, dev-b's results and decisions; it gets only what is its own."""
-    async with MqttSession(secured_broker.as_user("dev-a"), client_id="dev-a") as a:
-        received: list[Inbound] = []
-        refused: list[str] = []
-        for wanted in (
-            "#",
-            "sciot/v1/#",
-            "sciot/v1/dev/+/result",
-            device_topic("dev-b", DeviceTopic.RESULT),
-            device_topic("dev-b", DeviceTopic.SPLIT),
-            device_topic("dev-b", DeviceTopic.ASSIGN),
-            device_topic("dev-b", DeviceTopic.INFER),
-        ):
-            # Mosquitto grants and filters each delivery; amqtt refuses the subscription.
-            with contextlib.suppress(AccessDeniedError):
-                await a.subscribe(wanted)
-                continue
-            refused.append(wanted)
-        if secured_broker.kind == "amqtt":
-            assert len(refused) == 7
-        own_cmd = device_topic("dev-a", DeviceTopic.CMD)
-        await a.subscribe(own_cmd)
-        marker_seen = asyncio.Event()
+    """dev-a tries `#`, dev-b's results and decisions, after dev-b's retained state and
+    decisions exist and while it infers; dev-a gets only what is its own."""
+    received: list[Inbound] = []
+    async with _device(secured_broker, "dev-b", sciot_models) as b:
+        await b.wait_until(lambda: b.mode == "offload", timeout=15)
+        await observer.expect(device_topic("dev-b", DeviceTopic.SPLIT), timeout=10)
+        # dev-b's state, assign and split are retained on the broker now: a subscription
+        # that covered them would be sent them at once.
+        async with MqttSession(secured_broker.as_user("dev-a"), client_id="dev-a") as a:
+            refused: list[str] = []
+            for wanted in (
+                "#",
+                "sciot/v1/#",
+                "sciot/v1/dev/+/result",
+                device_topic("dev-b", DeviceTopic.RESULT),
+                device_topic("dev-b", DeviceTopic.SPLIT),
+                device_topic("dev-b", DeviceTopic.ASSIGN),
+                device_topic("dev-b", DeviceTopic.INFER),
+            ):
+                # Mosquitto grants and filters each delivery; amqtt refuses the subscription.
+                with contextlib.suppress(AccessDeniedError):
+                    await a.subscribe(wanted)
+                    continue
+                refused.append(wanted)
+            if secured_broker.kind == "amqtt":
+                assert len(refused) == 7
+            own_cmd = device_topic("dev-a", DeviceTopic.CMD)
+            await a.subscribe(own_cmd)
+            marker_seen = asyncio.Event()
 
-        async def collect() -> None:
-            async for message in a.messages():
-                received.append(message)
-                if message.topic == own_cmd:
-                    marker_seen.set()
+            async def collect() -> None:
+                async for message in a.messages():
+                    received.append(message)
+                    if message.topic == own_cmd:
+                        marker_seen.set()
 
-        async with contextlib.AsyncExitStack() as stack:
             reader = asyncio.create_task(collect())
-            stack.callback(reader.cancel)
-            async with _device(secured_broker, "dev-b", sciot_models) as b:
-                await b.wait_until(lambda: b.mode == "offload", timeout=15)
+            try:
                 b.settings.split = 5  # offload now, not the first decision's probe
                 record = await b.infer(next(synthetic_images(seed=1)), verify=True)
                 assert record.path == "offload" and record.matches_local
-            await observer.expect(device_topic("dev-b", DeviceTopic.RESULT), timeout=10)
-            # A marker dev-a may read, sent after dev-b's traffic: once it is here, anything
-            # of dev-b's that the broker would have delivered to dev-a is here too.
-            async with MqttSession(
-                secured_broker.as_user(SERVICE_ACCOUNT), client_id="marker"
-            ) as service_side:
-                marker = Command(cmd="rebirth", reason="test").encode()
-                await service_side.publish(own_cmd, marker)
-            await asyncio.wait_for(marker_seen.wait(), 10)
+                await observer.expect(device_topic("dev-b", DeviceTopic.RESULT), timeout=10)
+                # A marker dev-a may read, sent after dev-b's traffic: once it is here,
+                # anything of dev-b's the broker would have delivered to dev-a is here too.
+                async with MqttSession(
+                    secured_broker.as_user(SERVICE_ACCOUNT), client_id="marker"
+                ) as service_side:
+                    marker = Command(cmd="rebirth", reason="test").encode()
+                    await service_side.publish(own_cmd, marker)
+                await asyncio.wait_for(marker_seen.wait(), 10)
+            finally:
+                reader.cancel()
     foreign = [m.topic for m in received if not m.topic.startswith("sciot/v1/dev/dev-a/")]
     foreign = [t for t in foreign if not t.startswith("sciot/v1/service/")]
     assert foreign == [], f"dev-a received others' messages: {foreign}"
