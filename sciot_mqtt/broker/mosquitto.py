@@ -75,7 +75,9 @@ class MosquittoBroker:
                 "(Debian/Ubuntu: apt-get install mosquitto)"
             )
         if config_file is None:
-            require_credentials_off_loopback(host, password_file is not None, "mosquitto")
+            # Beyond loopback, logins alone are not enough: every account could read everything.
+            protected = password_file is not None and acl_file is not None
+            require_credentials_off_loopback(host, protected, "mosquitto")
         self._binary = found
         self._host = host
         self._port = port or free_port(host)
