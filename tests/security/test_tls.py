@@ -3,7 +3,9 @@ clients the broker or they themselves must not trust are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,9 +19,12 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.errors import ConfigurationError, ConnectionLostError
 from sciot_mqtt.models import ModelPackage
+from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
+from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.transport import BrokerAddress, Credentials, MqttSession, TlsConfig
+from tests.processes import spawn
 from tests.security.certs import ScratchCA
 from tests.security.conftest import ACL_FILE
 
@@ -107,3 +112,29 @@ async def test_untrusted_certificates_are_refused(tls_broker: TlsBroker) -> None
     # And the control: the right certificate and password get in.
     async with MqttSession(tls_broker.client("cam-1"), client_id="cam-1", timeout=5):
         pass
+
+
+async def test_up_command_over_tls(
+    tls_broker: TlsBroker, cli: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`sciot-mqtt up --external-broker` with the TLS flags and a password file."""
+    client = tls_broker.ca.issue("service-cli", SERVICE_ACCOUNT)
+    secret = tmp_path / "service.password"
+    secret.write_text(tls_broker.passwords[SERVICE_ACCOUNT])
+    tls = ["--tls-ca", str(tls_broker.ca.cert), "--tls-cert", str(client.cert)]
+    tls += ["--tls-key", str(client.key)]
+    argv = [*cli, "up", "--external-broker", "--host", "127.0.0.1"]
+    argv += ["--port", str(tls_broker.address.port), "--password-file", str(secret), *tls]
+    state = service_topic("edge", ServiceTopic.STATE)
+    async with spawn(argv, cli_env, tmp_path, "up") as up:
+        async with MqttProbe(tls_broker.client("cam-1"), state, client_id="cam-1") as probe:
+            await probe.expect_message(ServiceState, state, lambda s: s.online, timeout=30)
+        up.signal(signal.SIGTERM)
+        assert await up.wait(timeout=10) == 0, up.output()
+        assert "(TLS, user service)" in up.output()
+
+    embedded = await asyncio.create_subprocess_exec(
+        *cli, "up", "--port", "0", *tls, env=cli_env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(embedded.communicate(), 60)
+    assert embedded.returncode == 1 and b"TLS is for --external-broker" in err
