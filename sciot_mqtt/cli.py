@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from sciot_mqtt import __version__
-from sciot_mqtt.errors import SciotError
+from sciot_mqtt.errors import ConfigurationError, SciotError
 from sciot_mqtt.logs import configure_logging
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
@@ -58,7 +59,19 @@ _SERVICE_FLAGS = (
     "model_cache",
     "log_level",
     "log_format",
+    "credentials_file",
+    "username",
+    "password_file",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
 )
+
+
+def _add_tls_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-ca", help="CA file: connect to the broker with TLS, trusting it")
+    p.add_argument("--tls-cert", help="client certificate (PEM), if the broker requires one")
+    p.add_argument("--tls-key", help="client key (PEM)")
 
 
 def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,27 +102,70 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also run N simulated devices in this process, with a live view (0)",
     )
     p.add_argument("--swarm-mix", type=Path, help="their mix file (default: see README)")
+    p.add_argument(
+        "--credentials-file",
+        help="embedded broker: password file (sciot-mqtt creds); enables logins and ACLs",
+    )
+    p.add_argument("--username", help="the service's broker account (service)")
+    p.add_argument("--password-file", help="file holding the service account's password")
+    _add_tls_flags(p)
     p.set_defaults(handler=_cmd_up)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     settings = ServiceSettings(**_overrides(args, _SERVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
+    address = _service_broker(settings)  # refuses unsafe exposure before loading models
     swarm = None
     if args.swarm:
         from sciot_mqtt.swarm import load_mix, plan_devices
 
+        if address.credentials is not None or address.tls is not None:
+            raise ConfigurationError(
+                "--swarm runs anonymous simulated devices on a loopback broker; it cannot be "
+                "combined with logins or TLS (use `sciot-mqtt swarm --external HOST:PORT` "
+                "against a test broker instead)"
+            )
         mix = load_mix(args.swarm_mix)
         swarm = plan_devices(mix, args.swarm), mix
         if sys.stderr.isatty() and args.log_level is None:
             # The live view owns the terminal; routine log lines would tear it.
             configure_logging("warning", settings.log_format)
-    asyncio.run(_until_signalled(lambda stop: _run_up(settings, stop, swarm)))
+    asyncio.run(_until_signalled(lambda stop: _run_up(settings, address, stop, swarm)))
     return 0
+
+
+def _service_broker(settings: ServiceSettings) -> BrokerAddress:
+    """How the service reaches its broker; refuses anonymous access beyond loopback."""
+    from sciot_mqtt.broker.exposure import require_credentials_off_loopback
+
+    credentials = settings.broker_credentials()
+    tls = settings.broker_tls()
+    if settings.external_broker:
+        require_credentials_off_loopback(
+            settings.host, credentials is not None, "the service's broker connection"
+        )
+        return BrokerAddress(settings.host, settings.port, tls=tls, credentials=credentials)
+    if tls is not None:
+        raise ConfigurationError(
+            "the embedded broker speaks plain MQTT: TLS is for --external-broker"
+        )
+    require_credentials_off_loopback(
+        settings.host, settings.credentials_file is not None, "the embedded broker"
+    )
+    if settings.credentials_file is not None and credentials is None:
+        raise ConfigurationError(
+            f"the embedded broker requires logins ({settings.credentials_file}): give the "
+            f"service account's password (`sciot-mqtt creds add {settings.username}`, then "
+            "--password-file or SCIOT_PASSWORD_FILE)"
+        )
+    # The embedded broker's port is known once it listens (port 0); only the login is set here.
+    return BrokerAddress(settings.host, settings.port, credentials=credentials)
 
 
 async def _run_up(
     settings: ServiceSettings,
+    address: BrokerAddress,
     stop: asyncio.Event,
     swarm: tuple[list[DevicePlan], Mix] | None = None,
 ) -> None:
@@ -119,11 +175,13 @@ async def _run_up(
 
     packages = resolve_packages(settings.models, settings.model_cache)
     async with contextlib.AsyncExitStack() as stack:
-        if settings.external_broker:
-            address = BrokerAddress(settings.host, settings.port)
-        else:
-            broker = await stack.enter_async_context(EmbeddedBroker(settings.host, settings.port))
-            address = broker.address
+        if not settings.external_broker:
+            broker = await stack.enter_async_context(
+                EmbeddedBroker(
+                    settings.host, settings.port, credentials_file=settings.credentials_file
+                )
+            )
+            address = dataclasses.replace(broker.address, credentials=address.credentials)
         service = await stack.enter_async_context(Service(settings, address, packages=packages))
         if swarm is None:
             await stop.wait()
@@ -150,6 +208,10 @@ _DEVICE_FLAGS = (
     "model_cache",
     "log_level",
     "log_format",
+    "password_file",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
 )
 
 
@@ -183,6 +245,8 @@ def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument("--password-file", help="file holding the broker password (username = id)")
+    _add_tls_flags(p)
     p.set_defaults(handler=_cmd_device)
 
 
@@ -245,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     from sciot_mqtt.bench.cli import add_bench_parser
 
     add_bench_parser(sub)
+    from sciot_mqtt.creds.cli import add_creds_parser
+
+    add_creds_parser(sub)
+    from sciot_mqtt.health import add_health_parser
+
+    add_health_parser(sub)
     return parser
 
 

@@ -41,3 +41,7 @@ class ConnectionLostError(SciotError):
 
 class ConfigurationError(SciotError):
     """Settings that cannot work together; the message says what to change."""
+
+
+class AccessDeniedError(ConnectionLostError):
+    """The broker refused a subscription: its ACLs do not let this account read the topics."""

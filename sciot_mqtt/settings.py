@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.logs import LogFormat
 from sciot_mqtt.protocol.topics import DEVICE_ID_PATTERN
+from sciot_mqtt.transport import BrokerAddress, Credentials, TlsConfig
 
 ModelList = Annotated[list[str], NoDecode]
 
@@ -17,6 +20,29 @@ def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def _read_password(password: SecretStr | None, password_file: str | None) -> str | None:
+    """The password given directly, or the first line of `password_file` (Docker secrets)."""
+    if password is not None:
+        return password.get_secret_value()
+    if password_file is None:
+        return None
+    try:
+        lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the password file {password_file}: {exc}") from exc
+    if not lines or not lines[0]:
+        raise ConfigurationError(f"the password file {password_file} is empty")
+    return lines[0]
+
+
+def _tls(ca: str | None, cert: str | None, key: str | None) -> TlsConfig | None:
+    if ca is None and cert is None:
+        return None
+    if (cert is None) != (key is None):
+        raise ConfigurationError("a TLS client certificate needs both tls_cert and tls_key")
+    return TlsConfig(ca_file=ca, cert_file=cert, key_file=key)
 
 
 class ServiceSettings(BaseSettings):
@@ -50,8 +76,24 @@ class ServiceSettings(BaseSettings):
     model_cache: str | None = Field(None, description="prepared-model cache directory")
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: LogFormat = Field("auto", description="auto, json or console")
+    credentials_file: str | None = Field(
+        None, description="embedded broker: password file; enables logins and ACLs"
+    )
+    username: str = Field("service", description="the service's broker account")
+    password: SecretStr | None = Field(None, description="its password")
+    password_file: str | None = Field(None, description="file holding its password")
+    tls_ca: str | None = Field(None, description="CA file: connect with TLS, trusting it")
+    tls_cert: str | None = Field(None, description="client certificate (PEM)")
+    tls_key: str | None = Field(None, description="client key (PEM)")
 
     _split_models = field_validator("models", mode="before")(_split_list)
+
+    def broker_credentials(self) -> Credentials | None:
+        password = _read_password(self.password, self.password_file)
+        return Credentials(self.username, password) if password is not None else None
+
+    def broker_tls(self) -> TlsConfig | None:
+        return _tls(self.tls_ca, self.tls_cert, self.tls_key)
 
 
 class DeviceSettings(BaseSettings):
@@ -77,5 +119,20 @@ class DeviceSettings(BaseSettings):
     model_cache: str | None = Field(None, description="prepared-model cache directory")
     log_level: str = Field("info", description="as for the service")
     log_format: LogFormat = Field("auto", description="as for the service")
+    password: SecretStr | None = Field(None, description="broker password (username = id)")
+    password_file: str | None = Field(None, description="file holding the password")
+    tls_ca: str | None = Field(None, description="CA file: connect with TLS, trusting it")
+    tls_cert: str | None = Field(None, description="client certificate (PEM)")
+    tls_key: str | None = Field(None, description="client key (PEM)")
 
     _split_models = field_validator("models", mode="before")(_split_list)
+
+    def broker_address(self) -> BrokerAddress:
+        """The broker, with this device's login (its id) when a password is set."""
+        password = _read_password(self.password, self.password_file)
+        return BrokerAddress(
+            self.host,
+            self.port,
+            tls=_tls(self.tls_ca, self.tls_cert, self.tls_key),
+            credentials=Credentials(self.id, password) if password is not None else None,
+        )

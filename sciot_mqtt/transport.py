@@ -1,7 +1,8 @@
 """The one adapter around aiomqtt: every MQTT connection of the project goes through here.
 
 aiomqtt's objects never leave this module; callers see `Inbound`, `LastWill`, `BrokerAddress`
-and `ConnectionLostError`, so moving to aiomqtt 3 (paho replaced) touches this file only.
+(with its `Credentials` and `TlsConfig`) and `ConnectionLostError`, so moving to aiomqtt 3
+(paho replaced) touches this file only.
 """
 
 from __future__ import annotations
@@ -9,23 +10,59 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
 import aiomqtt
 
-from sciot_mqtt.errors import ConnectionLostError
+from sciot_mqtt.errors import AccessDeniedError, ConfigurationError, ConnectionLostError
+
+# CONNACK "bad user name or password" and "not authorized": MQTT 3.1.1 codes, and the MQTT 5
+# reason codes paho 2 reports them as.
+_REFUSED_CREDENTIALS = frozenset({4, 5, 134, 135})
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """MQTT username and password; the password never appears in a repr or a log line."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS to the broker: trust `ca_file` (None: the system's CAs), and present a client
+    certificate when the broker requires one. The broker's name is always checked."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
+    """Where a broker is and how to reach it: plain or TLS, anonymous or with credentials."""
+
     host: str
     port: int
+    tls: TlsConfig | None = None
+    credentials: Credentials | None = None
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        how = ["TLS"] if self.tls is not None else []
+        if self.credentials is not None:
+            how.append(f"user {self.credentials.username}")
+        return f"{self.host}:{self.port}" + (f" ({', '.join(how)})" if how else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +102,18 @@ class MqttSession:
     ) -> None:
         self.broker = broker
         self.client_id = client_id
+        credentials = broker.credentials
+        try:
+            tls_context = broker.tls.context() if broker.tls is not None else None
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load the TLS files for {broker}: {exc}") from exc
         self._client = aiomqtt.Client(
             broker.host,
             broker.port,
             identifier=client_id,
+            username=credentials.username if credentials is not None else None,
+            password=credentials.password if credentials is not None else None,
+            tls_context=tls_context,
             will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain) if will else None,
             keepalive=keepalive,
             clean_session=clean_session,
@@ -80,6 +125,17 @@ class MqttSession:
     async def __aenter__(self) -> Self:
         try:
             await self._client.__aenter__()
+        except aiomqtt.MqttCodeError as exc:
+            if exc.rc is not None and _code(exc.rc) in _REFUSED_CREDENTIALS:
+                raise ConnectionLostError(
+                    f"{self.broker} refused the connection: {exc}; "
+                    + (
+                        "check the username and password"
+                        if self.broker.credentials is not None
+                        else "the broker requires a username and password"
+                    )
+                ) from exc
+            raise ConnectionLostError(f"cannot connect to {self.broker}: {exc}") from exc
         except aiomqtt.MqttError as exc:
             raise ConnectionLostError(f"cannot connect to {self.broker}: {exc}") from exc
         # paho leaves Nagle's algorithm on: with delayed ACKs every small publish then waits
@@ -117,12 +173,19 @@ class MqttSession:
             raise ConnectionLostError(f"publish to {topic} failed: {exc}") from exc
 
     async def subscribe(self, *filters: str, qos: int = 1) -> None:
+        """Subscribe; `AccessDeniedError` names the filters the broker refused (the others
+        stay subscribed)."""
         if not filters:
             return
         try:
-            await self._client.subscribe([(f, qos) for f in filters])
+            granted = await self._client.subscribe([(f, qos) for f in filters])
         except aiomqtt.MqttError as exc:
             raise ConnectionLostError(f"subscribe failed: {exc}") from exc
+        # 0x80 in the SUBACK: refused (by ACLs, on our brokers).
+        refused = [f for f, code in zip(filters, granted, strict=False) if _code(code) >= 0x80]
+        if refused:
+            user = self.broker.credentials.username if self.broker.credentials else "anonymous"
+            raise AccessDeniedError(f"{self.broker} refused {user} the subscription to {refused}")
 
     async def unsubscribe(self, *filters: str) -> None:
         try:
@@ -141,6 +204,12 @@ class MqttSession:
         except aiomqtt.MqttError as exc:
             raise ConnectionLostError(f"connection to {self.broker} lost: {exc}") from exc
         raise ConnectionLostError(f"connection to {self.broker} closed")
+
+
+def _code(code: object) -> int:
+    """paho reports a SUBACK entry as an int or as a ReasonCode."""
+    value = getattr(code, "value", code)
+    return value if isinstance(value, int) else 0x80
 
 
 class Backoff:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from sciot_mqtt.broker._ready import until_accepting
+from sciot_mqtt.broker.exposure import require_credentials_off_loopback
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.transport import BrokerAddress
 
@@ -26,13 +29,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A second listener speaking TLS with the server's certificate and key; with
+    `require_certificate`, clients must present a certificate signed by `ca_file`."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    port: int = 0  # 0: a free port
+    require_certificate: bool = True
+
+
 class MosquittoBroker:
     """Runs the `mosquitto` binary with a generated config on loopback.
 
-    `extra_config` lines are appended to the generated file; `config_file` replaces it
-    entirely (then `port` must match what the file says). `kill()` and `start()` let tests
-    crash and restart the broker; with `persistence=True` retained messages and persistent
-    sessions survive that, as in production.
+    Without `password_file` anonymous clients are allowed, and then only a loopback `host`
+    is accepted. With it (and `acl_file`) anonymous clients are refused and the ACLs apply.
+    `tls` adds a TLS listener (`tls_address`). `extra_config` lines are appended to the
+    generated file; `config_file` replaces it entirely (then `port` must match what the
+    file says). `kill()` and `start()` let tests crash and restart the broker; with
+    `persistence=True` retained messages and persistent sessions survive that, as in
+    production.
     """
 
     def __init__(
@@ -43,6 +61,9 @@ class MosquittoBroker:
         persistence: bool = False,
         extra_config: str = "",
         config_file: Path | None = None,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        tls: TlsListener | None = None,
         workdir: Path | None = None,
         binary: str = "mosquitto",
         start_timeout: float = 10.0,
@@ -53,9 +74,17 @@ class MosquittoBroker:
                 f"{binary!r} not found: install Mosquitto "
                 "(Debian/Ubuntu: apt-get install mosquitto)"
             )
+        if config_file is None:
+            # Beyond loopback, logins alone are not enough: every account could read everything.
+            protected = password_file is not None and acl_file is not None
+            require_credentials_off_loopback(host, protected, "mosquitto")
         self._binary = found
         self._host = host
         self._port = port or free_port(host)
+        self._password_file = password_file
+        self._acl_file = acl_file
+        self._tls = tls
+        self._tls_port = (tls.port or free_port(host)) if tls is not None else None
         self._persistence = persistence
         self._extra = extra_config
         self._config_file = config_file
@@ -71,6 +100,13 @@ class MosquittoBroker:
         return BrokerAddress(self._host, self._port)
 
     @property
+    def tls_address(self) -> BrokerAddress:
+        """The TLS listener's host and port (add the client's `TlsConfig` to connect)."""
+        if self._tls_port is None:
+            raise RuntimeError("this broker has no TLS listener")
+        return BrokerAddress(self._host, self._tls_port)
+
+    @property
     def workdir(self) -> Path:
         if self._workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="sciot-mosquitto-")
@@ -82,7 +118,7 @@ class MosquittoBroker:
             return self._config_file
         lines = [
             f"listener {self._port} {self._host}",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self._password_file else 'true'}",
             "set_tcp_nodelay true",
             "log_dest stdout",
             "log_type error",
@@ -91,8 +127,24 @@ class MosquittoBroker:
             "log_type information",
             f"persistence {'true' if self._persistence else 'false'}",
         ]
+        if os.geteuid() == 0:
+            # Started by root, mosquitto switches to the `mosquitto` user, which cannot read
+            # the caller's private files (password file, keys, a 0700 temporary folder).
+            lines.append("user root")
         if self._persistence:
             lines += [f"persistence_location {self.workdir}/", "autosave_interval 1"]
+        if self._password_file is not None:
+            lines.append(f"password_file {self._password_file}")
+        if self._acl_file is not None:
+            lines.append(f"acl_file {self._acl_file}")
+        if self._tls is not None:
+            lines += [
+                f"listener {self._tls_port} {self._host}",
+                f"cafile {self._tls.ca_file}",
+                f"certfile {self._tls.cert_file}",
+                f"keyfile {self._tls.key_file}",
+                f"require_certificate {'true' if self._tls.require_certificate else 'false'}",
+            ]
         path = self.workdir / "mosquitto.conf"
         path.write_text("\n".join(lines) + "\n" + self._extra + "\n")
         return path

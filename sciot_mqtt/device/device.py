@@ -134,7 +134,7 @@ class Device:
         self.settings = settings
         self.packages = dict(packages or {})
         self.device_id = settings.id
-        self.broker = broker or BrokerAddress(settings.host, settings.port)
+        self.broker = broker or settings.broker_address()
         self.assignment: Assign | None = None
         self.decision: SplitDecision | None = None
         self.last_error: ErrorReport | None = None
