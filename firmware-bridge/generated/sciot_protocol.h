@@ -105,7 +105,9 @@
 #define SCIOT_SERVICE_STATS_KEY_ERRORS_TOTAL "errors_total"
 #define SCIOT_SERVICE_STATS_REQ_ERRORS_TOTAL 1
 #define SCIOT_SERVICE_STATS_ERRORS_TOTAL_GE 0u
-#define SCIOT_SERVICE_STATS_FIELD_COUNT 7
+#define SCIOT_SERVICE_STATS_KEY_INFERENCE "inference"
+#define SCIOT_SERVICE_STATS_REQ_INFERENCE 0
+#define SCIOT_SERVICE_STATS_FIELD_COUNT 8
 /* X(message, FIELD, "key", required) for every field, in contract order */
 #define SCIOT_SERVICE_STATS_FIELDS(X) \
     X(SERVICE_STATS, INSTANCE, "instance", 1) \
@@ -114,7 +116,8 @@
     X(SERVICE_STATS, RATES, "rates", 1) \
     X(SERVICE_STATS, RX_TOTAL, "rx_total", 1) \
     X(SERVICE_STATS, TX_TOTAL, "tx_total", 1) \
-    X(SERVICE_STATS, ERRORS_TOTAL, "errors_total", 1)
+    X(SERVICE_STATS, ERRORS_TOTAL, "errors_total", 1) \
+    X(SERVICE_STATS, INFERENCE, "inference", 0)
 
 /* Birth: Registration, sent after `state` online on every (re)connect and on `rebirth`. */
 #define SCIOT_BIRTH_TOPIC SCIOT_DEV_TOPIC_BIRTH
@@ -473,6 +476,35 @@
     X(MESSAGE_RATES, RX, "rx", 1) \
     X(MESSAGE_RATES, TX, "tx", 1) \
     X(MESSAGE_RATES, ERRORS, "errors", 1)
+
+/* InferenceCounts: What became of every `infer` received since start. */
+#define SCIOT_INFERENCE_COUNTS_KEY_RECEIVED "received"
+#define SCIOT_INFERENCE_COUNTS_REQ_RECEIVED 1
+#define SCIOT_INFERENCE_COUNTS_RECEIVED_GE 0u
+#define SCIOT_INFERENCE_COUNTS_KEY_ANSWERED "answered"
+#define SCIOT_INFERENCE_COUNTS_REQ_ANSWERED 1
+#define SCIOT_INFERENCE_COUNTS_ANSWERED_GE 0u
+#define SCIOT_INFERENCE_COUNTS_KEY_REJECTED "rejected"
+#define SCIOT_INFERENCE_COUNTS_REQ_REJECTED 1
+#define SCIOT_INFERENCE_COUNTS_REJECTED_GE 0u
+#define SCIOT_INFERENCE_COUNTS_KEY_DUPLICATES "duplicates"
+#define SCIOT_INFERENCE_COUNTS_REQ_DUPLICATES 1
+#define SCIOT_INFERENCE_COUNTS_DUPLICATES_GE 0u
+#define SCIOT_INFERENCE_COUNTS_KEY_LOST "lost"
+#define SCIOT_INFERENCE_COUNTS_REQ_LOST 1
+#define SCIOT_INFERENCE_COUNTS_LOST_GE 0u
+#define SCIOT_INFERENCE_COUNTS_KEY_RUNNING "running"
+#define SCIOT_INFERENCE_COUNTS_REQ_RUNNING 1
+#define SCIOT_INFERENCE_COUNTS_RUNNING_GE 0u
+#define SCIOT_INFERENCE_COUNTS_FIELD_COUNT 6
+/* X(message, FIELD, "key", required) for every field, in contract order */
+#define SCIOT_INFERENCE_COUNTS_FIELDS(X) \
+    X(INFERENCE_COUNTS, RECEIVED, "received", 1) \
+    X(INFERENCE_COUNTS, ANSWERED, "answered", 1) \
+    X(INFERENCE_COUNTS, REJECTED, "rejected", 1) \
+    X(INFERENCE_COUNTS, DUPLICATES, "duplicates", 1) \
+    X(INFERENCE_COUNTS, LOST, "lost", 1) \
+    X(INFERENCE_COUNTS, RUNNING, "running", 1)
 
 /* Tensor: A tensor on the wire: raw bytes in C order plus what is needed to read them. */
 #define SCIOT_TENSOR_KEY_INDEX "index"

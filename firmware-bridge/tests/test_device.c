@@ -287,7 +287,7 @@ static const msg *last_on(const char *suffix)
     return NULL;
 }
 
-static void send_assign(double hb)
+static void send_assign_for(double hb, uint32_t session)
 {
     uint8_t b[256];
     sciot_mpw w;
@@ -296,7 +296,7 @@ static void send_assign(double hb)
     sciot_mpw_cstr(&w, "model");
     sciot_mpw_cstr(&w, "fake");
     sciot_mpw_cstr(&w, "session");
-    sciot_mpw_uint(&w, DEV.session);
+    sciot_mpw_uint(&w, session);
     sciot_mpw_cstr(&w, "hb_interval_s");
     sciot_mpw_f64(&w, hb);
     sciot_mpw_cstr(&w, "max_payload");
@@ -304,6 +304,11 @@ static void send_assign(double hb)
     sciot_mpw_cstr(&w, "instance");
     sciot_mpw_cstr(&w, "edge");
     queue_in("sciot/v1/dev/d1/assign", b, w.len);
+}
+
+static void send_assign(double hb)
+{
+    send_assign_for(hb, DEV.session);
 }
 
 static void send_service(bool online)
@@ -517,9 +522,13 @@ static void broker_loss_goes_local_and_reconnects_with_a_new_session(void **stat
     assert_true(DEV.session > first + 1u); /* one increment per connection attempt */
     assert_int_equal(sciot_decode_device_state(F.will, F.will_len, &will, NULL), SCIOT_OK);
     assert_int_equal(will.session, DEV.session);
-    /* assignment kept; the service's retained state comes back after the subscribe */
+    /* assignment kept; the service's retained state comes back after the subscribe, but only
+     * an assign answering the new session's birth proves the service is there */
     assert_int_equal(DEV.mode, SCIOT_MODE_LOCAL);
     send_service(true);
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_LOCAL);
+    send_assign(0.5);
     sciot_device_step(&DEV, 10);
     assert_int_equal(DEV.mode, SCIOT_MODE_OFFLOAD);
     assert_int_equal(DEV.summary.resumes, 2);
@@ -560,10 +569,30 @@ static void service_offline_falls_back_and_resumes(void **state)
         assert_int_equal(t.detections[0].y, 0);
         assert_true(t.detections[0].score == 255.0 / 256.0);
     }
+    /* back online: local until it answers the birth it asks for (cmd rebirth) */
     send_service(true);
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_LOCAL);
+    send_assign(0.5);
     sciot_device_step(&DEV, 10);
     assert_int_equal(DEV.mode, SCIOT_MODE_OFFLOAD);
     assert_int_equal(DEV.summary.resumes, 2);
+}
+
+/* A retained assign names an earlier session: it gives the model, not the right to offload. */
+static void only_an_assign_answering_this_birth_allows_offload(void **state)
+{
+    (void)state;
+    sciot_device_step(&DEV, 10);
+    assert_true(DEV.connected);
+    send_service(true);
+    send_assign_for(0.5, DEV.session - 1u);
+    sciot_device_step(&DEV, 10);
+    assert_true(DEV.has_assign);
+    assert_int_equal(DEV.mode, SCIOT_MODE_LOCAL);
+    send_assign(0.5);
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_OFFLOAD);
 }
 
 static void rebirth_command_announces_again(void **state)
@@ -702,6 +731,7 @@ static void no_result_or_an_error_finishes_locally(void **state)
     assert_true(sciot_device_infer(&DEV, &rec)); /* a local reference output */
     memcpy(local, rec.output, 12);
     send_service(true);
+    send_assign(0.5);
     send_split(5, "offload", 1);
     sciot_device_step(&DEV, 10);
     F.answer = 0;
@@ -758,6 +788,7 @@ int main(void)
         cmocka_unit_test_setup(heartbeats_follow_the_assigned_interval, setup),
         cmocka_unit_test_setup(broker_loss_goes_local_and_reconnects_with_a_new_session, setup),
         cmocka_unit_test_setup(service_offline_falls_back_and_resumes, setup),
+        cmocka_unit_test_setup(only_an_assign_answering_this_birth_allows_offload, setup),
         cmocka_unit_test_setup(rebirth_command_announces_again, setup),
         cmocka_unit_test_setup(malformed_decision_is_rejected_and_the_last_one_kept, setup),
         cmocka_unit_test_setup(retained_split_applies_at_once, setup),

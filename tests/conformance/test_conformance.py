@@ -92,22 +92,32 @@ async def test_birth_assign_heartbeats_and_clean_exit(
 async def test_retained_split_is_applied_at_once_on_reconnect(
     kind: str, launcher: Launcher, probe: MqttProbe
 ) -> None:
-    """What the broker retains (service state, assign, split) is usable at once on connect.
+    """What the broker retains (service state, assign, split) is known at once on connect; the
+    device offloads once an `assign` answers its new birth (topics.md, "Device modes"), and then
+    follows the retained split without waiting for a new decision.
 
-    No live service here: the retained messages of one that assigned this device earlier;
-    nobody answers, so the device finishes its inference itself after the result timeout.
+    The service here is the test: the retained messages of one that assigned this device
+    earlier, then a live answer to the birth. Nobody answers the inference, so the device
+    finishes it itself after the result timeout.
     """
     device_id = _device_id(kind)
     ghost = ServiceState(online=True, instance="ghost", protocol=1)
     await probe.publish("sciot/v1/service/ghost/state", ghost.encode(), retain=True)
-    assign = Assign(
+    stale = Assign(
         model="fomo96", session=1, hb_interval_s=HB_INTERVAL, max_payload=262144, instance="ghost"
     )
-    await _publish(probe, device_id, "assign", assign.encode(), retain=True)
+    await _publish(probe, device_id, "assign", stale.encode(), retain=True)
     decision = SplitDecision(decision=77, model="fomo96", split=13, mode="offload", reason="t")
     await _publish(probe, device_id, "split", decision.encode(), retain=True)
     dev = await launcher.start(kind, device_id, count=1, result_timeout=1.0)
-    infer = await dev.expect("infer")
+    birth = await dev.expect("birth")
+    # The retained assign (session 1) is not an answer to this birth: the one inference waits
+    # for the live answer, so it is published after it (a device that offloaded on the stale
+    # assign would have sent its only `infer` before the mark).
+    mark = probe.mark()
+    live = stale.model_copy(update={"session": birth["session"]})
+    await _publish(probe, device_id, "assign", live.encode(), retain=True)
+    infer = await dev.expect("infer", since=mark)
     assert infer["seq"] == 0  # the very first inference already follows the retained split
     assert infer["split"] == 13 and infer["decision"] == 77
     assert [t["index"] for t in infer["tensors"]] == [55]

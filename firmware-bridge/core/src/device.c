@@ -198,11 +198,13 @@ static bool service_online(const sciot_device *dev)
     return false;
 }
 
-/* _changed_now(): offload only while connected, assigned and some service is online. */
+/* _changed_now(): offload only while connected, some service is online, and it has answered
+ * this session's birth with an assign since it came online (topics.md, "Device modes"). */
 static void update_mode(sciot_device *dev)
 {
-    uint8_t mode = dev->connected && dev->has_assign && service_online(dev) ? SCIOT_MODE_OFFLOAD
-                                                                           : SCIOT_MODE_LOCAL;
+    uint8_t mode = dev->connected && dev->has_assign && dev->assign_live && service_online(dev)
+                       ? SCIOT_MODE_OFFLOAD
+                       : SCIOT_MODE_LOCAL;
     if (mode == dev->mode) {
         return;
     }
@@ -306,6 +308,7 @@ static bool connect(sciot_device *dev)
         return false;
     }
     dev->n_services = 0;
+    dev->assign_live = false;
     for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (!dev->hal.subscribe(dev->hal.user, dev_topic(dev, kinds[i]), 1)) {
             dev->hal.disconnect(dev->hal.user);
@@ -412,6 +415,7 @@ static void on_service_state(sciot_device *dev, const char *name, size_t name_le
             log_event(dev, 1, "service state rejected", detail);
             return;
         }
+        bool was_online, restarted;
         if (slot < 0) {
             if (dev->n_services == SCIOT_MAX_SERVICES || name_len > SCIOT_DEVICE_ID_MAX_LEN) {
                 log_event(dev, 1, "too many service instances", NULL);
@@ -419,8 +423,22 @@ static void on_service_state(sciot_device *dev, const char *name, size_t name_le
             }
             slot = dev->n_services++;
             copy_str(dev->services[slot].name, sizeof dev->services[slot].name, name, name_len);
+            dev->services[slot].online = false;
+            dev->services[slot].has_started_at = false;
+        }
+        was_online = dev->services[slot].online;
+        restarted = dev->services[slot].has_started_at != st.has_started_at ||
+                    (st.has_started_at && dev->services[slot].started_at != st.started_at);
+        if (st.online && (!was_online || restarted)) {
+            /* A service (re)starting knows nothing of this connection yet: wait for the
+             * answer to a birth (it asks for one) before offloading again. */
+            dev->assign_live = false;
         }
         dev->services[slot].online = st.online;
+        if (st.online) {
+            dev->services[slot].has_started_at = st.has_started_at;
+            dev->services[slot].started_at = st.started_at;
+        }
     }
 }
 
@@ -449,6 +467,9 @@ static void on_assign(sciot_device *dev, const uint8_t *p, size_t n)
     copy_str(dev->assign_model, sizeof dev->assign_model, a.model.ptr, a.model.len);
     copy_str(dev->assign_instance, sizeof dev->assign_instance, a.instance.ptr, a.instance.len);
     dev->assign_session = a.session;
+    if (a.session == dev->session) {
+        dev->assign_live = true;
+    }
     dev->hb_interval_s = a.hb_interval_s;
     dev->summary.assignments++;
     if (!had || previous != a.hb_interval_s) {

@@ -148,6 +148,8 @@ typedef struct schema {
     {K, R, F_NUMS, 0, OFF(T, m), NONE, 0, 0, 0, 0, items, 0, 0, 0, 0, 0, 0}
 #define FOBJ(K, R, T, m, S, ST) \
     {K, R, F_OBJ, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), 1}
+#define FOBJH(K, R, T, m, h, S, ST) \
+    {K, R, F_OBJ, 0, OFF(T, m), h, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), 1}
 #define FOBJS(K, R, T, m, cnt, S, ST, lo, hi) \
     {K, R, F_OBJS, 0, OFF(T, m), NONE, OFF(T, cnt), 0, 0, lo, hi, 0, 0, 0, &S, \
      (uint16_t)sizeof(ST), (uint16_t)(sizeof(((T *)0)->m) / sizeof(ST))}
@@ -212,6 +214,21 @@ static const field RATES_F[] = {
 };
 SCIOT_STATIC_ASSERT(COUNT(RATES_F) == SCIOT_MESSAGE_RATES_FIELD_COUNT, rates_fields);
 static const schema RATES_S = {RATES_F, (uint8_t)COUNT(RATES_F)};
+static const field INFERENCE_F[] = {
+    FINT(SCIOT_INFERENCE_COUNTS_KEY_RECEIVED, 1, sciot_inference_counts, received, NONE, HAS_MIN,
+         0, 0),
+    FINT(SCIOT_INFERENCE_COUNTS_KEY_ANSWERED, 1, sciot_inference_counts, answered, NONE, HAS_MIN,
+         0, 0),
+    FINT(SCIOT_INFERENCE_COUNTS_KEY_REJECTED, 1, sciot_inference_counts, rejected, NONE, HAS_MIN,
+         0, 0),
+    FINT(SCIOT_INFERENCE_COUNTS_KEY_DUPLICATES, 1, sciot_inference_counts, duplicates, NONE,
+         HAS_MIN, 0, 0),
+    FINT(SCIOT_INFERENCE_COUNTS_KEY_LOST, 1, sciot_inference_counts, lost, NONE, HAS_MIN, 0, 0),
+    FINT(SCIOT_INFERENCE_COUNTS_KEY_RUNNING, 1, sciot_inference_counts, running, NONE, HAS_MIN,
+         0, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(INFERENCE_F) == SCIOT_INFERENCE_COUNTS_FIELD_COUNT, inference_fields);
+static const schema INFERENCE_S = {INFERENCE_F, (uint8_t)COUNT(INFERENCE_F)};
 static const field STATS_F[] = {
     FSTR(SCIOT_SERVICE_STATS_KEY_INSTANCE, 1, sciot_service_stats, instance, NONE,
          SCIOT_SERVICE_STATS_INSTANCE_MAX_LEN),
@@ -224,6 +241,8 @@ static const field STATS_F[] = {
     FINT(SCIOT_SERVICE_STATS_KEY_TX_TOTAL, 1, sciot_service_stats, tx_total, NONE, HAS_MIN, 0, 0),
     FINT(SCIOT_SERVICE_STATS_KEY_ERRORS_TOTAL, 1, sciot_service_stats, errors_total, NONE,
          HAS_MIN, 0, 0),
+    FOBJH(SCIOT_SERVICE_STATS_KEY_INFERENCE, 0, sciot_service_stats, inference,
+          HAS(sciot_service_stats, has_inference), INFERENCE_S, sciot_inference_counts),
 };
 SCIOT_STATIC_ASSERT(COUNT(STATS_F) == SCIOT_SERVICE_STATS_FIELD_COUNT, stats_fields);
 static const schema STATS_S = {STATS_F, (uint8_t)COUNT(STATS_F)};

@@ -150,6 +150,7 @@ typedef struct {
     uint8_t mode; /* SCIOT_MODE_OFFLOAD or SCIOT_MODE_LOCAL */
 
     bool has_assign;
+    bool assign_live; /* an assign answering this session's birth, since the service came up */
     char assign_model[SCIOT_DEVICE_ID_MAX_LEN + 1];
     uint32_t assign_session;
     double hb_interval_s;
@@ -163,6 +164,8 @@ typedef struct {
     struct {
         char name[SCIOT_DEVICE_ID_MAX_LEN + 1];
         bool online;
+        bool has_started_at; /* of the last online state: a new value means a restart */
+        double started_at;
     } services[SCIOT_MAX_SERVICES];
 
     /* the inference waiting for its result */

@@ -92,11 +92,17 @@ typedef struct {
 } sciot_message_rates;
 
 typedef struct {
+    int64_t received, answered, rejected, duplicates, lost, running;
+} sciot_inference_counts;
+
+typedef struct {
     sciot_str instance;
     double uptime_s;
     sciot_device_counts devices;
     sciot_message_rates rates;
     int64_t rx_total, tx_total, errors_total;
+    bool has_inference;
+    sciot_inference_counts inference;
 } sciot_service_stats;
 
 typedef struct {
