@@ -7,6 +7,7 @@ rebuilds its state from retained topics.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from tests.processes import spawn
 
 FALLBACK_BOUND_S = 2.0  # issue 7: local within 2 s of losing the service
 RESUME_BOUND_S = 5.0  # issue 7: offloading again within 5 s of its return
+OUTAGE_S = 4.0  # broker down this long: backoffs (0.2 s doubling) reach their 2 s cap
 STATE = service_topic("edge", ServiceTopic.STATE)
 STATS = service_topic("edge", ServiceTopic.STATS)
 
@@ -56,6 +58,13 @@ def mosquitto() -> MosquittoBroker:
 
 async def wait_mode(devices: list[Device], mode: str, since: float, bound: float) -> None:
     """All devices in `mode` no later than `bound` seconds after `since` (monotonic)."""
+    try:
+        await _wait_mode(devices, mode, since, bound)
+    finally:
+        print(f"{mode} after {time.monotonic() - since:.2f}s (bound {bound}s)")
+
+
+async def _wait_mode(devices: list[Device], mode: str, since: float, bound: float) -> None:
     for device in devices:
         remaining = since + bound - time.monotonic()
         try:
@@ -94,10 +103,12 @@ async def test_broker_restart_loses_no_inference(sciot_models: dict[str, ModelPa
             await broker.kill()
             killed = time.monotonic()
             await wait_mode(devices, "local", killed, FALLBACK_BOUND_S)
-            # The outage lasts until every device has worked alone a while (backoff grows).
             marks = [len(loop.records) for loop in loops]
             for loop, mark in zip(loops, marks, strict=True):
                 await loop.wait_for(lambda r: r.path == "local", 3, after=mark, timeout=15)
+            # Not a wait for anything: the length of the outage under test, long enough for
+            # every reconnect backoff to reach its cap.
+            await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - killed)))
 
             await broker.start()
             back = time.monotonic()
