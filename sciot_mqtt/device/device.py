@@ -90,6 +90,7 @@ class DeviceSummary:
     heartbeats: int = 0
     assignments: int = 0
     rebirths: int = 0
+    unanswered: int = 0  # result timeouts that made the device stop offloading
     fallbacks: int = 0
     resumes: int = 0
     decisions: int = 0
@@ -153,6 +154,7 @@ class Device:
         self._log = structlog.get_logger("sciot.device").bind(device_id=self.device_id)
         self._stopping = asyncio.Event()
         self._hb_wake = asyncio.Event()
+        self._reannounce = asyncio.Event()
         self._changes = Changes()
         self._runner: asyncio.Task[None] | None = None
         self._mqtt: MqttSession | None = None
@@ -278,6 +280,7 @@ class Device:
         ) as mqtt:
             self._services.clear()
             self._assign_live = False
+            self._reannounce.clear()  # this connection announces anyway
             try:
                 await mqtt.subscribe(
                     *(
@@ -335,8 +338,26 @@ class Device:
             {
                 f"{self.device_id}-receive": self._receive(mqtt),
                 f"{self.device_id}-heartbeat": self._heartbeat(mqtt),
+                f"{self.device_id}-reannounce": self._announce_on_request(mqtt),
             },
         )
+
+    async def _announce_on_request(self, mqtt: MqttSession) -> None:
+        while True:
+            await self._reannounce.wait()
+            self._reannounce.clear()
+            await self._announce(mqtt)
+
+    async def _service_unresponsive(self) -> None:
+        """No result in time: the service may hang with its connection open, so its will
+        would come only after its keepalive. Work locally until it answers a new birth."""
+        if not self._assign_live:
+            return
+        self._summary.unanswered += 1
+        self._log.warning("no result in time; local until the service answers a birth")
+        self._assign_live = False
+        await self._changed_now()  # requests in flight finish locally now, not at their timeout
+        self._reannounce.set()
 
     async def _heartbeat(self, mqtt: MqttSession) -> None:
         while True:
@@ -549,6 +570,8 @@ class Device:
             except _Fallback as why:
                 output = await self._compute(self._emulated_tail, runner, emulator, split, tensors)
                 path, reason = "fallback", str(why)
+                if reason == "timeout":
+                    await self._service_unresponsive()
         total_ms = (time.perf_counter() - started) * 1000
         output = np.asarray(output)
         matches = None

@@ -129,7 +129,9 @@ def answered_seqs_on_wire(messages: Iterable[Inbound], device_id: str) -> set[in
     return seqs
 
 
-def assert_accounted(loop: InferenceLoop, wire_seqs: set[int]) -> None:
+def assert_accounted(
+    loop: InferenceLoop, wire_seqs: set[int], reasons: set[str] = OUTAGE_REASONS
+) -> None:
     """Every inference ends answered, planned local, or finished locally with a reason; and
     every `infer` that reached the broker is one of them (none vanished)."""
     records = {r.seq: r for r in loop.records}
@@ -137,7 +139,7 @@ def assert_accounted(loop: InferenceLoop, wire_seqs: set[int]) -> None:
     assert all(r.matches_local for r in loop.records), "a result differs from the whole model"
     for record in loop.records:
         if record.path == "fallback":
-            assert record.reason in OUTAGE_REASONS, (record.seq, record.reason)
+            assert record.reason in reasons, (record.seq, record.reason)
         elif record.path == "offload":
             assert record.reason == "answered" and record.service_ms is not None
     missing = wire_seqs - records.keys()

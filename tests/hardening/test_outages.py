@@ -1,8 +1,8 @@
-"""Outages on Mosquitto with persistence on: the broker restarts, the service is killed -9,
-a device crashes without disconnecting. Nothing offloaded is lost: every `infer` that reached
-the broker ends answered or finished on the device with a reason; devices fall back to local
-within 2 s of losing the service and offload again within 5 s of its return; the service
-rebuilds its state from retained topics.
+"""Outages on Mosquitto with persistence on: the broker restarts, the service is killed -9
+or hangs, a device crashes without disconnecting. Nothing offloaded is lost: every `infer`
+that reached the broker ends answered or finished on the device with a reason; devices fall
+back to local within 2 s of losing the service and offload again within 5 s of its return;
+the service rebuilds its state from retained topics.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from sciot_mqtt.protocol import (
 from sciot_mqtt.service import Presence, Service
 from sciot_mqtt.testing import MqttProbe
 from tests.hardening.support import (
+    OUTAGE_REASONS,
     InferenceLoop,
     answered_seqs_on_wire,
     assert_accounted,
@@ -221,6 +222,59 @@ async def test_service_killed_and_restarted_loses_no_inference(
                 assert_accounted(loop, infer_seqs_on_wire(probe.messages, loop.device.device_id))
                 assert loop.count(lambda r: r.path == "offload") >= 6
                 assert loop.device.summary().rebirths >= 1
+
+
+async def test_hung_service_is_left_and_taken_back(
+    sciot_models: dict[str, ModelPackage],
+    cli: list[str],
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP of the service: its connection stays open, so no will comes before its
+    keepalive runs out. The device stops offloading after its first unanswered request and
+    offloads again once the service answers the birth it sent meanwhile."""
+    broker = mosquitto()
+    packages = packages_of(sciot_models)
+    timeout = 1.5  # result_timeout: with it, a hung service is left within the 2 s bound
+    async with broker:
+        argv = [
+            *cli,
+            "up",
+            "--external-broker",
+            "--port",
+            str(broker.address.port),
+            "--heartbeat-interval",
+            "0.5",
+        ]
+        async with (
+            MqttProbe(broker.address, "sciot/v1/#") as probe,
+            spawn(argv, cli_env, tmp_path, "up") as up,
+            Device(
+                device_settings("hung-a", result_timeout=timeout), broker.address, packages=packages
+            ) as device,
+        ):
+            await probe.expect_message(ServiceState, STATE, lambda s: s.online, timeout=30)
+            await wait_mode([device], "offload", time.monotonic(), 15)
+            loop = InferenceLoop(device)
+            async with loop.running():
+                await loop.wait_for(lambda r: r.path == "offload", 3, timeout=15)
+                up.signal(signal.SIGSTOP)
+                stopped = time.monotonic()
+                await wait_mode([device], "local", stopped, FALLBACK_BOUND_S)
+                mark = len(loop.records)
+                await loop.wait_for(lambda r: r.path == "local", 3, after=mark, timeout=15)
+
+                up.signal(signal.SIGCONT)
+                await wait_mode([device], "offload", time.monotonic(), RESUME_BOUND_S)
+                mark = len(loop.records)
+                await loop.wait_for(lambda r: r.path == "offload", 3, after=mark, timeout=15)
+            up.signal(signal.SIGTERM)
+            assert await up.wait(timeout=10) == 0, up.output()
+        assert device.summary().unanswered == 1
+        assert_accounted(
+            loop, infer_seqs_on_wire(probe.messages, "hung-a"), OUTAGE_REASONS | {"timeout"}
+        )
+        assert loop.count(lambda r: r.reason == "timeout") == 1
 
 
 async def test_device_crash_without_disconnect(
