@@ -142,10 +142,11 @@ class Device:
         self._session = initial_session()
         self._services: dict[str, bool] = {}
         self._service_starts: dict[str, float | None] = {}
-        # An `assign` answering this connection's birth, sent since the service came online.
-        # A retained one names the model at once, but only a live one proves a service is
-        # there to answer: after a broker restart the retained service state may still say
-        # `online` for a service that has not reconnected yet.
+        # Whether the assignment may be offloaded on (topics.md, "Device modes"). On the first
+        # connection a retained assign is enough, for a fast start. After a reconnect, a
+        # service restart or an unanswered request only an assign answering this connection's
+        # birth is: after a broker restart the persisted service state may still say `online`
+        # for a service that has not reconnected yet.
         self._assign_live = False
         self._connected = False
         self._mode: Mode = "local"
@@ -279,7 +280,7 @@ class Device:
             timeout=5.0,
         ) as mqtt:
             self._services.clear()
-            self._assign_live = False
+            self._assign_live = self._summary.connects == 0
             self._reannounce.clear()  # this connection announces anyway
             try:
                 await mqtt.subscribe(
@@ -395,9 +396,10 @@ class Device:
                     self._services.pop(address.instance, None)
                     return
                 state = ServiceState.decode(message.payload)
+                seen = address.instance in self._services  # earlier on this connection
                 was_online = self._services.get(address.instance, False)
                 restarted = self._service_starts.get(address.instance) != state.started_at
-                if state.online and (not was_online or restarted):
+                if state.online and seen and (not was_online or restarted):
                     # A service (re)starting knows nothing of this connection yet: wait for
                     # the answer to a birth (it asks for one) before offloading again.
                     self._assign_live = False
