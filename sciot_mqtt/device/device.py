@@ -88,6 +88,7 @@ class DeviceSummary:
     heartbeats: int = 0
     assignments: int = 0
     rebirths: int = 0
+    unanswered: int = 0  # result timeouts that made the device stop offloading
     fallbacks: int = 0
     resumes: int = 0
     decisions: int = 0
@@ -141,10 +142,11 @@ class Device:
         self._session = initial_session()
         self._services: dict[str, bool] = {}
         self._service_starts: dict[str, float | None] = {}
-        # An `assign` answering this connection's birth, sent since the service came online.
-        # A retained one names the model at once, but only a live one proves a service is
-        # there to answer: after a broker restart the retained service state may still say
-        # `online` for a service that has not reconnected yet.
+        # Whether the assignment may be offloaded on (topics.md, "Device modes"). On the first
+        # connection a retained assign is enough, for a fast start. After a reconnect, a
+        # service restart or an unanswered request only an assign answering this connection's
+        # birth is: after a broker restart the persisted service state may still say `online`
+        # for a service that has not reconnected yet.
         self._assign_live = False
         self._connected = False
         self._mode: Mode = "local"
@@ -153,6 +155,7 @@ class Device:
         self._log = structlog.get_logger("sciot.device").bind(device_id=self.device_id)
         self._stopping = asyncio.Event()
         self._hb_wake = asyncio.Event()
+        self._reannounce = asyncio.Event()
         self._changes = Changes()
         self._runner: asyncio.Task[None] | None = None
         self._mqtt: MqttSession | None = None
@@ -292,7 +295,8 @@ class Device:
             timeout=5.0,
         ) as mqtt:
             self._services.clear()
-            self._assign_live = False
+            self._assign_live = self._summary.connects == 0
+            self._reannounce.clear()  # this connection announces anyway
             try:
                 await mqtt.subscribe(
                     *(
@@ -350,8 +354,26 @@ class Device:
             {
                 f"{self.device_id}-receive": self._receive(mqtt),
                 f"{self.device_id}-heartbeat": self._heartbeat(mqtt),
+                f"{self.device_id}-reannounce": self._announce_on_request(mqtt),
             },
         )
+
+    async def _announce_on_request(self, mqtt: MqttSession) -> None:
+        while True:
+            await self._reannounce.wait()
+            self._reannounce.clear()
+            await self._announce(mqtt)
+
+    async def _service_unresponsive(self) -> None:
+        """No result in time: the service may hang with its connection open, so its will
+        would come only after its keepalive. Work locally until it answers a new birth."""
+        if not self._assign_live:
+            return
+        self._summary.unanswered += 1
+        self._log.warning("no result in time; local until the service answers a birth")
+        self._assign_live = False
+        await self._changed_now()  # requests in flight finish locally now, not at their timeout
+        self._reannounce.set()
 
     async def _heartbeat(self, mqtt: MqttSession) -> None:
         while True:
@@ -389,9 +411,10 @@ class Device:
                     self._services.pop(address.instance, None)
                     return
                 state = ServiceState.decode(message.payload)
+                seen = address.instance in self._services  # earlier on this connection
                 was_online = self._services.get(address.instance, False)
                 restarted = self._service_starts.get(address.instance) != state.started_at
-                if state.online and (not was_online or restarted):
+                if state.online and seen and (not was_online or restarted):
                     # A service (re)starting knows nothing of this connection yet: wait for
                     # the answer to a birth (it asks for one) before offloading again.
                     self._assign_live = False
@@ -564,6 +587,8 @@ class Device:
             except _Fallback as why:
                 output = await self._run_tail(package, emulator, split, tensors)
                 path, reason = "fallback", str(why)
+                if reason == "timeout":
+                    await self._service_unresponsive()
         total_ms = (time.perf_counter() - started) * 1000
         output = np.asarray(output)
         matches = None

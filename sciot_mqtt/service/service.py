@@ -379,6 +379,8 @@ class Service:
         )
         await self._send(mqtt, device_id, assign)
         known = self._decisions.get(device_id)
+        if known is not None and (known.model != assign.model or known.model not in self.packages):
+            known = None  # a decision this service would not make now: leave it alone
         await self._decide(mqtt, device_id)
         if known is not None and self._decisions.get(device_id) is known:
             # Unchanged, so `_decide` sent nothing; send it again all the same: a broker that

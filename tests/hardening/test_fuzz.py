@@ -49,9 +49,9 @@ from tests.hardening.support import (
     InferenceLoop,
     device_settings,
     packages_of,
+    request,
     service_settings,
 )
-from tests.hardening.test_limits import request
 
 DEVICE_TOPICS: dict[DeviceTopic, type[Message]] = {
     DeviceTopic.BIRTH: Birth,

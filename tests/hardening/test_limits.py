@@ -15,35 +15,12 @@ from sciot_mqtt.protocol import (
     Birth,
     DeviceTopic,
     ErrorReport,
-    InferRequest,
     InferResult,
-    Tensor,
     device_topic,
 )
 from sciot_mqtt.service import Service
 from sciot_mqtt.testing import MqttProbe
-
-
-def request(package: ModelPackage, seq: int, session: int, fill: int = 0) -> InferRequest:
-    split = 3
-    return InferRequest(
-        seq=seq,
-        session=session,
-        model=package.model_id,
-        split=split,
-        tensors=[
-            Tensor(
-                index=spec.index,
-                dtype=spec.dtype,  # type: ignore[arg-type]
-                shape=list(spec.shape),
-                scale=spec.scale,
-                zero_point=spec.zero_point,
-                data=bytes([fill % 256]) * spec.nbytes,
-            )
-            for spec in package.boundaries[split].tensors
-        ],
-        device_ms=[1.0] * split,
-    )
+from tests.hardening.support import request
 
 
 async def register(service: Service, probe: MqttProbe, device_id: str, session: int) -> None:

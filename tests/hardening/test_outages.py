@@ -1,12 +1,13 @@
-"""Outages on Mosquitto with persistence on: the broker restarts, the service is killed -9,
-a device crashes without disconnecting. Nothing offloaded is lost: every `infer` that reached
-the broker ends answered or finished on the device with a reason; devices fall back to local
-within 2 s of losing the service and offload again within 5 s of its return; the service
-rebuilds its state from retained topics.
+"""Outages on Mosquitto with persistence on: the broker restarts, the service is killed -9
+or hangs, a device crashes without disconnecting. Nothing offloaded is lost: every `infer`
+that reached the broker ends answered or finished on the device with a reason; devices fall
+back to local within 2 s of losing the service and offload again within 5 s of its return;
+the service rebuilds its state from retained topics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from sciot_mqtt.protocol import (
 from sciot_mqtt.service import Presence, Service
 from sciot_mqtt.testing import MqttProbe
 from tests.hardening.support import (
+    OUTAGE_REASONS,
     InferenceLoop,
     answered_seqs_on_wire,
     assert_accounted,
@@ -43,6 +45,7 @@ from tests.processes import spawn
 
 FALLBACK_BOUND_S = 2.0  # issue 7: local within 2 s of losing the service
 RESUME_BOUND_S = 5.0  # issue 7: offloading again within 5 s of its return
+OUTAGE_S = 4.0  # broker down this long: backoffs (0.2 s doubling) reach their 2 s cap
 STATE = service_topic("edge", ServiceTopic.STATE)
 STATS = service_topic("edge", ServiceTopic.STATS)
 
@@ -56,6 +59,13 @@ def mosquitto() -> MosquittoBroker:
 
 async def wait_mode(devices: list[Device], mode: str, since: float, bound: float) -> None:
     """All devices in `mode` no later than `bound` seconds after `since` (monotonic)."""
+    try:
+        await _wait_mode(devices, mode, since, bound)
+    finally:
+        print(f"{mode} after {time.monotonic() - since:.2f}s (bound {bound}s)")
+
+
+async def _wait_mode(devices: list[Device], mode: str, since: float, bound: float) -> None:
     for device in devices:
         remaining = since + bound - time.monotonic()
         try:
@@ -94,10 +104,12 @@ async def test_broker_restart_loses_no_inference(sciot_models: dict[str, ModelPa
             await broker.kill()
             killed = time.monotonic()
             await wait_mode(devices, "local", killed, FALLBACK_BOUND_S)
-            # The outage lasts until every device has worked alone a while (backoff grows).
             marks = [len(loop.records) for loop in loops]
             for loop, mark in zip(loops, marks, strict=True):
                 await loop.wait_for(lambda r: r.path == "local", 3, after=mark, timeout=15)
+            # Not a wait for anything: the length of the outage under test, long enough for
+            # every reconnect backoff to reach its cap.
+            await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - killed)))
 
             await broker.start()
             back = time.monotonic()
@@ -210,6 +222,59 @@ async def test_service_killed_and_restarted_loses_no_inference(
                 assert_accounted(loop, infer_seqs_on_wire(probe.messages, loop.device.device_id))
                 assert loop.count(lambda r: r.path == "offload") >= 6
                 assert loop.device.summary().rebirths >= 1
+
+
+async def test_hung_service_is_left_and_taken_back(
+    sciot_models: dict[str, ModelPackage],
+    cli: list[str],
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP of the service: its connection stays open, so no will comes before its
+    keepalive runs out. The device stops offloading after its first unanswered request and
+    offloads again once the service answers the birth it sent meanwhile."""
+    broker = mosquitto()
+    packages = packages_of(sciot_models)
+    timeout = 1.5  # result_timeout: with it, a hung service is left within the 2 s bound
+    async with broker:
+        argv = [
+            *cli,
+            "up",
+            "--external-broker",
+            "--port",
+            str(broker.address.port),
+            "--heartbeat-interval",
+            "0.5",
+        ]
+        async with (
+            MqttProbe(broker.address, "sciot/v1/#") as probe,
+            spawn(argv, cli_env, tmp_path, "up") as up,
+            Device(
+                device_settings("hung-a", result_timeout=timeout), broker.address, packages=packages
+            ) as device,
+        ):
+            await probe.expect_message(ServiceState, STATE, lambda s: s.online, timeout=30)
+            await wait_mode([device], "offload", time.monotonic(), 15)
+            loop = InferenceLoop(device)
+            async with loop.running():
+                await loop.wait_for(lambda r: r.path == "offload", 3, timeout=15)
+                up.signal(signal.SIGSTOP)
+                stopped = time.monotonic()
+                await wait_mode([device], "local", stopped, FALLBACK_BOUND_S)
+                mark = len(loop.records)
+                await loop.wait_for(lambda r: r.path == "local", 3, after=mark, timeout=15)
+
+                up.signal(signal.SIGCONT)
+                await wait_mode([device], "offload", time.monotonic(), RESUME_BOUND_S)
+                mark = len(loop.records)
+                await loop.wait_for(lambda r: r.path == "offload", 3, after=mark, timeout=15)
+            up.signal(signal.SIGTERM)
+            assert await up.wait(timeout=10) == 0, up.output()
+        assert device.summary().unanswered == 1
+        assert_accounted(
+            loop, infer_seqs_on_wire(probe.messages, "hung-a"), OUTAGE_REASONS | {"timeout"}
+        )
+        assert loop.count(lambda r: r.reason == "timeout") == 1
 
 
 async def test_device_crash_without_disconnect(
