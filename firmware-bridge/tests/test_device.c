@@ -741,6 +741,13 @@ static void no_result_or_an_error_finishes_locally(void **state)
     assert_string_equal(rec.reason, "timeout");
     assert_true(F.now_us - t0 >= 2000000u); /* the result timeout passed */
     assert_memory_equal(rec.output, local, 12); /* the tail ran from the tensors it held */
+    /* a hung service: local, and state + birth again until the service answers them */
+    assert_int_equal(DEV.summary.unanswered, 1);
+    assert_int_equal(DEV.mode, SCIOT_MODE_LOCAL);
+    assert_int_equal(count_topic("/birth", 0), 2);
+    send_assign(0.5);
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_OFFLOAD);
     F.answer = 2;
     assert_true(sciot_device_infer(&DEV, &rec));
     assert_int_equal(rec.path, SCIOT_PATH_FALLBACK);

@@ -142,11 +142,10 @@ class Device:
         self._session = initial_session()
         self._services: dict[str, bool] = {}
         self._service_starts: dict[str, float | None] = {}
-        # Whether the assignment may be offloaded on (topics.md, "Device modes"). On the first
-        # connection a retained assign is enough, for a fast start. After a reconnect, a
-        # service restart or an unanswered request only an assign answering this connection's
-        # birth is: after a broker restart the persisted service state may still say `online`
-        # for a service that has not reconnected yet.
+        # Whether the assignment may be offloaded on (topics.md, "Device modes"): only once an
+        # assign answers this connection's birth, and again after a service restart or an
+        # unanswered request. A retained assign is not enough: after a broker restart the
+        # persisted service state may still say `online` for a service not back yet.
         self._assign_live = False
         self._connected = False
         self._mode: Mode = "local"
@@ -295,7 +294,7 @@ class Device:
             timeout=5.0,
         ) as mqtt:
             self._services.clear()
-            self._assign_live = self._summary.connects == 0
+            self._assign_live = False  # until an assign answers this connection's birth
             self._reannounce.clear()  # this connection announces anyway
             try:
                 await mqtt.subscribe(

@@ -267,6 +267,23 @@ static void lost(sciot_device *dev)
     update_mode(dev);
 }
 
+/* No result in time: the service may hang with its connection open, so its will would come
+ * only after its keepalive. Work locally until it answers a new birth (topics.md, "Device
+ * modes"). */
+static void service_unresponsive(sciot_device *dev)
+{
+    if (!dev->assign_live) {
+        return;
+    }
+    dev->summary.unanswered++;
+    log_event(dev, 1, "no result in time; local until the service answers a birth", NULL);
+    dev->assign_live = false;
+    update_mode(dev);
+    if (dev->connected && !announce(dev)) {
+        lost(dev);
+    }
+}
+
 static void schedule_reconnect(sciot_device *dev)
 {
     /* Backoff: doubling from reconnect_min to reconnect_max, with up to 25 % jitter. */
@@ -819,6 +836,7 @@ static const char *offload(sciot_device *dev, uint32_t seq, uint16_t split,
         uint64_t now = now_us(dev);
         if (now >= deadline) {
             dev->pending = false;
+            service_unresponsive(dev);
             return "timeout";
         }
         if (!dev->connected) {

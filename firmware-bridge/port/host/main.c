@@ -716,10 +716,11 @@ int main(int argc, char **argv)
         printf(", \"kind\": \"%s\", \"connects\": %u, \"disconnects\": %u, \"heartbeats\": %u, "
                "\"assignments\": %u, \"rebirths\": %u, \"fallbacks\": %u, \"resumes\": %u, "
                "\"decisions\": %u, \"decisions_rejected\": %u, \"errors_received\": %u, "
-               "\"inferences\": %u, \"offloaded\": %u, \"local\": %u, \"fallbacks_local\": %u",
+               "\"inferences\": %u, \"offloaded\": %u, \"local\": %u, \"fallbacks_local\": %u, "
+               "\"unanswered\": %u",
                cfg.kind, s->connects, s->disconnects, s->heartbeats, s->assignments, s->rebirths,
                s->fallbacks, s->resumes, s->decisions, s->decisions_rejected, s->errors_received,
-               s->inferences, s->offloaded, s->local, s->fallbacks_local);
+               s->inferences, s->offloaded, s->local, s->fallbacks_local, s->unanswered);
         if (st.count > 0) {
             bool first = true;
             printf(", \"inference\": {\"count\": %u, \"offloaded\": %u, \"local\": %u, "

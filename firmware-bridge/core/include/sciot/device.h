@@ -123,6 +123,7 @@ typedef struct {
     uint32_t connects, disconnects, heartbeats, assignments, rebirths, fallbacks, resumes;
     uint32_t decisions, decisions_rejected, errors_received;
     uint32_t inferences, offloaded, local, fallbacks_local;
+    uint32_t unanswered; /* result timeouts that made the device stop offloading */
     uint64_t bytes_sent;
 } sciot_summary;
 
