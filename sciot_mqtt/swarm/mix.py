@@ -114,6 +114,7 @@ class DevicePlan(BaseModel):
     compute: str
     link: str
     seed: int
+    join_at_s: float = 0.0  # when it first joins, counted from the swarm's start
 
 
 def _apportion(shares: Mapping[str, float], count: int) -> list[str]:
@@ -149,6 +150,7 @@ def plan_devices(mix: Mix, count: int, *, prefix: str = "swarm", seed: int = 0) 
             compute=computes[i],
             link=links[i],
             seed=seed * 100_003 + i,
+            join_at_s=mix.churn.join_over_s * i / count,
         )
         for i in range(count)
     ]

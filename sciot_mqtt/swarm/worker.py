@@ -156,9 +156,9 @@ class SwarmWorker:
 
     async def __aenter__(self) -> Self:
         loop_zero = asyncio.get_running_loop().time() - (time.time() - self._clock_zero)
-        join_over = self.mix.churn.join_over_s
         for plan in self.plans:
-            delay = join_over * plan.index / max(len(self.plans), 1)
+            # Joins are spread over the whole swarm, not over this worker's share of it.
+            delay = max(0.0, plan.join_at_s - (time.time() - self._clock_zero))
             self._tasks.append(
                 asyncio.create_task(self._life(plan, loop_zero, delay), name=f"swarm-{plan.id}")
             )

@@ -32,6 +32,8 @@ def test_toml_mix_is_read_and_apportioned(tmp_path: Path) -> None:
     assert len({(p.compute, p.link) for p in plans}) == 4
     assert {p.compute for p in plans[:4]} == {"host", "esp32s3:0.05"}
     assert len({p.id for p in plans}) == 40
+    joins = [p.join_at_s for p in plans]
+    assert joins == sorted(joins) and joins[0] == 0 and joins[-1] < mix.churn.join_over_s
 
 
 def test_json_mix_and_defaults(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ async def test_swarm_writes_a_report_that_accounts_for_every_inference(
         'compute = { host = 1, "esp32s3:0.05" = 1 }\n'
         "links = { wifi = 1, lte = 1 }\n"
         "[workload]\nrate_hz = 2\n"
-        "[churn]\njoin_over_s = 1\ncrash_per_min = 6\nrejoin_after_s = 0.5\n"
+        "[churn]\njoin_over_s = 4\ncrash_per_min = 6\nrejoin_after_s = 0.5\n"
     )
     report = tmp_path / "report"
     argv = [
@@ -47,6 +47,13 @@ async def test_swarm_writes_a_report_that_accounts_for_every_inference(
     assert len(rows) == inferences["recorded"]
     assert {r["link"] for r in rows} == {"wifi", "lte"}
     assert {r["device"] for r in rows} == {f"swarm-{i}" for i in range(8)}
+    # Joins spread over the whole swarm's 4 s, whichever worker a device runs in: each
+    # device's first request (one every 0.5 s) comes soon after its turn.
+    first = {
+        d: min(float(r["t_s"]) for r in rows if r["device"] == d)
+        for d in {r["device"] for r in rows}
+    }
+    assert max(first.values()) < 4 + 0.5 + 1.0, first
     for name in ("latency", "splits", "offload", "bytes", "service", "broker"):
         png = report / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
