@@ -96,6 +96,12 @@ async def run_scale_bench(
             "steady": steady,
             "lost": result.lost,
             "service_cpu_percent_mean": (service["cpu_percent"] or {}).get("mean"),
+            "broker_cpu_percent_mean": (
+                result.figures["cpu_percent_elsewhere"]["broker"] or {}
+            ).get("mean"),
+            "swarm_cpu_percent_mean": (
+                result.figures["cpu_percent_elsewhere"]["swarm_workers"] or {}
+            ).get("mean"),
             "service_rss_mb_max": (service["rss_mb"] or {}).get("max"),
             "report": str(step_dir),
         }

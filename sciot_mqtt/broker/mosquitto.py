@@ -96,6 +96,11 @@ class MosquittoBroker:
         self.log_tail: collections.deque[str] = collections.deque(maxlen=200)
 
     @property
+    def pid(self) -> int | None:
+        """The running broker's process id (for measuring it), or None."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def address(self) -> BrokerAddress:
         return BrokerAddress(self._host, self._port)
 

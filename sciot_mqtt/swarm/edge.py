@@ -30,6 +30,7 @@ class Edge:
     broker: str  # what the report calls it
     service_pid: int | None  # None when the service runs elsewhere
     instance: str
+    broker_pid: int | None = None  # Mosquitto's, when started here
 
 
 async def wait_for_service(address: BrokerAddress, instance: str, timeout: float) -> None:
@@ -95,7 +96,8 @@ async def edge_stack(
                 )
             exited.cancel()
             waiting.result()
-            yield Edge(address, name, process.pid, instance)
+            broker_pid = mosquitto.pid if broker == "mosquitto" else None
+            yield Edge(address, name, process.pid, instance, broker_pid)
         finally:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)

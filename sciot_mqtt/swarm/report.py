@@ -145,6 +145,10 @@ def build_figures(
             "rss_mb": series("service_rss_mb"),
             "open_fds": series("service_fds"),
         },
+        "cpu_percent_elsewhere": {
+            "broker": series("broker_cpu_percent"),
+            "swarm_workers": series("workers_cpu_percent"),
+        },
         "broker_messages_per_s": {
             "received": series("broker_rx_per_s"),
             "sent": series("broker_tx_per_s"),
@@ -388,6 +392,14 @@ def _summary(figures: Mapping[str, Any], meta: Mapping[str, Any], plots: list[st
             f"- Service: CPU mean {svc['cpu_percent']['mean']:.0f} % of one core "
             f"(max {svc['cpu_percent']['max']:.0f} %), RSS {svc['rss_mb']['first']:.0f} -> "
             f"{svc['rss_mb']['last']:.0f} MB (max {svc['rss_mb']['max']:.0f} MB)."
+        )
+    elsewhere = figures["cpu_percent_elsewhere"]
+    if elsewhere["swarm_workers"]:
+        broker_cpu = elsewhere["broker"]
+        lines.append(
+            f"- CPU of the simulated devices (all worker processes): mean "
+            f"{elsewhere['swarm_workers']['mean']:.0f} % of one core"
+            + (f"; broker: {broker_cpu['mean']:.0f} %." if broker_cpu else ".")
         )
     rx = figures["broker_messages_per_s"]["received"]
     if rx:

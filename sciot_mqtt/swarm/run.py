@@ -100,18 +100,17 @@ class _Sampler:
         self.edge = edge
         self.samples: list[dict[str, Any]] = []
         self.t0 = time.time()  # the swarm's start, once the workers are ready
+        self.worker_pids: list[int] = []
         self._totals = totals
         self._sys: dict[str, float] = {}
         self._stats: ServiceStats | None = None
 
     async def run(self) -> None:
-        process = None
-        if self.edge.service_pid is not None:
-            import psutil
+        import psutil
 
-            with contextlib.suppress(psutil.Error):
-                process = psutil.Process(self.edge.service_pid)
-                process.cpu_percent(None)
+        process = _watch(self.edge.service_pid)
+        broker = _watch(self.edge.broker_pid)
+        workers = [w for w in map(_watch, self.worker_pids) if w is not None]
         stats_topic = service_topic(self.edge.instance, ServiceTopic.STATS)
         async with MqttSession(
             self.edge.address, client_id=f"sciot-swarm-sampler-{os.getpid()}"
@@ -127,6 +126,14 @@ class _Sampler:
                     sample: dict[str, Any] = {"t_s": round(now - self.t0, 3)}
                     if process is not None:
                         sample.update(_process_sample(process))
+                    # Where the rest of the machine's CPU went: the broker and the devices.
+                    with contextlib.suppress(psutil.Error):
+                        if broker is not None:
+                            sample["broker_cpu_percent"] = round(broker.cpu_percent(None), 1)
+                        if workers:
+                            sample["workers_cpu_percent"] = round(
+                                sum(w.cpu_percent(None) for w in workers), 1
+                            )
                         self._totals.service = {
                             "cpu_percent": sample.get("service_cpu_percent", 0),
                             "rss_mb": sample.get("service_rss_mb", 0),
@@ -153,6 +160,20 @@ class _Sampler:
             elif message.topic == stats_topic:
                 with contextlib.suppress(Exception):
                     self._stats = ServiceStats.decode(message.payload)
+
+
+def _watch(pid: int | None) -> Any:
+    """A psutil handle whose CPU counter has started, or None."""
+    import psutil
+
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        process.cpu_percent(None)
+    except psutil.Error:
+        return None
+    return process
 
 
 def _process_sample(process: Any) -> dict[str, float]:
@@ -231,6 +252,7 @@ async def run_swarm(options: SwarmOptions, stop: asyncio.Event | None = None) ->
 
         def on_start(t0: float) -> None:
             sampler.t0 = t0
+            sampler.worker_pids = [w.process.pid for w in workers if w.process is not None]
             sampling = asyncio.create_task(sampler.run(), name="swarm-sampler")
             stack.push_async_callback(finish, sampling, 2)
 
