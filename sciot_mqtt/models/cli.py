@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from sciot_mqtt.models.cache import default_cache_dir, file_sha256
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.models.graph import TfliteGraph
-from sciot_mqtt.models.package import ModelPackage, default_cache_dir, file_sha256
+from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.zoo import zoo_metadata, zoo_model_ids, zoo_model_path
 
 __all__ = ["add_models_parser", "cmd_build", "cmd_export_c", "cmd_list", "cmd_split"]
