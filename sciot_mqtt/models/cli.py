@@ -270,7 +270,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_export_c(args: argparse.Namespace) -> int:
     from sciot_mqtt.models.catalog import resolve_package
-    from sciot_mqtt.models.export_c import ROUNDINGS, detect_conv_rounding, export_c
+    from sciot_mqtt.models.export import ROUNDINGS, detect_conv_rounding, export_c
 
     root = args.cache_dir or default_cache_dir()
     target = Path(args.model)
