@@ -54,6 +54,15 @@ class OpContext:
     # The rounding LiteRT's CONV_2D (a ruy GEMM) uses on the machine the blob must match.
     conv_rounding: int
 
+    def operands(self, inputs: int, outputs: int = 1) -> tuple[list[int], list[int]]:
+        """The op's input and output tensors, which must be exactly this many."""
+        if len(self.ins) != inputs or len(self.outs) != outputs:
+            raise UnsupportedModelError(
+                f"op {self.index}: {self.name} needs {_count(inputs, 'input')} and "
+                f"{_count(outputs, 'output')}"
+            )
+        return self.ins, self.outs
+
     def int8(self, tensor: int, what: str) -> SourceTensor:
         """Tensor ``tensor``, which must be int8 (``what`` names it in the error)."""
         t = self.tensors[tensor]
@@ -68,6 +77,11 @@ class OpContext:
 
 
 OpEncoder = Callable[[OpContext], bytes]
+
+
+def _count(n: int, what: str) -> str:
+    words = {1: "one", 2: "two", 3: "three", 4: "four"}
+    return f"{words.get(n, n)} {what}{'' if n == 1 else 's'}"
 
 
 def encode_op(code: int, ctx: OpContext) -> bytes:
@@ -153,9 +167,8 @@ def _depthwise_conv_2d(ctx: OpContext) -> bytes:
 
 
 def _add(ctx: OpContext) -> bytes:
-    i, ins, outs = ctx.index, ctx.ins, ctx.outs
-    if len(ins) != 2 or len(outs) != 1:
-        raise UnsupportedModelError(f"op {i}: ADD needs two inputs and one output")
+    i = ctx.index
+    ins, outs = ctx.operands(2)
     a = ctx.int8(ins[0], "input")
     b = ctx.int8(ins[1], "input")
     y = ctx.int8(outs[0], "output")
@@ -180,9 +193,8 @@ def _add(ctx: OpContext) -> bytes:
 
 
 def _softmax(ctx: OpContext) -> bytes:
-    i, ins, outs = ctx.index, ctx.ins, ctx.outs
-    if len(ins) != 1 or len(outs) != 1:
-        raise UnsupportedModelError(f"op {i}: SOFTMAX needs one input and one output")
+    i = ctx.index
+    ins, outs = ctx.operands(1)
     x = ctx.int8(ins[0], "input")
     y = ctx.int8(outs[0], "output")
     if x.shape != y.shape:
