@@ -108,7 +108,7 @@ def _request(package: ModelPackage, split: int, session: int, **changes: object)
     tensors = [
         Tensor(
             index=spec.index,
-            dtype=spec.dtype,  # type: ignore[arg-type]
+            dtype=spec.dtype,
             shape=list(spec.shape),
             scale=spec.scale,
             zero_point=spec.zero_point,

@@ -652,7 +652,7 @@ class Device:
             tensors=[
                 Tensor(
                     index=spec.index,
-                    dtype=spec.dtype,  # type: ignore[arg-type]
+                    dtype=spec.dtype,
                     shape=list(spec.shape),
                     scale=spec.scale,
                     zero_point=spec.zero_point,

@@ -623,7 +623,7 @@ class Service:
             detections=detections_of(package, output),
             output=Tensor(
                 index=spec.index,
-                dtype=spec.dtype,  # type: ignore[arg-type]
+                dtype=spec.dtype,
                 shape=list(spec.shape),
                 scale=spec.scale,
                 zero_point=spec.zero_point,

@@ -166,7 +166,7 @@ def request(package: ModelPackage, seq: int, session: int, fill: int = 0) -> Inf
         tensors=[
             Tensor(
                 index=spec.index,
-                dtype=spec.dtype,  # type: ignore[arg-type]
+                dtype=spec.dtype,
                 shape=list(spec.shape),
                 scale=spec.scale,
                 zero_point=spec.zero_point,
