@@ -22,13 +22,14 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.models.graph import TensorInfo, TfliteGraph
 from sciot_mqtt.models.reference import map_reference_layers
+from sciot_mqtt.protocol.messages import Dtype
 
 if TYPE_CHECKING:  # decode imports this module
     from sciot_mqtt.models.decode import Detection
@@ -90,7 +91,7 @@ class TensorSpec:
 
     name: str
     shape: tuple[int, ...]
-    dtype: str  # numpy dtype name: "int8", "uint8", "float32", ...
+    dtype: Dtype  # a wire dtype: "int8", "uint8", "int16", "int32", "float32"
     scale: float  # 0.0 when not quantized
     zero_point: int
     nbytes: int
@@ -149,7 +150,7 @@ class TensorSpec:
         return cls(
             name=str(d["name"]),
             shape=tuple(int(x) for x in d["shape"]),
-            dtype=str(d["dtype"]),
+            dtype=cast(Dtype, str(d["dtype"])),
             scale=float(d["scale"]),
             zero_point=int(d["zero_point"]),
             nbytes=int(d["nbytes"]),
@@ -431,7 +432,7 @@ class ModelPackage:
             return TensorSpec(
                 name=names[t],
                 shape=info.shape,
-                dtype=info.dtype,
+                dtype=cast(Dtype, info.dtype),
                 scale=info.scale,
                 zero_point=info.zero_point,
                 nbytes=info.nbytes,
