@@ -17,7 +17,7 @@ def test_service_and_device_never_import_tensorflow() -> None:
 import sys, asyncio
 from sciot_mqtt.cli import build_parser
 from sciot_mqtt.service import Service
-from sciot_mqtt.service.inference import InferenceEngine
+from sciot_mqtt.service.engine import InferenceEngine
 from sciot_mqtt.device import Device
 from sciot_mqtt.models.catalog import resolve_packages
 from sciot_mqtt.models import SegmentRunner
