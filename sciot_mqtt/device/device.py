@@ -250,6 +250,7 @@ class Device:
             except AccessDeniedError as exc:
                 self.failure = exc
                 self._log.error("the broker refused the device; not retrying", error=str(exc))
+                await self._changes.notify()
                 return
             except ConnectionLostError as exc:
                 delay = backoff.next()

@@ -182,6 +182,7 @@ class Service:
             except AccessDeniedError as exc:
                 self.failure = exc
                 self._log.error("the broker refused the service; not retrying", error=str(exc))
+                await self._changes.notify()
                 return
             except ConnectionLostError as exc:
                 self._connected.clear()
