@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from sciot_mqtt import __version__
+from sciot_mqtt._optional import require_extra
 from sciot_mqtt.errors import ConfigurationError, SciotError
 from sciot_mqtt.logs import configure_logging
 from sciot_mqtt.models.errors import ModelError
@@ -120,6 +121,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     address = _service_broker(settings)  # refuses unsafe exposure before loading models
     swarm = None
     if args.swarm:
+        require_extra("swarm", "up --swarm")
         from sciot_mqtt.swarm import load_mix, plan_devices
 
         if address.credentials is not None or address.tls is not None:

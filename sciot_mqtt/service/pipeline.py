@@ -47,13 +47,14 @@ class Outbox(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Job:
     record: DeviceRecord
     package: ModelPackage
     request: InferRequest
     tensors: Mapping[str, np.ndarray]
     received: float  # perf_counter() when the message arrived
+    settled: bool = False  # no longer `running`: counted as answered, rejected or lost
 
 
 class InferencePipeline:
@@ -179,14 +180,21 @@ class InferencePipeline:
             self._log.error("inference task failed", task=task.get_name(), error=repr(exc))
             self._internal_errors.append(repr(exc))
 
+    def _settle(self, job: _Job) -> None:
+        """Leave `running`, right before (no await between) the outcome's counter goes up,
+        so that `stats` never counts a request twice."""
+        assert not job.settled
+        job.settled = True
+        self.counters.running -= 1
+
     async def _infer(self, job: _Job) -> None:
         try:
             await self._run(job)
         except asyncio.CancelledError:
-            self.counters.lost += 1  # stopped before the answer went out
+            if not job.settled:  # stopped before the answer went out
+                self._settle(job)
+                self.counters.lost += 1
             raise
-        finally:
-            self.counters.running -= 1
         await self._changed()
 
     async def _run(self, job: _Job) -> None:
@@ -197,6 +205,7 @@ class InferencePipeline:
         except ProtocolError as error:
             # Overloaded: a redelivery may find room, so forget it.
             record.recent.finish(request.session, request.seq, None)
+            self._settle(job)
             await self.outbox.reject(record.device_id, DeviceTopic.INFER, error, request.seq)
             return
         except Exception:
@@ -204,6 +213,7 @@ class InferencePipeline:
             self._log.exception("tail failed", device_id=record.device_id, seq=request.seq)
             self._internal_errors.append(traceback.format_exc())
             failure = ProtocolError(ErrorCode.INTERNAL, "the service failed on this inference")
+            self._settle(job)
             await self.outbox.reject(record.device_id, DeviceTopic.INFER, failure, request.seq)
             return
         result = InferResult(
@@ -221,11 +231,13 @@ class InferencePipeline:
         try:
             sent = await self.outbox.send(record.device_id, result)
         except ConnectionLostError:
+            self._settle(job)
             self.counters.lost += 1
             self._log.warning(
                 "result lost with the connection", device_id=record.device_id, seq=request.seq
             )
             return
+        self._settle(job)
         self.counters.answered += 1
         if record.cost is not None:
             record.cost.on_result(request.seq, sent, result.service_ms)
