@@ -19,7 +19,7 @@ for src in "$here"/core/src/*.c; do
     n=$((n + 1))
 done
 for src in "$here"/ops/src/*.c; do
-    "$cc" "${flags[@]}" -I"$here/ops/include" -I"$here/ops/src" \
+    "$cc" "${flags[@]}" -I"$here/ops/include" -I"$here/ops/src" -I"$here/core/include" -I"$here/generated" \
         -c "$src" -o "$out/ops_$(basename "$src" .c).o"
     n=$((n + 1))
 done

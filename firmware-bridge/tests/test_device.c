@@ -150,11 +150,11 @@ static bool f_poll(void *u, uint32_t timeout_ms)
     return F.link_up;
 }
 
-static const sciot_tensor_spec SPECS[NUM_OPS + 1][2] = {
-    {{0, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}},
-    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}},
-    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}, {2, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}},
-    {{3, SCIOT_DTYPE_INT8, 4, {1, 2, 2, 3}, 0.00390625, -128, 12}},
+static const sciot_tensor LIVE_TENSORS[NUM_OPS + 1][2] = {
+    {{0, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL}},
+    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL}},
+    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL}, {2, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL}},
+    {{3, SCIOT_DTYPE_INT8, 4, {1, 2, 2, 3}, 0.00390625, -128, 12, NULL}},
 };
 static const unsigned COUNTS[NUM_OPS + 1] = {1, 1, 2, 1};
 
@@ -164,19 +164,19 @@ static unsigned f_count(void *u, uint16_t split)
     return split <= NUM_OPS ? COUNTS[split] : 0;
 }
 
-static bool f_tensor(void *u, uint16_t split, unsigned k, sciot_tensor_spec *out)
+static bool f_tensor(void *u, uint16_t split, unsigned k, sciot_tensor *out)
 {
     (void)u;
     if (split > NUM_OPS || k >= COUNTS[split]) {
         return false;
     }
-    *out = SPECS[split][k];
+    *out = LIVE_TENSORS[split][k];
     return true;
 }
 
 /* State between boundaries: 4 bytes; op i adds i + 1; the output spreads them over 12. */
-static bool f_run(void *u, uint16_t first, uint16_t last, const sciot_tensor_buf *in,
-                  unsigned n_in, sciot_tensor_buf *out, unsigned n_out, double *op_ms)
+static bool f_run(void *u, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+                  sciot_tensor *out, unsigned n_out, double *op_ms)
 {
     int8_t v[4];
     unsigned i, op;
@@ -193,7 +193,7 @@ static bool f_run(void *u, uint16_t first, uint16_t last, const sciot_tensor_buf
     }
     if (last == NUM_OPS) {
         for (i = 0; i < 12; i++) {
-            out[0].data[i] = (uint8_t)(i % 3u == 1u && i < 3u ? 127 : v[i % 4u]);
+            ((uint8_t *)out[0].data)[i] = (uint8_t)(i % 3u == 1u && i < 3u ? 127 : v[i % 4u]);
         }
     } else {
         for (i = 0; i < n_out; i++) {
@@ -226,9 +226,9 @@ static sciot_hal make_hal(void)
     h.publish = f_publish;
     h.subscribe = f_subscribe;
     h.poll = f_poll;
-    h.boundary_count = f_count;
-    h.boundary_tensor = f_tensor;
-    h.run_ops = f_run;
+    h.model.boundary_count = f_count;
+    h.model.boundary_tensor = f_tensor;
+    h.model.run_ops = f_run;
     h.capture = f_capture;
     return h;
 }

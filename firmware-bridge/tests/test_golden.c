@@ -237,8 +237,7 @@ static void device_messages_encode_byte_for_byte(void **state)
     {
         /* decode the golden request, then encode what it says: the same bytes */
         sciot_infer_request r;
-        sciot_tensor_out t[2];
-        int32_t shapes[2][8];
+        sciot_tensor t[2];
         double ms[] = {0.5, 1.25, 0.125, 2.0, 0.0, 3.5, 0.75};
         sciot_infer_request_out o;
         unsigned k, j;
@@ -251,15 +250,14 @@ static void device_messages_encode_byte_for_byte(void **state)
         assert_true(r.device_ms.count == 7 && r.device_ms.sum == 8.125);
         for (k = 0; k < 2; k++) {
             for (j = 0; j < r.tensors[k].ndim; j++) {
-                shapes[k][j] = r.tensors[k].shape[j];
+                t[k].shape[j] = r.tensors[k].shape[j];
             }
             t[k].index = (uint32_t)r.tensors[k].index;
             t[k].dtype = r.tensors[k].dtype;
             t[k].ndim = r.tensors[k].ndim;
-            t[k].shape = shapes[k];
             t[k].scale = r.tensors[k].scale;
             t[k].zero_point = (int32_t)r.tensors[k].zero_point;
-            t[k].data = r.tensors[k].data;
+            t[k].data = (void *)r.tensors[k].data; /* the encoder only reads it */
             t[k].nbytes = r.tensors[k].nbytes;
         }
         o.seq = r.seq;

@@ -32,7 +32,9 @@ static const char *const ERROR_CODES[] = {
 #define MAX_FIELDS 16 /* per map; the largest message (InferRequest) has 9 */
 
 SCIOT_STATIC_ASSERT(COUNT(ERROR_CODES) == SCIOT_ERROR_CODE_COUNT, error_codes);
-SCIOT_STATIC_ASSERT(COUNT(DTYPES) == 5, dtypes);
+SCIOT_STATIC_ASSERT(COUNT(DTYPES) == SCIOT_DTYPE_FLOAT32 + 1, dtypes);
+/* sciot_infer_request_out.n_tensors is a uint8_t */
+SCIOT_STATIC_ASSERT(SCIOT_MAX_BOUNDARY_TENSORS <= 255u, boundary_tensors_fit_u8);
 
 const char *sciot_error_code_str(uint8_t code)
 {
@@ -156,15 +158,15 @@ typedef struct schema {
 
 /* Tensor */
 static const field TENSOR_F[] = {
-    FINT(SCIOT_TENSOR_KEY_INDEX, 1, sciot_tensor, index, NONE, HAS_MIN | HAS_MAX,
+    FINT(SCIOT_TENSOR_KEY_INDEX, 1, sciot_wire_tensor, index, NONE, HAS_MIN | HAS_MAX,
          SCIOT_TENSOR_INDEX_GE, SCIOT_TENSOR_INDEX_LE),
-    FENUM(SCIOT_TENSOR_KEY_DTYPE, 1, sciot_tensor, dtype, DTYPES),
-    {SCIOT_TENSOR_KEY_SHAPE, 1, F_SHAPE, HAS_MIN | HAS_MAX, OFF(sciot_tensor, shape), NONE,
-     OFF(sciot_tensor, ndim), SCIOT_TENSOR_SHAPE_ITEM_GE, SCIOT_TENSOR_SHAPE_ITEM_LE,
+    FENUM(SCIOT_TENSOR_KEY_DTYPE, 1, sciot_wire_tensor, dtype, DTYPES),
+    {SCIOT_TENSOR_KEY_SHAPE, 1, F_SHAPE, HAS_MIN | HAS_MAX, OFF(sciot_wire_tensor, shape), NONE,
+     OFF(sciot_wire_tensor, ndim), SCIOT_TENSOR_SHAPE_ITEM_GE, SCIOT_TENSOR_SHAPE_ITEM_LE,
      SCIOT_TENSOR_SHAPE_MIN_LEN, SCIOT_TENSOR_SHAPE_MAX_LEN, 0, 0, 0, 0, 0, 0},
-    FNUM(SCIOT_TENSOR_KEY_SCALE, 1, sciot_tensor, scale, NONE, 0, 0, 0),
-    FINT(SCIOT_TENSOR_KEY_ZERO_POINT, 1, sciot_tensor, zero_point, NONE, 0, 0, 0),
-    {SCIOT_TENSOR_KEY_DATA, 1, F_BIN, 0, OFF(sciot_tensor, data), NONE, OFF(sciot_tensor, nbytes),
+    FNUM(SCIOT_TENSOR_KEY_SCALE, 1, sciot_wire_tensor, scale, NONE, 0, 0, 0),
+    FINT(SCIOT_TENSOR_KEY_ZERO_POINT, 1, sciot_wire_tensor, zero_point, NONE, 0, 0, 0),
+    {SCIOT_TENSOR_KEY_DATA, 1, F_BIN, 0, OFF(sciot_wire_tensor, data), NONE, OFF(sciot_wire_tensor, nbytes),
      0, 0, 0, SCIOT_TENSOR_DATA_MAX_LEN, 0, 0, 0, 0, 0, 0},
 };
 SCIOT_STATIC_ASSERT(COUNT(TENSOR_F) == SCIOT_TENSOR_FIELD_COUNT, tensor_fields);
@@ -288,7 +290,7 @@ static const field INFER_F[] = {
     FU32(SCIOT_INFER_REQUEST_KEY_DECISION, 0, sciot_infer_request, decision,
          HAS(sciot_infer_request, has_decision)),
     FOBJS(SCIOT_INFER_REQUEST_KEY_TENSORS, 1, sciot_infer_request, tensors, n_tensors, TENSOR_S,
-          sciot_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN, SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
+          sciot_wire_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN, SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
     FNUMS(SCIOT_INFER_REQUEST_KEY_DEVICE_MS, 1, sciot_infer_request, device_ms,
           SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN),
     FNUM(SCIOT_INFER_REQUEST_KEY_RTT_MS, 0, sciot_infer_request, rtt_ms,
@@ -354,7 +356,7 @@ static const field RESULT_F[] = {
     FU16(SCIOT_INFER_RESULT_KEY_SPLIT, 1, sciot_infer_result, split),
     FOBJS(SCIOT_INFER_RESULT_KEY_DETECTIONS, 1, sciot_infer_result, detections, n_detections,
           DETECTION_S, sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
-    FOBJ(SCIOT_INFER_RESULT_KEY_OUTPUT, 1, sciot_infer_result, output, TENSOR_S, sciot_tensor),
+    FOBJ(SCIOT_INFER_RESULT_KEY_OUTPUT, 1, sciot_infer_result, output, TENSOR_S, sciot_wire_tensor),
     FNUMS(SCIOT_INFER_RESULT_KEY_EDGE_MS, 1, sciot_infer_result, edge_ms,
           SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
     FNUM(SCIOT_INFER_RESULT_KEY_QUEUE_MS, 1, sciot_infer_result, queue_ms, NONE, HAS_MIN,
@@ -857,7 +859,7 @@ sciot_err sciot_encode_infer_request(const sciot_infer_request_out *m, uint8_t *
 {
     sciot_mpw w;
     uint8_t i, k;
-    if (m->n_tensors < 1 || m->n_tensors > SCIOT_MAX_TENSORS) {
+    if (m->n_tensors < 1 || m->n_tensors > SCIOT_MAX_BOUNDARY_TENSORS) {
         return SCIOT_E_ARG;
     }
     sciot_mpw_init(&w, buf, cap);
@@ -877,7 +879,7 @@ sciot_err sciot_encode_infer_request(const sciot_infer_request_out *m, uint8_t *
     KEY(&w, SCIOT_INFER_REQUEST_KEY_TENSORS);
     sciot_mpw_array(&w, m->n_tensors);
     for (i = 0; i < m->n_tensors; i++) {
-        const sciot_tensor_out *t = &m->tensors[i];
+        const sciot_tensor *t = &m->tensors[i];
         sciot_mpw_map(&w, 6);
         KEY(&w, SCIOT_TENSOR_KEY_INDEX);
         sciot_mpw_uint(&w, t->index);

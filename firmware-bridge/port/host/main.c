@@ -35,7 +35,7 @@ typedef struct {
     const char *host;
     int port;
     /* model */
-    sc_model model;
+    sciot_model model;
     uint8_t *blob;
     uint8_t *arena;
     size_t arena_len;
@@ -241,43 +241,16 @@ static bool hal_poll(void *user, uint32_t timeout_ms)
 
 /* --- HAL: model through sciot_ops -------------------------------------------------------- */
 
-static sciot_dtype map_dtype(sc_dtype d)
-{
-    switch (d) {
-    case SC_DTYPE_INT8: return SCIOT_DTYPE_INT8;
-    case SC_DTYPE_UINT8: return SCIOT_DTYPE_UINT8;
-    case SC_DTYPE_INT16: return SCIOT_DTYPE_INT16;
-    case SC_DTYPE_INT32: return SCIOT_DTYPE_INT32;
-    case SC_DTYPE_FLOAT32: return SCIOT_DTYPE_FLOAT32;
-    }
-    return SCIOT_DTYPE_INT8;
-}
-
 static unsigned hal_boundary_count(void *user, uint16_t split)
 {
     host_ctx *h = user;
-    return sc_model_boundary_count(&h->model, split);
+    return sciot_model_boundary_count(&h->model, split);
 }
 
-static bool hal_boundary_tensor(void *user, uint16_t split, unsigned k, sciot_tensor_spec *out)
+static bool hal_boundary_tensor(void *user, uint16_t split, unsigned k, sciot_tensor *out)
 {
     host_ctx *h = user;
-    sc_tensor_info t;
-    unsigned i;
-    if (!sc_model_boundary_tensor(&h->model, split, k, &t) || t.ndims > SCIOT_MAX_DIMS) {
-        return false;
-    }
-    memset(out, 0, sizeof *out);
-    out->index = t.index;
-    out->dtype = (uint8_t)map_dtype(t.dtype);
-    out->ndim = (uint8_t)t.ndims;
-    for (i = 0; i < t.ndims; i++) {
-        out->shape[i] = t.dims[i];
-    }
-    out->scale = (double)t.scale;
-    out->zero_point = t.zero_point;
-    out->nbytes = t.nbytes;
-    return true;
+    return sciot_model_boundary_tensor(&h->model, split, k, out);
 }
 
 static uint64_t timer_now(void *ctx)
@@ -294,39 +267,19 @@ static void timer_done(void *ctx, unsigned op, uint64_t start, uint64_t end)
     }
 }
 
-static bool hal_run_ops(void *user, uint16_t first, uint16_t last, const sciot_tensor_buf *in,
-                        unsigned n_in, sciot_tensor_buf *out, unsigned n_out, double *op_ms)
+static bool hal_run_ops(void *user, uint16_t first, uint16_t last, const sciot_tensor *in,
+                        unsigned n_in, sciot_tensor *out, unsigned n_out, double *op_ms)
 {
     host_ctx *h = user;
-    sc_tensor_in ins[SC_MAX_BOUNDARY_TENSORS];
-    sc_tensor_out outs[SC_MAX_BOUNDARY_TENSORS];
-    sc_tensor_io io;
-    sc_op_timer timer = {timer_now, timer_done, h};
-    sc_err e;
-    unsigned k;
-    if (n_in > SC_MAX_BOUNDARY_TENSORS || n_out > SC_MAX_BOUNDARY_TENSORS) {
-        return false;
-    }
-    for (k = 0; k < n_in; k++) {
-        ins[k].index = in[k].index;
-        ins[k].data = in[k].data;
-        ins[k].nbytes = in[k].nbytes;
-    }
-    for (k = 0; k < n_out; k++) {
-        outs[k].index = out[k].index;
-        outs[k].data = out[k].data;
-        outs[k].nbytes = out[k].nbytes;
-    }
-    io.inputs = ins;
-    io.num_inputs = n_in;
-    io.outputs = outs;
-    io.num_outputs = n_out;
+    sciot_op_timer timer = {timer_now, timer_done, h};
+    sciot_model_err e;
     h->op_ms = op_ms;
     h->op_first = first;
-    e = sc_model_run(&h->model, first, last, &io, h->arena, h->arena_len, &timer);
+    e = sciot_model_run(&h->model, first, last, in, n_in, out, n_out, h->arena, h->arena_len,
+                        &timer);
     h->op_ms = NULL;
-    if (e != SC_OK) {
-        log_json(h->id, "error", "run_ops failed", sc_strerror(e));
+    if (e != SCIOT_MODEL_OK) {
+        log_json(h->id, "error", "run_ops failed", sciot_model_strerror(e));
         return false;
     }
     return true;
@@ -552,8 +505,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "sciot-fw-host: cannot read %s: %s\n", model_path, strerror(errno));
         return 1;
     }
-    if (!sc_model_open(&h.model, h.blob, blob_len)) {
-        fprintf(stderr, "sciot-fw-host: %s: %s\n", model_path, sc_strerror(h.model.error));
+    if (!sciot_model_open(&h.model, h.blob, blob_len)) {
+        fprintf(stderr, "sciot-fw-host: %s: %s\n", model_path, sciot_model_strerror(h.model.error));
         return 1;
     }
     cfg.model_id = h.model.model_id;
@@ -564,10 +517,10 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_REALTIME, &ts);
         cfg.session = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
     }
-    h.arena_len = sc_model_arena_size(&h.model);
+    h.arena_len = sciot_model_arena_size(&h.model);
     h.arena = malloc(h.arena_len ? h.arena_len : 1u);
     if (input_path != NULL) {
-        size_t len = 0, frame = sc_model_boundary_bytes(&h.model, 0);
+        size_t len = 0, frame = sciot_model_boundary_bytes(&h.model, 0);
         h.frames = read_file(input_path, &len);
         if (h.frames == NULL || frame == 0 || len == 0 || len % frame != 0) {
             fprintf(stderr, "sciot-fw-host: %s: want a multiple of %zu bytes of int8 input\n",
@@ -591,15 +544,16 @@ int main(int argc, char **argv)
     hal.publish = hal_publish;
     hal.subscribe = hal_subscribe;
     hal.poll = hal_poll;
-    hal.boundary_count = hal_boundary_count;
-    hal.boundary_tensor = hal_boundary_tensor;
-    hal.run_ops = hal_run_ops;
+    hal.model.ctx = &h;
+    hal.model.boundary_count = hal_boundary_count;
+    hal.model.boundary_tensor = hal_boundary_tensor;
+    hal.model.run_ops = hal_run_ops;
     hal.capture = hal_capture;
     hal.log = hal_log;
 
     mem_len = sciot_device_memory(&cfg, &hal);
     mem = mem_len ? malloc(mem_len) : NULL;
-    check_out = malloc(sc_model_boundary_bytes(&h.model, h.model.num_ops));
+    check_out = malloc(sciot_model_boundary_bytes(&h.model, h.model.num_ops));
     memset(&st, 0, sizeof st);
     st.splits = calloc(cfg.num_ops + 1u, sizeof *st.splits);
     st.totals = calloc(count > 0 ? (size_t)count : 1u, sizeof(double));
@@ -637,24 +591,13 @@ int main(int argc, char **argv)
                 }
                 /* verify against a whole local run on the same input (like verify=True) */
                 {
-                    sc_tensor_info ti, to;
-                    sc_tensor_in in;
-                    sc_tensor_out out;
-                    sc_tensor_io io;
-                    sc_model_boundary_tensor(&h.model, 0, 0, &ti);
-                    sc_model_boundary_tensor(&h.model, h.model.num_ops, 0, &to);
-                    in.index = ti.index;
+                    sciot_tensor in, out;
+                    sciot_model_boundary_tensor(&h.model, 0, 0, &in);
+                    sciot_model_boundary_tensor(&h.model, h.model.num_ops, 0, &out);
                     in.data = dev.input;
-                    in.nbytes = ti.nbytes;
-                    out.index = to.index;
                     out.data = check_out;
-                    out.nbytes = to.nbytes;
-                    io.inputs = &in;
-                    io.num_inputs = 1;
-                    io.outputs = &out;
-                    io.num_outputs = 1;
-                    if (sc_model_run(&h.model, 0, h.model.num_ops, &io, h.arena, h.arena_len,
-                                     NULL) == SC_OK) {
+                    if (sciot_model_run(&h.model, 0, h.model.num_ops, &in, 1, &out, 1, h.arena,
+                                        h.arena_len, NULL) == SCIOT_MODEL_OK) {
                         st.checked++;
                         st.matched += memcmp(check_out, rec.output, rec.output_bytes) == 0;
                     }

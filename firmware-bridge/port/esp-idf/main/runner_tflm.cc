@@ -29,7 +29,7 @@
 
 namespace {
 
-sc_model g_model;
+sciot_model g_model;
 uint8_t *g_ops_arena;
 size_t g_ops_arena_len;
 uint8_t *g_tflm_arena;
@@ -68,39 +68,14 @@ tflite::MicroMutableOpResolver<4> &resolver()
     return r;
 }
 
-sciot_dtype map_dtype(sc_dtype d)
-{
-    switch (d) {
-    case SC_DTYPE_UINT8: return SCIOT_DTYPE_UINT8;
-    case SC_DTYPE_INT16: return SCIOT_DTYPE_INT16;
-    case SC_DTYPE_INT32: return SCIOT_DTYPE_INT32;
-    case SC_DTYPE_FLOAT32: return SCIOT_DTYPE_FLOAT32;
-    default: return SCIOT_DTYPE_INT8;
-    }
-}
-
 unsigned boundary_count(void *, uint16_t split)
 {
-    return sc_model_boundary_count(&g_model, split);
+    return sciot_model_boundary_count(&g_model, split);
 }
 
-bool boundary_tensor(void *, uint16_t split, unsigned k, sciot_tensor_spec *out)
+bool boundary_tensor(void *, uint16_t split, unsigned k, sciot_tensor *out)
 {
-    sc_tensor_info t;
-    if (!sc_model_boundary_tensor(&g_model, split, k, &t) || t.ndims > SCIOT_MAX_DIMS) {
-        return false;
-    }
-    memset(out, 0, sizeof *out);
-    out->index = t.index;
-    out->dtype = (uint8_t)map_dtype(t.dtype);
-    out->ndim = (uint8_t)t.ndims;
-    for (unsigned i = 0; i < t.ndims; i++) {
-        out->shape[i] = t.dims[i];
-    }
-    out->scale = t.scale;
-    out->zero_point = t.zero_point;
-    out->nbytes = t.nbytes;
-    return true;
+    return sciot_model_boundary_tensor(&g_model, split, k, out);
 }
 
 #if CONFIG_SCIOT_RUNNER_SCIOT_OPS
@@ -117,26 +92,18 @@ void timer_done(void *, unsigned op, uint64_t start, uint64_t end)
     g_op_ms[op - g_first] = (double)(end - start) / 1000.0;
 }
 
-bool run_ops(void *, uint16_t first, uint16_t last, const sciot_tensor_buf *in, unsigned n_in,
-             sciot_tensor_buf *out, unsigned n_out, double *op_ms)
+bool run_ops(void *, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+             sciot_tensor *out, unsigned n_out, double *op_ms)
 {
-    sc_tensor_in ins[SC_MAX_BOUNDARY_TENSORS];
-    sc_tensor_out outs[SC_MAX_BOUNDARY_TENSORS];
-    for (unsigned k = 0; k < n_in; k++) {
-        ins[k] = {in[k].index, in[k].data, in[k].nbytes};
-    }
-    for (unsigned k = 0; k < n_out; k++) {
-        outs[k] = {out[k].index, out[k].data, out[k].nbytes};
-    }
-    sc_tensor_io io = {ins, n_in, outs, n_out};
-    sc_op_timer timer = {timer_now, timer_done, nullptr};
+    sciot_op_timer timer = {timer_now, timer_done, nullptr};
     g_op_ms = op_ms;
     g_first = first;
-    return sc_model_run(&g_model, first, last, &io, g_ops_arena, g_ops_arena_len, &timer) == SC_OK;
+    return sciot_model_run(&g_model, first, last, in, n_in, out, n_out, g_ops_arena,
+                           g_ops_arena_len, &timer) == SCIOT_MODEL_OK;
 }
 #else
-bool run_ops(void *, uint16_t first, uint16_t last, const sciot_tensor_buf *in, unsigned n_in,
-             sciot_tensor_buf *out, unsigned n_out, double *op_ms)
+bool run_ops(void *, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+             sciot_tensor *out, unsigned n_out, double *op_ms)
 {
     for (unsigned k = 0; k < n_in; k++) {
         Stored *s = find(in[k].index);
@@ -210,16 +177,16 @@ uint8_t *big_alloc(size_t n)
 
 extern "C" bool sciot_esp_model_init(sciot_hal *hal, const char **model_id, unsigned *num_ops)
 {
-    if (!sc_model_open(&g_model, BLOB, sizeof BLOB)) {
+    if (!sciot_model_open(&g_model, BLOB, sizeof BLOB)) {
         return false;
     }
-    g_ops_arena_len = sc_model_arena_size(&g_model);
+    g_ops_arena_len = sciot_model_arena_size(&g_model);
     g_ops_arena = big_alloc(g_ops_arena_len ? g_ops_arena_len : 1u);
     g_tflm_arena = big_alloc(TFLM_ARENA);
     for (unsigned s = 0; s <= g_model.num_ops; s++) {
-        for (unsigned k = 0; k < sc_model_boundary_count(&g_model, s); k++) {
-            sc_tensor_info t;
-            if (!sc_model_boundary_tensor(&g_model, s, k, &t) || find(t.index) != nullptr) {
+        for (unsigned k = 0; k < sciot_model_boundary_count(&g_model, s); k++) {
+            sciot_tensor t;
+            if (!sciot_model_boundary_tensor(&g_model, s, k, &t) || find(t.index) != nullptr) {
                 continue;
             }
             if (g_stored == MAX_STORE) {
@@ -228,9 +195,10 @@ extern "C" bool sciot_esp_model_init(sciot_hal *hal, const char **model_id, unsi
             g_store[g_stored++] = {t.index, big_alloc(t.nbytes), t.nbytes};
         }
     }
-    hal->boundary_count = boundary_count;
-    hal->boundary_tensor = boundary_tensor;
-    hal->run_ops = run_ops;
+    hal->model.ctx = nullptr;
+    hal->model.boundary_count = boundary_count;
+    hal->model.boundary_tensor = boundary_tensor;
+    hal->model.run_ops = run_ops;
     hal->capture = capture;
     *model_id = g_model.model_id;
     *num_ops = g_model.num_ops;
