@@ -69,7 +69,7 @@ _OP = struct.Struct("<BBBB4H2HBBBBhhHHiiIII")
 _ALIGN = 16
 _NO_TENSOR = 0xFFFF
 _NOWHERE = 0xFFFFFFFF
-_MAX_BOUNDARY_TENSORS = 16  # SC_MAX_BOUNDARY_TENSORS, the wire's `tensors` limit
+_MAX_BOUNDARY_TENSORS = 16  # InferRequest.tensors max_length (C: SCIOT_MAX_BOUNDARY_TENSORS)
 
 # sciot_ops.h enums
 _DTYPES = {
