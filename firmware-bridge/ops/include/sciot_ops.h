@@ -95,6 +95,14 @@ unsigned sciot_model_boundary_count(const sciot_model *m, unsigned split);
 bool sciot_model_boundary_tensor(const sciot_model *m, unsigned split, unsigned k,
                                  sciot_tensor *out);
 
+/**
+ * Whether `list` names every tensor live at boundary `split` exactly once (in any order, by
+ * index), each with the model's byte size and a buffer: what sciot_model_run() asks of its
+ * inputs and of its outputs.
+ */
+bool sciot_model_boundary_matches(const sciot_model *m, unsigned split, const sciot_tensor *list,
+                                  unsigned n);
+
 /** Sum of the byte sizes of the tensors live at boundary `split`. */
 size_t sciot_model_boundary_bytes(const sciot_model *m, unsigned split);
 

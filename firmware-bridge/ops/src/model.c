@@ -506,6 +506,36 @@ bool sciot_model_boundary_tensor(const sciot_model *m, unsigned split, unsigned 
     return true;
 }
 
+bool sciot_model_boundary_matches(const sciot_model *m, unsigned split, const sciot_tensor *list,
+                                  unsigned n)
+{
+    if (!opened(m) || split > m->num_ops || (n > 0 && list == 0)) {
+        return false;
+    }
+    unsigned count = sciot_model_boundary_count(m, split);
+    if (n != count) {
+        return false;
+    }
+    for (unsigned k = 0; k < count; ++k) {
+        uint16_t index = boundary_index(m, split, k);
+        tensor_rec t;
+        read_tensor(m, index, &t);
+        unsigned seen = 0;
+        for (unsigned j = 0; j < n; ++j) {
+            if (list[j].index == index) {
+                if (list[j].nbytes != t.nbytes || list[j].data == 0) {
+                    return false;
+                }
+                ++seen;
+            }
+        }
+        if (seen != 1) {
+            return false;
+        }
+    }
+    return true;
+}
+
 size_t sciot_model_boundary_bytes(const sciot_model *m, unsigned split)
 {
     size_t total = 0;
@@ -679,34 +709,6 @@ static void run_softmax(const run_ctx *c, const op_rec *o)
     sciot_softmax_s8(&p);
 }
 
-/* Each tensor live at `split` appears exactly once in list, with its size; nothing else does. */
-static bool io_matches(const sciot_model *m, unsigned split, const sciot_tensor *list,
-                       unsigned n)
-{
-    unsigned count = sciot_model_boundary_count(m, split);
-    if (n != count) {
-        return false;
-    }
-    for (unsigned k = 0; k < count; ++k) {
-        uint16_t index = boundary_index(m, split, k);
-        tensor_rec t;
-        read_tensor(m, index, &t);
-        unsigned seen = 0;
-        for (unsigned j = 0; j < n; ++j) {
-            if (list[j].index == index) {
-                if (list[j].nbytes != t.nbytes || list[j].data == 0) {
-                    return false;
-                }
-                ++seen;
-            }
-        }
-        if (seen != 1) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool produced_in(const sciot_model *m, uint16_t index, unsigned from, unsigned to)
 {
     for (unsigned i = from; i < to; ++i) {
@@ -764,8 +766,8 @@ sciot_model_err sciot_model_run(const sciot_model *m, unsigned start_op, unsigne
     if (start_op < stop_op && (arena_len < m->_arena_size || (arena == 0 && m->_arena_size))) {
         return SCIOT_MODEL_E_ARENA;
     }
-    if (!io_matches(m, start_op, inputs, num_inputs) ||
-        !io_matches(m, stop_op, outputs, num_outputs)) {
+    if (!sciot_model_boundary_matches(m, start_op, inputs, num_inputs) ||
+        !sciot_model_boundary_matches(m, stop_op, outputs, num_outputs)) {
         return SCIOT_MODEL_E_IO;
     }
     const run_io ios = {inputs, num_inputs, outputs, num_outputs};

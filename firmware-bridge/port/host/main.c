@@ -20,7 +20,7 @@
 #include <time.h>
 
 #include "sciot/device.h"
-#include "sciot_ops.h"
+#include "sciot/ops_adapter.h"
 
 #define FW_VERSION "sciot-fw-host 0.1.0"
 
@@ -35,12 +35,9 @@ typedef struct {
     const char *host;
     int port;
     /* model */
-    sciot_model model;
+    sciot_ops_adapter ops;
     uint8_t *blob;
     uint8_t *arena;
-    size_t arena_len;
-    double *op_ms;
-    uint16_t op_first;
     /* input */
     uint8_t *frames;
     size_t n_frames;
@@ -239,50 +236,12 @@ static bool hal_poll(void *user, uint32_t timeout_ms)
     return rc == MOSQ_ERR_SUCCESS && h->connected;
 }
 
-/* --- HAL: model through sciot_ops -------------------------------------------------------- */
+/* --- model: sciot_ops through the ops adapter ---------------------------------------------- */
 
-static unsigned hal_boundary_count(void *user, uint16_t split)
-{
-    host_ctx *h = user;
-    return sciot_model_boundary_count(&h->model, split);
-}
-
-static bool hal_boundary_tensor(void *user, uint16_t split, unsigned k, sciot_tensor *out)
-{
-    host_ctx *h = user;
-    return sciot_model_boundary_tensor(&h->model, split, k, out);
-}
-
-static uint64_t timer_now(void *ctx)
+static uint64_t clock_ns(void *ctx)
 {
     (void)ctx;
     return mono_ns();
-}
-
-static void timer_done(void *ctx, unsigned op, uint64_t start, uint64_t end)
-{
-    host_ctx *h = ctx;
-    if (h->op_ms != NULL) {
-        h->op_ms[op - h->op_first] = (double)(end - start) / 1e6;
-    }
-}
-
-static bool hal_run_ops(void *user, uint16_t first, uint16_t last, const sciot_tensor *in,
-                        unsigned n_in, sciot_tensor *out, unsigned n_out, double *op_ms)
-{
-    host_ctx *h = user;
-    sciot_op_timer timer = {timer_now, timer_done, h};
-    sciot_model_err e;
-    h->op_ms = op_ms;
-    h->op_first = first;
-    e = sciot_model_run(&h->model, first, last, in, n_in, out, n_out, h->arena, h->arena_len,
-                        &timer);
-    h->op_ms = NULL;
-    if (e != SCIOT_MODEL_OK) {
-        log_json(h->id, "error", "run_ops failed", sciot_model_strerror(e));
-        return false;
-    }
-    return true;
 }
 
 /* --- HAL: input ---------------------------------------------------------------------------- */
@@ -505,22 +464,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "sciot-fw-host: cannot read %s: %s\n", model_path, strerror(errno));
         return 1;
     }
-    if (!sciot_model_open(&h.model, h.blob, blob_len)) {
-        fprintf(stderr, "sciot-fw-host: %s: %s\n", model_path, sciot_model_strerror(h.model.error));
+    if (!sciot_ops_adapter_open(&h.ops, h.blob, blob_len)) {
+        fprintf(stderr, "sciot-fw-host: %s: %s\n", model_path, h.ops.error_detail);
         return 1;
     }
-    cfg.model_id = h.model.model_id;
-    cfg.num_ops = (uint16_t)h.model.num_ops;
+    cfg.model_id = h.ops.model.model_id;
+    cfg.num_ops = (uint16_t)h.ops.model.num_ops;
     if (!session_given) {
         /* like the Python device: seeded from the clock (firmware keeps it in NVS) */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         cfg.session = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
     }
-    h.arena_len = sciot_model_arena_size(&h.model);
-    h.arena = malloc(h.arena_len ? h.arena_len : 1u);
+    h.arena = malloc(sciot_ops_adapter_arena_size(&h.ops) + 1u);
+    if (h.arena == NULL ||
+        !sciot_ops_adapter_set_arena(&h.ops, h.arena, sciot_ops_adapter_arena_size(&h.ops))) {
+        fprintf(stderr, "sciot-fw-host: no memory for the model's arena\n");
+        return 1;
+    }
+    sciot_ops_adapter_set_clock(&h.ops, clock_ns, NULL, 1e6);
     if (input_path != NULL) {
-        size_t len = 0, frame = sciot_model_boundary_bytes(&h.model, 0);
+        size_t len = 0, frame = sciot_model_boundary_bytes(&h.ops.model, 0);
         h.frames = read_file(input_path, &len);
         if (h.frames == NULL || frame == 0 || len == 0 || len % frame != 0) {
             fprintf(stderr, "sciot-fw-host: %s: want a multiple of %zu bytes of int8 input\n",
@@ -544,22 +508,19 @@ int main(int argc, char **argv)
     hal.publish = hal_publish;
     hal.subscribe = hal_subscribe;
     hal.poll = hal_poll;
-    hal.model.ctx = &h;
-    hal.model.boundary_count = hal_boundary_count;
-    hal.model.boundary_tensor = hal_boundary_tensor;
-    hal.model.run_ops = hal_run_ops;
+    hal.model = sciot_ops_adapter_hal(&h.ops);
     hal.capture = hal_capture;
     hal.log = hal_log;
 
     mem_len = sciot_device_memory(&cfg, &hal);
     mem = mem_len ? malloc(mem_len) : NULL;
-    check_out = malloc(sciot_model_boundary_bytes(&h.model, h.model.num_ops));
+    check_out = malloc(sciot_model_boundary_bytes(&h.ops.model, h.ops.model.num_ops));
     memset(&st, 0, sizeof st);
     st.splits = calloc(cfg.num_ops + 1u, sizeof *st.splits);
     st.totals = calloc(count > 0 ? (size_t)count : 1u, sizeof(double));
     st.heads = calloc(count > 0 ? (size_t)count : 1u, sizeof(double));
     h.dev = &dev;
-    if (mem == NULL || check_out == NULL || h.arena == NULL || st.splits == NULL ||
+    if (mem == NULL || check_out == NULL || st.splits == NULL ||
         !sciot_device_init(&dev, &cfg, &hal, mem, mem_len)) {
         fprintf(stderr, "sciot-fw-host: init failed: %s (%s)\n", sciot_strerror(dev.error),
                 dev.error_detail ? dev.error_detail : "");
@@ -586,18 +547,20 @@ int main(int argc, char **argv)
                 sciot_inference rec;
                 uint64_t next;
                 if (!sciot_device_infer(&dev, &rec)) {
+                    if (h.ops.error != SCIOT_OK) {
+                        log_json(h.id, "error", "run_ops failed", h.ops.error_detail);
+                    }
                     log_json(h.id, "error", "inference failed", dev.error_detail);
                     break;
                 }
                 /* verify against a whole local run on the same input (like verify=True) */
                 {
                     sciot_tensor in, out;
-                    sciot_model_boundary_tensor(&h.model, 0, 0, &in);
-                    sciot_model_boundary_tensor(&h.model, h.model.num_ops, 0, &out);
-                    in.data = dev.input;
-                    out.data = check_out;
-                    if (sciot_model_run(&h.model, 0, h.model.num_ops, &in, 1, &out, 1, h.arena,
-                                        h.arena_len, NULL) == SCIOT_MODEL_OK) {
+                    uint16_t n = (uint16_t)h.ops.model.num_ops;
+                    if (sciot_ops_adapter_boundary_tensor(&h.ops, 0, 0, &in) &&
+                        sciot_ops_adapter_boundary_tensor(&h.ops, n, 0, &out) &&
+                        (in.data = dev.input, out.data = check_out,
+                         sciot_ops_adapter_run_ops(&h.ops, 0, n, &in, 1, &out, 1, NULL))) {
                         st.checked++;
                         st.matched += memcmp(check_out, rec.output, rec.output_bytes) == 0;
                     }
