@@ -76,13 +76,13 @@ static void build_blob(void)
     put32(256, 127);
     put32(260, 272); /* params at */
     put32(264, 28);
-    put32(272, 20);                /* left shift */
-    put32(276, 1u << 30);          /* input 1: x 0.5 */
-    put32(284, 1u << 30);          /* input 2: x 0.5 */
-    put32(292, 1u << 30);          /* output: x 0.5 ... */
-    put32(296, (uint32_t)-18);     /* ... x 2^-18 */
-    put32(304, 312);               /* boundary 0 */
-    put32(308, 320);               /* boundary 1 */
+    put32(272, 20);            /* left shift */
+    put32(276, 1u << 30);      /* input 1: x 0.5 */
+    put32(284, 1u << 30);      /* input 2: x 0.5 */
+    put32(292, 1u << 30);      /* output: x 0.5 ... */
+    put32(296, (uint32_t)-18); /* ... x 2^-18 */
+    put32(304, 312);           /* boundary 0 */
+    put32(308, 320);           /* boundary 1 */
     put16(312, 2);
     put16(314, 0);
     put16(316, 1);
@@ -183,8 +183,8 @@ static void describes_the_boundaries(void **state)
 }
 
 /* A refused run says why and writes nothing. */
-static void refuse(fixture *f, uint16_t first, uint16_t last, const sciot_tensor *in,
-                   unsigned n_in, sciot_tensor *out, unsigned n_out, sciot_err want)
+static void refuse(fixture *f, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+                   sciot_tensor *out, unsigned n_out, sciot_err want)
 {
     double op_ms[2] = {-1, -1};
     memset(f->y, 0x55, 4);
@@ -200,8 +200,8 @@ static void refuses_ranges_counts_and_sizes(void **state)
 {
     fixture *f = *state;
     sciot_tensor bad[SCIOT_MAX_BOUNDARY_TENSORS + 1];
-    refuse(f, 1, 0, f->in, 2, f->out, 1, SCIOT_E_ARG);  /* backwards */
-    refuse(f, 0, 2, f->in, 2, f->out, 1, SCIOT_E_ARG);  /* past the last operator */
+    refuse(f, 1, 0, f->in, 2, f->out, 1, SCIOT_E_ARG);    /* backwards */
+    refuse(f, 0, 2, f->in, 2, f->out, 1, SCIOT_E_ARG);    /* past the last operator */
     refuse(f, 0, 1, f->in, 1, f->out, 1, SCIOT_E_BUFFER); /* one input missing */
     refuse(f, 0, 1, f->in, 2, f->out, 0, SCIOT_E_BUFFER); /* no output */
     refuse(f, 0, 1, f->in, 2, NULL, 1, SCIOT_E_BUFFER);

@@ -88,8 +88,7 @@ unsigned sciot_ops_adapter_boundary_count(void *adapter, uint16_t split)
     return sciot_model_boundary_count(&a->model, split);
 }
 
-bool sciot_ops_adapter_boundary_tensor(void *adapter, uint16_t split, unsigned k,
-                                       sciot_tensor *out)
+bool sciot_ops_adapter_boundary_tensor(void *adapter, uint16_t split, unsigned k, sciot_tensor *out)
 {
     sciot_ops_adapter *a = adapter;
     if (!opened(a)) {
@@ -141,15 +140,13 @@ static uint64_t clock_now(void *adapter)
 static void op_done(void *adapter, unsigned op, uint64_t start, uint64_t end)
 {
     sciot_ops_adapter *a = adapter;
-    if (a->_op_ms != 0 && a->_now != 0 && op >= a->_op_first && op < a->_op_last &&
-        end >= start) {
+    if (a->_op_ms != 0 && a->_now != 0 && op >= a->_op_first && op < a->_op_last && end >= start) {
         a->_op_ms[op - a->_op_first] = (double)(end - start) / a->_ticks_per_ms;
     }
 }
 
-bool sciot_ops_adapter_run_ops(void *adapter, uint16_t first, uint16_t last,
-                               const sciot_tensor *in, unsigned n_in, sciot_tensor *out,
-                               unsigned n_out, double *op_ms)
+bool sciot_ops_adapter_run_ops(void *adapter, uint16_t first, uint16_t last, const sciot_tensor *in,
+                               unsigned n_in, sciot_tensor *out, unsigned n_out, double *op_ms)
 {
     sciot_ops_adapter *a = adapter;
     sciot_op_timer timer;

@@ -140,8 +140,8 @@ size_t sciot_device_memory(const sciot_config *cfg, const sciot_hal *hal)
            sizeof(double) * cfg->num_ops + 8u;
 }
 
-bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal,
-                       void *mem, size_t mem_len)
+bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal, void *mem,
+                       size_t mem_len)
 {
     layout l;
     uint8_t *p;
@@ -302,7 +302,7 @@ static void schedule_reconnect(sciot_device *dev)
 static bool connect(sciot_device *dev)
 {
     static const char *const kinds[] = {
-        SCIOT_ASSIGN_TOPIC, SCIOT_SPLIT_DECISION_TOPIC, SCIOT_INFER_RESULT_TOPIC,
+        SCIOT_ASSIGN_TOPIC,  SCIOT_SPLIT_DECISION_TOPIC, SCIOT_INFER_RESULT_TOPIC,
         SCIOT_COMMAND_TOPIC, SCIOT_ERROR_REPORT_TOPIC,
     };
     char client_id[sizeof CLIENT_ID_PREFIX + SCIOT_DEVICE_ID_MAX_LEN];
@@ -315,8 +315,7 @@ static bool connect(sciot_device *dev)
     (void)sciot_append(client_id, sizeof client_id, &pos, CLIENT_ID_PREFIX,
                        sizeof CLIENT_ID_PREFIX - 1u);
     (void)sciot_append(client_id, sizeof client_id, &pos, dev->id, sciot_strlen(dev->id));
-    if (sciot_encode_device_state(false, dev->session, will, sizeof will, &will_len) !=
-        SCIOT_OK) {
+    if (sciot_encode_device_state(false, dev->session, will, sizeof will, &will_len) != SCIOT_OK) {
         return false;
     }
     (void)dev_topic(dev, SCIOT_DEVICE_STATE_TOPIC);
@@ -408,8 +407,8 @@ void sciot_device_stop(sciot_device *dev)
 
 /* --- receiving ------------------------------------------------------------------------- */
 
-static void on_service_state(sciot_device *dev, const char *name, size_t name_len,
-                             const uint8_t *p, size_t n)
+static void on_service_state(sciot_device *dev, const char *name, size_t name_len, const uint8_t *p,
+                             size_t n)
 {
     uint8_t i;
     int slot = -1;
@@ -785,8 +784,7 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
 /* Publishes `infer` and waits for its result; the outcome is in dev->pending_outcome, with a
  * reason for a fallback. *sent gets the payload size, *rtt the round trip. */
 static const char *offload(sciot_device *dev, uint32_t seq, uint16_t split,
-                           const sciot_tensor *tensors, unsigned count, uint32_t *sent,
-                           double *rtt)
+                           const sciot_tensor *tensors, unsigned count, uint32_t *sent, double *rtt)
 {
     sciot_infer_request_out req;
     size_t n;
@@ -884,9 +882,9 @@ bool sciot_device_infer(sciot_device *dev, sciot_inference *rec)
             return fail(dev, SCIOT_E_HAL, "run_ops failed");
         }
         rec->path = SCIOT_PATH_LOCAL;
-        dev->n_detections = sciot_fomo_decode((const int8_t *)(const void *)dev->output,
-                                              &dev->output_tensor, 0.5f, dev->detections,
-                                              SCIOT_MAX_DETECTIONS);
+        dev->n_detections =
+            sciot_fomo_decode((const int8_t *)(const void *)dev->output, &dev->output_tensor, 0.5f,
+                              dev->detections, SCIOT_MAX_DETECTIONS);
         publish_timings(dev, seq, reason);
     } else {
         const char *why;
@@ -908,17 +906,17 @@ bool sciot_device_infer(sciot_device *dev, sciot_inference *rec)
             rec->has_rtt = true;
             rec->rtt_ms = rtt;
         } else {
-            if (!dev->hal.model.run_ops(dev->hal.model.ctx, split, num_ops, live, count, out,
-                                        n_out, dev->op_ms + split)) {
+            if (!dev->hal.model.run_ops(dev->hal.model.ctx, split, num_ops, live, count, out, n_out,
+                                        dev->op_ms + split)) {
                 return fail(dev, SCIOT_E_HAL, "run_ops failed");
             }
             rec->path = SCIOT_PATH_FALLBACK;
             rec->reason = why;
             log_event(dev, 1, "finished locally", why);
         }
-        dev->n_detections = sciot_fomo_decode((const int8_t *)(const void *)dev->output,
-                                              &dev->output_tensor, 0.5f, dev->detections,
-                                              SCIOT_MAX_DETECTIONS);
+        dev->n_detections =
+            sciot_fomo_decode((const int8_t *)(const void *)dev->output, &dev->output_tensor, 0.5f,
+                              dev->detections, SCIOT_MAX_DETECTIONS);
     }
     for (i = 0; i < (rec->path == SCIOT_PATH_LOCAL ? num_ops : split); i++) {
         head += dev->op_ms[i];

@@ -111,10 +111,10 @@ typedef struct {
     uint16_t off;
     int16_t has_off; /* offset of its bool has_ flag, or -1 */
     uint16_t aux;
-    double min, max;     /* numbers, and items of F_SHAPE */
-    uint32_t min_items;  /* arrays */
-    uint32_t max_len;    /* strings: code points; bin: bytes; arrays: items (0: none) */
-    uint32_t item_len;   /* F_IDS: most code points per item */
+    double min, max;    /* numbers, and items of F_SHAPE */
+    uint32_t min_items; /* arrays */
+    uint32_t max_len;   /* strings: code points; bin: bytes; arrays: items (0: none) */
+    uint32_t item_len;  /* F_IDS: most code points per item */
     const char *const *enums;
     uint8_t n_enums;
     const struct schema *sub;
@@ -171,28 +171,25 @@ typedef struct schema {
 
 /* Tensor */
 static const field TENSOR_F[] = {
-    FINT(TENSOR, INDEX, sciot_wire_tensor, index, NONE, HAS_MIN | HAS_MAX,
-         SCIOT_TENSOR_INDEX_GE, SCIOT_TENSOR_INDEX_LE),
+    FINT(TENSOR, INDEX, sciot_wire_tensor, index, NONE, HAS_MIN | HAS_MAX, SCIOT_TENSOR_INDEX_GE,
+         SCIOT_TENSOR_INDEX_LE),
     FENUM(TENSOR, DTYPE, sciot_wire_tensor, dtype, DTYPES),
     {KEY_REQ(TENSOR, SHAPE), F_SHAPE, HAS_MIN | HAS_MAX, OFF(sciot_wire_tensor, shape), NONE,
      OFF(sciot_wire_tensor, ndim), SCIOT_TENSOR_SHAPE_ITEM_GE, SCIOT_TENSOR_SHAPE_ITEM_LE,
      SCIOT_TENSOR_SHAPE_MIN_LEN, SCIOT_TENSOR_SHAPE_MAX_LEN, 0, 0, 0, 0, 0, 0},
     FNUM(TENSOR, SCALE, sciot_wire_tensor, scale, NONE, 0, 0, 0),
     FINT(TENSOR, ZERO_POINT, sciot_wire_tensor, zero_point, NONE, 0, 0, 0),
-    {KEY_REQ(TENSOR, DATA), F_BIN, 0, OFF(sciot_wire_tensor, data), NONE, OFF(sciot_wire_tensor, nbytes),
-     0, 0, 0, SCIOT_TENSOR_DATA_MAX_LEN, 0, 0, 0, 0, 0, 0},
+    {KEY_REQ(TENSOR, DATA), F_BIN, 0, OFF(sciot_wire_tensor, data), NONE,
+     OFF(sciot_wire_tensor, nbytes), 0, 0, 0, SCIOT_TENSOR_DATA_MAX_LEN, 0, 0, 0, 0, 0, 0},
 };
 SCIOT_STATIC_ASSERT(COUNT(TENSOR_F) == SCIOT_TENSOR_FIELD_COUNT, tensor_fields);
 static const schema TENSOR_S = {TENSOR_F, (uint8_t)COUNT(TENSOR_F)};
 
 /* DetectionItem */
 static const field DETECTION_F[] = {
-    FINT(DETECTION_ITEM, CLS, sciot_detection, cls, NONE, HAS_MIN,
-         SCIOT_DETECTION_ITEM_CLS_GE, 0),
-    FINT(DETECTION_ITEM, X, sciot_detection, x, NONE, HAS_MIN,
-         SCIOT_DETECTION_ITEM_X_GE, 0),
-    FINT(DETECTION_ITEM, Y, sciot_detection, y, NONE, HAS_MIN,
-         SCIOT_DETECTION_ITEM_Y_GE, 0),
+    FINT(DETECTION_ITEM, CLS, sciot_detection, cls, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_CLS_GE, 0),
+    FINT(DETECTION_ITEM, X, sciot_detection, x, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_X_GE, 0),
+    FINT(DETECTION_ITEM, Y, sciot_detection, y, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_Y_GE, 0),
     FNUM(DETECTION_ITEM, SCORE, sciot_detection, score, NONE, HAS_MIN | HAS_MAX,
          SCIOT_DETECTION_ITEM_SCORE_GE, SCIOT_DETECTION_ITEM_SCORE_LE),
 };
@@ -230,17 +227,12 @@ static const field RATES_F[] = {
 SCIOT_STATIC_ASSERT(COUNT(RATES_F) == SCIOT_MESSAGE_RATES_FIELD_COUNT, rates_fields);
 static const schema RATES_S = {RATES_F, (uint8_t)COUNT(RATES_F)};
 static const field INFERENCE_F[] = {
-    FINT(INFERENCE_COUNTS, RECEIVED, sciot_inference_counts, received, NONE, HAS_MIN,
-         0, 0),
-    FINT(INFERENCE_COUNTS, ANSWERED, sciot_inference_counts, answered, NONE, HAS_MIN,
-         0, 0),
-    FINT(INFERENCE_COUNTS, REJECTED, sciot_inference_counts, rejected, NONE, HAS_MIN,
-         0, 0),
-    FINT(INFERENCE_COUNTS, DUPLICATES, sciot_inference_counts, duplicates, NONE,
-         HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, RECEIVED, sciot_inference_counts, received, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, ANSWERED, sciot_inference_counts, answered, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, REJECTED, sciot_inference_counts, rejected, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, DUPLICATES, sciot_inference_counts, duplicates, NONE, HAS_MIN, 0, 0),
     FINT(INFERENCE_COUNTS, LOST, sciot_inference_counts, lost, NONE, HAS_MIN, 0, 0),
-    FINT(INFERENCE_COUNTS, RUNNING, sciot_inference_counts, running, NONE, HAS_MIN,
-         0, 0),
+    FINT(INFERENCE_COUNTS, RUNNING, sciot_inference_counts, running, NONE, HAS_MIN, 0, 0),
 };
 SCIOT_STATIC_ASSERT(COUNT(INFERENCE_F) == SCIOT_INFERENCE_COUNTS_FIELD_COUNT, inference_fields);
 static const schema INFERENCE_S = {INFERENCE_F, (uint8_t)COUNT(INFERENCE_F)};
@@ -248,14 +240,11 @@ static const field STATS_F[] = {
     FSTR(SERVICE_STATS, INSTANCE, sciot_service_stats, instance, NONE,
          SCIOT_SERVICE_STATS_INSTANCE_MAX_LEN),
     FNUM(SERVICE_STATS, UPTIME_S, sciot_service_stats, uptime_s, NONE, HAS_MIN, 0, 0),
-    FOBJ(SERVICE_STATS, DEVICES, sciot_service_stats, devices, COUNTS_S,
-         sciot_device_counts),
-    FOBJ(SERVICE_STATS, RATES, sciot_service_stats, rates, RATES_S,
-         sciot_message_rates),
+    FOBJ(SERVICE_STATS, DEVICES, sciot_service_stats, devices, COUNTS_S, sciot_device_counts),
+    FOBJ(SERVICE_STATS, RATES, sciot_service_stats, rates, RATES_S, sciot_message_rates),
     FINT(SERVICE_STATS, RX_TOTAL, sciot_service_stats, rx_total, NONE, HAS_MIN, 0, 0),
     FINT(SERVICE_STATS, TX_TOTAL, sciot_service_stats, tx_total, NONE, HAS_MIN, 0, 0),
-    FINT(SERVICE_STATS, ERRORS_TOTAL, sciot_service_stats, errors_total, NONE,
-         HAS_MIN, 0, 0),
+    FINT(SERVICE_STATS, ERRORS_TOTAL, sciot_service_stats, errors_total, NONE, HAS_MIN, 0, 0),
     FOBJH(SERVICE_STATS, INFERENCE, sciot_service_stats, inference,
           HAS(sciot_service_stats, has_inference), INFERENCE_S, sciot_inference_counts),
 };
@@ -267,9 +256,9 @@ static const field BIRTH_F[] = {
     FINT(BIRTH, PROTOCOL, sciot_birth, protocol, NONE, 0, 0, 0),
     FU32(BIRTH, SESSION, sciot_birth, session, NONE),
     FSTR(BIRTH, KIND, sciot_birth, kind, NONE, SCIOT_BIRTH_KIND_MAX_LEN),
-    {KEY_REQ(BIRTH, MODELS), F_IDS, 0, OFF(sciot_birth, models), NONE,
-     OFF(sciot_birth, n_models), 0, 0, SCIOT_BIRTH_MODELS_MIN_LEN, SCIOT_BIRTH_MODELS_MAX_LEN,
-     SCIOT_BIRTH_MODELS_ITEM_MAX_LEN, 0, 0, 0, 0, SCIOT_MAX_MODELS},
+    {KEY_REQ(BIRTH, MODELS), F_IDS, 0, OFF(sciot_birth, models), NONE, OFF(sciot_birth, n_models),
+     0, 0, SCIOT_BIRTH_MODELS_MIN_LEN, SCIOT_BIRTH_MODELS_MAX_LEN, SCIOT_BIRTH_MODELS_ITEM_MAX_LEN,
+     0, 0, 0, 0, SCIOT_MAX_MODELS},
     FINT(BIRTH, MAX_PAYLOAD, sciot_birth, max_payload, NONE, HAS_MIN | HAS_MAX,
          SCIOT_BIRTH_MAX_PAYLOAD_GE, SCIOT_BIRTH_MAX_PAYLOAD_LE),
     FSTR(BIRTH, FW, sciot_birth, fw, HAS(sciot_birth, has_fw), SCIOT_BIRTH_FW_MAX_LEN),
@@ -303,11 +292,12 @@ static const field INFER_F[] = {
     FU32(INFER_REQUEST, DECISION, sciot_infer_request, decision,
          HAS(sciot_infer_request, has_decision)),
     FOBJS(INFER_REQUEST, TENSORS, sciot_infer_request, tensors, n_tensors, TENSOR_S,
-          sciot_wire_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN, SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
+          sciot_wire_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN,
+          SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
     FNUMS(INFER_REQUEST, DEVICE_MS, sciot_infer_request, device_ms,
           SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN),
-    FNUM(INFER_REQUEST, RTT_MS, sciot_infer_request, rtt_ms,
-         HAS(sciot_infer_request, has_rtt_ms), HAS_MIN, SCIOT_INFER_REQUEST_RTT_MS_GE, 0),
+    FNUM(INFER_REQUEST, RTT_MS, sciot_infer_request, rtt_ms, HAS(sciot_infer_request, has_rtt_ms),
+         HAS_MIN, SCIOT_INFER_REQUEST_RTT_MS_GE, 0),
     FU32(INFER_REQUEST, RTT_SEQ, sciot_infer_request, rtt_seq,
          HAS(sciot_infer_request, has_rtt_seq)),
 };
@@ -323,10 +313,10 @@ static const field TIMINGS_F[] = {
     FENUM(LOCAL_TIMINGS, REASON, sciot_local_timings, reason, REASONS),
     FNUMS(LOCAL_TIMINGS, DEVICE_MS, sciot_local_timings, device_ms,
           SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN),
-    FOBJS(LOCAL_TIMINGS, DETECTIONS, sciot_local_timings, detections, n_detections,
-          DETECTION_S, sciot_detection, 0, SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN),
-    FNUM(LOCAL_TIMINGS, RTT_MS, sciot_local_timings, rtt_ms,
-         HAS(sciot_local_timings, has_rtt_ms), HAS_MIN, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, 0),
+    FOBJS(LOCAL_TIMINGS, DETECTIONS, sciot_local_timings, detections, n_detections, DETECTION_S,
+          sciot_detection, 0, SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN),
+    FNUM(LOCAL_TIMINGS, RTT_MS, sciot_local_timings, rtt_ms, HAS(sciot_local_timings, has_rtt_ms),
+         HAS_MIN, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, 0),
     FU32(LOCAL_TIMINGS, RTT_SEQ, sciot_local_timings, rtt_seq,
          HAS(sciot_local_timings, has_rtt_seq)),
 };
@@ -337,12 +327,11 @@ static const schema TIMINGS_S = {TIMINGS_F, (uint8_t)COUNT(TIMINGS_F)};
 static const field ASSIGN_F[] = {
     FID(ASSIGN, MODEL, sciot_assign, model),
     FU32(ASSIGN, SESSION, sciot_assign, session, NONE),
-    FNUM(ASSIGN, HB_INTERVAL_S, sciot_assign, hb_interval_s, NONE,
-         HAS_MIN | MIN_EXCL | HAS_MAX, SCIOT_ASSIGN_HB_INTERVAL_S_GT, SCIOT_ASSIGN_HB_INTERVAL_S_LE),
-    FINT(ASSIGN, MAX_PAYLOAD, sciot_assign, max_payload, NONE, HAS_MIN,
-         SCIOT_ASSIGN_MAX_PAYLOAD_GE, 0),
-    FSTR(ASSIGN, INSTANCE, sciot_assign, instance, NONE,
-         SCIOT_ASSIGN_INSTANCE_MAX_LEN),
+    FNUM(ASSIGN, HB_INTERVAL_S, sciot_assign, hb_interval_s, NONE, HAS_MIN | MIN_EXCL | HAS_MAX,
+         SCIOT_ASSIGN_HB_INTERVAL_S_GT, SCIOT_ASSIGN_HB_INTERVAL_S_LE),
+    FINT(ASSIGN, MAX_PAYLOAD, sciot_assign, max_payload, NONE, HAS_MIN, SCIOT_ASSIGN_MAX_PAYLOAD_GE,
+         0),
+    FSTR(ASSIGN, INSTANCE, sciot_assign, instance, NONE, SCIOT_ASSIGN_INSTANCE_MAX_LEN),
 };
 SCIOT_STATIC_ASSERT(COUNT(ASSIGN_F) == SCIOT_ASSIGN_FIELD_COUNT, assign_fields);
 static const schema ASSIGN_S = {ASSIGN_F, (uint8_t)COUNT(ASSIGN_F)};
@@ -367,11 +356,10 @@ static const field RESULT_F[] = {
     FU32(INFER_RESULT, SEQ, sciot_infer_result, seq, NONE),
     FID(INFER_RESULT, MODEL, sciot_infer_result, model),
     FU16(INFER_RESULT, SPLIT, sciot_infer_result, split),
-    FOBJS(INFER_RESULT, DETECTIONS, sciot_infer_result, detections, n_detections,
-          DETECTION_S, sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
+    FOBJS(INFER_RESULT, DETECTIONS, sciot_infer_result, detections, n_detections, DETECTION_S,
+          sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
     FOBJ(INFER_RESULT, OUTPUT, sciot_infer_result, output, TENSOR_S, sciot_wire_tensor),
-    FNUMS(INFER_RESULT, EDGE_MS, sciot_infer_result, edge_ms,
-          SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
+    FNUMS(INFER_RESULT, EDGE_MS, sciot_infer_result, edge_ms, SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
     FNUM(INFER_RESULT, QUEUE_MS, sciot_infer_result, queue_ms, NONE, HAS_MIN,
          SCIOT_INFER_RESULT_QUEUE_MS_GE, 0),
     FNUM(INFER_RESULT, SERVICE_MS, sciot_infer_result, service_ms, NONE, HAS_MIN,
@@ -391,18 +379,14 @@ static const schema COMMAND_S = {COMMAND_F, (uint8_t)COUNT(COMMAND_F)};
 /* ErrorReport */
 static const field ERROR_F[] = {
     FENUM(ERROR_REPORT, CODE, sciot_error_report, code, ERROR_CODES),
-    FSTR(ERROR_REPORT, REASON, sciot_error_report, reason, NONE,
-         SCIOT_ERROR_REPORT_REASON_MAX_LEN),
-    FSTR(ERROR_REPORT, TOPIC, sciot_error_report, topic, NONE,
-         SCIOT_ERROR_REPORT_TOPIC_MAX_LEN),
-    FINT(ERROR_REPORT, SEQ, sciot_error_report, seq, HAS(sciot_error_report, has_seq),
-         0, 0, 0),
+    FSTR(ERROR_REPORT, REASON, sciot_error_report, reason, NONE, SCIOT_ERROR_REPORT_REASON_MAX_LEN),
+    FSTR(ERROR_REPORT, TOPIC, sciot_error_report, topic, NONE, SCIOT_ERROR_REPORT_TOPIC_MAX_LEN),
+    FINT(ERROR_REPORT, SEQ, sciot_error_report, seq, HAS(sciot_error_report, has_seq), 0, 0, 0),
 };
 SCIOT_STATIC_ASSERT(COUNT(ERROR_F) == SCIOT_ERROR_REPORT_FIELD_COUNT, error_fields);
 static const schema ERROR_S = {ERROR_F, (uint8_t)COUNT(ERROR_F)};
 
 /* --- the decoder ----------------------------------------------------------------------- */
-
 
 typedef struct {
     sciot_mpr r;
@@ -522,8 +506,7 @@ static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
         *(uint32_t *)(void *)(base + f->aux) = len;
         return SCIOT_OK;
     }
-    default:
-        break;
+    default: break;
     }
     /* arrays and nested maps */
     if (f->type == F_OBJ) {
@@ -716,8 +699,8 @@ static sciot_err decode(const uint8_t *p, size_t n, size_t max_bytes, const sche
 sciot_err sciot_decode_service_state(const uint8_t *p, size_t n, sciot_service_state *out,
                                      const char **detail)
 {
-    sciot_err e = decode(p, n, SCIOT_SERVICE_STATE_MAX_BYTES, &SERVICE_STATE_S, out, sizeof *out,
-                         detail);
+    sciot_err e =
+        decode(p, n, SCIOT_SERVICE_STATE_MAX_BYTES, &SERVICE_STATE_S, out, sizeof *out, detail);
     if (e == SCIOT_OK && !out->has_protocol) {
         out->protocol = SCIOT_PROTOCOL_VERSION;
     }
@@ -776,8 +759,7 @@ sciot_err sciot_decode_infer_result(const uint8_t *p, size_t n, size_t max_bytes
     return decode(p, n, max_bytes, &RESULT_S, out, sizeof *out, detail);
 }
 
-sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out,
-                               const char **detail)
+sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out, const char **detail)
 {
     return decode(p, n, SCIOT_COMMAND_MAX_BYTES, &COMMAND_S, out, sizeof *out, detail);
 }

@@ -79,12 +79,9 @@ int32_t sciot_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift)
 int32_t sciot_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift)
 {
     switch (rounding) {
-    case SCIOT_ROUND_SINGLE:
-        return sciot_mul_quantized_single(x, multiplier, shift);
-    case SCIOT_ROUND_DOUBLE_TIES_UP:
-        return sciot_mul_quantized_ties_up(x, multiplier, shift);
-    default:
-        return sciot_mul_quantized_double(x, multiplier, shift);
+    case SCIOT_ROUND_SINGLE: return sciot_mul_quantized_single(x, multiplier, shift);
+    case SCIOT_ROUND_DOUBLE_TIES_UP: return sciot_mul_quantized_ties_up(x, multiplier, shift);
+    default: return sciot_mul_quantized_double(x, multiplier, shift);
     }
 }
 
@@ -118,9 +115,9 @@ static int8_t requantize(const sciot_conv_params *p, uint32_t acc, int32_t oc)
     if (p->bias != 0) {
         acc += (uint32_t)sciot_rd_i32(p->bias + 4 * oc);
     }
-    const int32_t scaled = sciot_mul_quantized(p->rounding, as_i32(acc),
-                                            sciot_rd_i32(p->multiplier + 4 * oc),
-                                            (int)sciot_rd_i32(p->shift + 4 * oc));
+    const int32_t scaled =
+        sciot_mul_quantized(p->rounding, as_i32(acc), sciot_rd_i32(p->multiplier + 4 * oc),
+                            (int)sciot_rd_i32(p->shift + 4 * oc));
     return clamp8_64((int64_t)scaled + p->output_offset, p->act_min, p->act_max);
 }
 
@@ -145,11 +142,9 @@ void sciot_conv2d_s8(const sciot_conv_params *p)
                             continue;
                         }
                         const int8_t *in = p->input + (iy * p->in_w + ix) * in_c;
-                        const int8_t *f =
-                            p->filter + ((oc * p->k_h + ky) * p->k_w + kx) * in_c;
+                        const int8_t *f = p->filter + ((oc * p->k_h + ky) * p->k_w + kx) * in_c;
                         for (int32_t ic = 0; ic < in_c; ++ic) {
-                            acc += (uint32_t)((int32_t)f[ic] *
-                                              ((int32_t)in[ic] + p->input_offset));
+                            acc += (uint32_t)((int32_t)f[ic] * ((int32_t)in[ic] + p->input_offset));
                         }
                     }
                 }
@@ -180,10 +175,8 @@ void sciot_depthwise_conv2d_s8(const sciot_conv_params *p)
                             if (ix < 0 || ix >= p->in_w) {
                                 continue;
                             }
-                            const int32_t v =
-                                p->input[(iy * p->in_w + ix) * p->in_c + ic];
-                            const int32_t f =
-                                p->filter[(ky * p->k_w + kx) * p->out_c + oc];
+                            const int32_t v = p->input[(iy * p->in_w + ix) * p->in_c + ic];
+                            const int32_t f = p->filter[(ky * p->k_w + kx) * p->out_c + oc];
                             acc += (uint32_t)(f * (v + p->input_offset));
                         }
                     }
@@ -204,10 +197,9 @@ void sciot_add_s8(const sciot_add_params *p)
         const int32_t sb =
             sciot_mul_quantized(p->rounding, b, p->input2_multiplier, (int)p->input2_shift);
         const int32_t sum = as_i32((uint32_t)sa + (uint32_t)sb);
-        const int64_t raw =
-            (int64_t)sciot_mul_quantized(p->rounding, sum, p->output_multiplier,
-                                      (int)p->output_shift) +
-            p->output_offset;
+        const int64_t raw = (int64_t)sciot_mul_quantized(p->rounding, sum, p->output_multiplier,
+                                                         (int)p->output_shift) +
+                            p->output_offset;
         p->output[i] = clamp8_64(raw, p->act_min, p->act_max);
     }
 }

@@ -36,8 +36,7 @@ int32_t sciot_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shi
 /* Little-endian reads from a byte buffer of any alignment. */
 static inline uint32_t sciot_rd_u32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 static inline int32_t sciot_rd_i32(const uint8_t *p)
 {
@@ -66,7 +65,7 @@ typedef struct {
     int32_t input_offset; /* -input zero point */
     const int8_t *filter; /* conv: [out_c][k_h][k_w][in_c]; depthwise: [k_h][k_w][out_c] */
     int32_t k_h, k_w;
-    const uint8_t *bias;  /* int32 little-endian [out_c], or NULL */
+    const uint8_t *bias;       /* int32 little-endian [out_c], or NULL */
     const uint8_t *multiplier; /* int32 little-endian [out_c] */
     const uint8_t *shift;      /* int32 little-endian [out_c] */
     int8_t *output;
@@ -99,8 +98,8 @@ void sciot_add_s8(const sciot_add_params *p);
 typedef struct {
     const int8_t *input;
     int8_t *output;
-    uint32_t rows, depth;   /* softmax over the last dimension, `depth` long */
-    const uint8_t *table;   /* 256 little-endian float32: table[255 - d] = exp(-scale*beta*d) */
+    uint32_t rows, depth; /* softmax over the last dimension, `depth` long */
+    const uint8_t *table; /* 256 little-endian float32: table[255 - d] = exp(-scale*beta*d) */
     float output_scale;
     int32_t output_zero_point;
 } sciot_softmax_params;

@@ -96,15 +96,11 @@ static unsigned dtype_size(uint8_t dtype)
 {
     switch (dtype) {
     case BLOB_DTYPE_INT8:
-    case BLOB_DTYPE_UINT8:
-        return 1;
-    case BLOB_DTYPE_INT16:
-        return 2;
+    case BLOB_DTYPE_UINT8: return 1;
+    case BLOB_DTYPE_INT16: return 2;
     case BLOB_DTYPE_INT32:
-    case BLOB_DTYPE_FLOAT32:
-        return 4;
-    default:
-        return 0;
+    case BLOB_DTYPE_FLOAT32: return 4;
+    default: return 0;
     }
 }
 
@@ -112,16 +108,11 @@ static unsigned dtype_size(uint8_t dtype)
 static sciot_dtype api_dtype(uint8_t dtype)
 {
     switch (dtype) {
-    case BLOB_DTYPE_UINT8:
-        return SCIOT_DTYPE_UINT8;
-    case BLOB_DTYPE_INT16:
-        return SCIOT_DTYPE_INT16;
-    case BLOB_DTYPE_INT32:
-        return SCIOT_DTYPE_INT32;
-    case BLOB_DTYPE_FLOAT32:
-        return SCIOT_DTYPE_FLOAT32;
-    default:
-        return SCIOT_DTYPE_INT8;
+    case BLOB_DTYPE_UINT8: return SCIOT_DTYPE_UINT8;
+    case BLOB_DTYPE_INT16: return SCIOT_DTYPE_INT16;
+    case BLOB_DTYPE_INT32: return SCIOT_DTYPE_INT32;
+    case BLOB_DTYPE_FLOAT32: return SCIOT_DTYPE_FLOAT32;
+    default: return SCIOT_DTYPE_INT8;
     }
 }
 
@@ -215,8 +206,8 @@ static sciot_model_err check_conv(const sciot_model *m, const op_rec *o)
     if (o->num_in < 2 || o->num_in > 3 || o->num_out != 1) {
         return SCIOT_MODEL_E_MALFORMED;
     }
-    if (!is_act8_4d(m, o->in[0], &x) || !is_act8_4d(m, o->out[0], &y) ||
-        y.location == NOWHERE || o->in[1] >= m->num_tensors) {
+    if (!is_act8_4d(m, o->in[0], &x) || !is_act8_4d(m, o->out[0], &y) || y.location == NOWHERE ||
+        o->in[1] >= m->num_tensors) {
         return SCIOT_MODEL_E_MALFORMED;
     }
     read_tensor(m, o->in[1], &f);
@@ -242,9 +233,9 @@ static sciot_model_err check_conv(const sciot_model *m, const op_rec *o)
             return SCIOT_MODEL_E_MALFORMED;
         }
     }
-    if (o->stride_w < 1 || o->stride_h < 1 || o->dil_w < 1 || o->dil_h < 1 ||
-        o->pad_w < 0 || o->pad_h < 0 || o->rounding > SCIOT_ROUND_DOUBLE_TIES_UP ||
-        o->act_min < -128 || o->act_max > 127 || o->act_min > o->act_max) {
+    if (o->stride_w < 1 || o->stride_h < 1 || o->dil_w < 1 || o->dil_h < 1 || o->pad_w < 0 ||
+        o->pad_h < 0 || o->rounding > SCIOT_ROUND_DOUBLE_TIES_UP || o->act_min < -128 ||
+        o->act_max > 127 || o->act_min > o->act_max) {
         return SCIOT_MODEL_E_MALFORMED;
     }
     if (o->params_len != 8u * (uint32_t)oc || !in_blob(m, o->params_off, o->params_len) ||
@@ -311,14 +302,10 @@ static sciot_model_err check_op(const sciot_model *m, unsigned i)
     read_op(m, i, &o);
     switch (o.type) {
     case SCIOT_OP_CONV_2D:
-    case SCIOT_OP_DEPTHWISE_CONV_2D:
-        return check_conv(m, &o);
-    case SCIOT_OP_ADD:
-        return check_add(m, &o);
-    case SCIOT_OP_SOFTMAX:
-        return check_softmax(m, &o);
-    default:
-        return SCIOT_MODEL_E_UNSUPPORTED;
+    case SCIOT_OP_DEPTHWISE_CONV_2D: return check_conv(m, &o);
+    case SCIOT_OP_ADD: return check_add(m, &o);
+    case SCIOT_OP_SOFTMAX: return check_softmax(m, &o);
+    default: return SCIOT_MODEL_E_UNSUPPORTED;
     }
 }
 
@@ -419,24 +406,15 @@ bool sciot_model_open(sciot_model *m, const uint8_t *blob, size_t len)
 const char *sciot_model_strerror(sciot_model_err err)
 {
     switch (err) {
-    case SCIOT_MODEL_OK:
-        return "ok";
-    case SCIOT_MODEL_E_ARG:
-        return "invalid argument";
-    case SCIOT_MODEL_E_MAGIC:
-        return "not a sciot model blob";
-    case SCIOT_MODEL_E_VERSION:
-        return "unsupported sciot model blob version";
-    case SCIOT_MODEL_E_TRUNCATED:
-        return "sciot model blob truncated";
-    case SCIOT_MODEL_E_MALFORMED:
-        return "malformed sciot model blob";
-    case SCIOT_MODEL_E_UNSUPPORTED:
-        return "unsupported operator";
-    case SCIOT_MODEL_E_IO:
-        return "boundary tensors missing or of the wrong size";
-    case SCIOT_MODEL_E_ARENA:
-        return "arena too small";
+    case SCIOT_MODEL_OK: return "ok";
+    case SCIOT_MODEL_E_ARG: return "invalid argument";
+    case SCIOT_MODEL_E_MAGIC: return "not a sciot model blob";
+    case SCIOT_MODEL_E_VERSION: return "unsupported sciot model blob version";
+    case SCIOT_MODEL_E_TRUNCATED: return "sciot model blob truncated";
+    case SCIOT_MODEL_E_MALFORMED: return "malformed sciot model blob";
+    case SCIOT_MODEL_E_UNSUPPORTED: return "unsupported operator";
+    case SCIOT_MODEL_E_IO: return "boundary tensors missing or of the wrong size";
+    case SCIOT_MODEL_E_ARENA: return "arena too small";
     }
     return "unknown error";
 }
@@ -459,14 +437,10 @@ sciot_op_type sciot_model_op_type(const sciot_model *m, unsigned op)
 const char *sciot_model_op_name(const sciot_model *m, unsigned op)
 {
     switch (sciot_model_op_type(m, op)) {
-    case SCIOT_OP_CONV_2D:
-        return "CONV_2D";
-    case SCIOT_OP_DEPTHWISE_CONV_2D:
-        return "DEPTHWISE_CONV_2D";
-    case SCIOT_OP_ADD:
-        return "ADD";
-    case SCIOT_OP_SOFTMAX:
-        return "SOFTMAX";
+    case SCIOT_OP_CONV_2D: return "CONV_2D";
+    case SCIOT_OP_DEPTHWISE_CONV_2D: return "DEPTHWISE_CONV_2D";
+    case SCIOT_OP_ADD: return "ADD";
+    case SCIOT_OP_SOFTMAX: return "SOFTMAX";
     }
     return 0;
 }
@@ -727,8 +701,7 @@ static bool produced_in(const sciot_model *m, uint16_t index, unsigned from, uns
  * of the range, and every tensor owed at stop is made or passed through. A blob from the
  * exporter always satisfies this (it is what liveness means); a damaged one might not, and
  * would otherwise read an unplanned arena slot. */
-static bool range_consistent(const sciot_model *m, unsigned start, unsigned stop,
-                             const run_io *io)
+static bool range_consistent(const sciot_model *m, unsigned start, unsigned stop, const run_io *io)
 {
     for (unsigned i = start; i < stop; ++i) {
         op_rec o;
@@ -793,15 +766,9 @@ sciot_model_err sciot_model_run(const sciot_model *m, unsigned start_op, unsigne
         uint64_t t0 = (timer != 0 && timer->now != 0) ? timer->now(timer->ctx) : 0;
         switch (o.type) {
         case SCIOT_OP_CONV_2D:
-        case SCIOT_OP_DEPTHWISE_CONV_2D:
-            run_conv(&c, &o);
-            break;
-        case SCIOT_OP_ADD:
-            run_add(&c, &o);
-            break;
-        case SCIOT_OP_SOFTMAX:
-            run_softmax(&c, &o);
-            break;
+        case SCIOT_OP_DEPTHWISE_CONV_2D: run_conv(&c, &o); break;
+        case SCIOT_OP_ADD: run_add(&c, &o); break;
+        case SCIOT_OP_SOFTMAX: run_softmax(&c, &o); break;
         default:
             return SCIOT_MODEL_E_UNSUPPORTED; /* unreachable: sciot_model_open checked every op */
         }

@@ -20,8 +20,9 @@ int sct_boundary_tensor(const uint8_t *blob, size_t len, unsigned split, unsigne
                         int32_t *fields, float *scale);
 const char *sct_op_name(const uint8_t *blob, size_t len, unsigned op);
 int sct_run_io(const uint8_t *blob, size_t len, unsigned start, unsigned stop, unsigned n_in,
-               const uint32_t *in_index, const uint32_t *in_nbytes, uint8_t *in, unsigned n_out, const uint32_t *out_index, const uint32_t *out_nbytes,
-               uint8_t *out, uint8_t *arena, size_t arena_len);
+               const uint32_t *in_index, const uint32_t *in_nbytes, uint8_t *in, unsigned n_out,
+               const uint32_t *out_index, const uint32_t *out_nbytes, uint8_t *out, uint8_t *arena,
+               size_t arena_len);
 
 int sct_open(const uint8_t *blob, size_t len)
 {
@@ -110,7 +111,7 @@ static void op_done(void *ctx, unsigned op, uint64_t start, uint64_t end)
 
 /* The tensors live at `split`, their bytes one after the other in buf. */
 static unsigned lay_out_boundary(const sciot_model *m, unsigned split, uint8_t *buf,
-                            sciot_tensor *list)
+                                 sciot_tensor *list)
 {
     unsigned n = sciot_model_boundary_count(m, split);
     size_t at = 0;
@@ -166,8 +167,8 @@ int sct_run_timed(const uint8_t *blob, size_t len, unsigned start, unsigned stop
 /* Any io lists the caller makes up (order, duplicates, sizes): what sciot_model_run says. */
 int sct_run_io(const uint8_t *blob, size_t len, unsigned start, unsigned stop, unsigned n_in,
                const uint32_t *in_index, const uint32_t *in_nbytes, uint8_t *in, unsigned n_out,
-               const uint32_t *out_index, const uint32_t *out_nbytes, uint8_t *out,
-               uint8_t *arena, size_t arena_len)
+               const uint32_t *out_index, const uint32_t *out_nbytes, uint8_t *out, uint8_t *arena,
+               size_t arena_len)
 {
     sciot_model m;
     sciot_tensor ins[SCIOT_MAX_BOUNDARY_TENSORS] = {{0}};

@@ -37,7 +37,7 @@ static uint8_t *read_all(FILE *f, size_t *len)
 
 /* The tensors live at `split`, their bytes one after the other in buf. */
 static unsigned lay_out_boundary(const sciot_model *m, unsigned split, uint8_t *buf,
-                            sciot_tensor *list)
+                                 sciot_tensor *list)
 {
     unsigned n = sciot_model_boundary_count(m, split);
     size_t at = 0;
@@ -149,14 +149,15 @@ int main(int argc, char **argv)
     uint8_t *in = read_all(stdin, &in_len);
     sciot_model m;
     if (blob == NULL || in == NULL || !sciot_model_open(&m, blob, blob_len)) {
-        fprintf(stderr, "%s: %s\n", argv[1], blob == NULL ? "out of memory" : sciot_model_strerror(m.error));
+        fprintf(stderr, "%s: %s\n", argv[1],
+                blob == NULL ? "out of memory" : sciot_model_strerror(m.error));
         return 1;
     }
     unsigned start = (unsigned)strtoul(argv[2], NULL, 10);
     unsigned stop = (unsigned)strtoul(argv[3], NULL, 10);
     if (start > stop || stop > m.num_ops || sciot_model_boundary_bytes(&m, start) != in_len) {
-        fprintf(stderr, "bad range [%u, %u) or %zu input bytes (want %zu)\n", start, stop,
-                in_len, start <= m.num_ops ? sciot_model_boundary_bytes(&m, start) : 0);
+        fprintf(stderr, "bad range [%u, %u) or %zu input bytes (want %zu)\n", start, stop, in_len,
+                start <= m.num_ops ? sciot_model_boundary_bytes(&m, start) : 0);
         return 1;
     }
     size_t out_len = sciot_model_boundary_bytes(&m, stop);

@@ -332,9 +332,26 @@ static void usage(const char *prog)
 static int parse_args(int argc, char **argv, options *o)
 {
     enum {
-        O_ID = 1, O_HOST, O_PORT, O_KIND, O_MODEL, O_COUNT, O_INTERVAL, O_DURATION, O_WAIT,
-        O_SPLIT, O_HB, O_KEEPALIVE, O_RESULT_TIMEOUT, O_MAX_PAYLOAD, O_RMIN, O_RMAX, O_INPUT,
-        O_RECORDS, O_SESSION, O_HELP
+        O_ID = 1,
+        O_HOST,
+        O_PORT,
+        O_KIND,
+        O_MODEL,
+        O_COUNT,
+        O_INTERVAL,
+        O_DURATION,
+        O_WAIT,
+        O_SPLIT,
+        O_HB,
+        O_KEEPALIVE,
+        O_RESULT_TIMEOUT,
+        O_MAX_PAYLOAD,
+        O_RMIN,
+        O_RMAX,
+        O_INPUT,
+        O_RECORDS,
+        O_SESSION,
+        O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, 0, O_ID},
@@ -735,8 +752,7 @@ int main(int argc, char **argv)
     h.host = o.host;
     h.port = o.port;
     h.dev = &dev;
-    if (!load_model(&h, o.model_path) ||
-        (o.input_path != NULL && !load_frames(&h, o.input_path))) {
+    if (!load_model(&h, o.model_path) || (o.input_path != NULL && !load_frames(&h, o.input_path))) {
         return 1;
     }
     o.cfg.model_id = h.ops.model.model_id;

@@ -74,9 +74,8 @@ bool sciot_ops_adapter_check_run(sciot_ops_adapter *a, uint16_t first, uint16_t 
                                  const sciot_tensor *in, unsigned n_in, const sciot_tensor *out,
                                  unsigned n_out);
 /* op_ms (may be NULL) gets last - first entries. */
-bool sciot_ops_adapter_run_ops(void *adapter, uint16_t first, uint16_t last,
-                               const sciot_tensor *in, unsigned n_in, sciot_tensor *out,
-                               unsigned n_out, double *op_ms);
+bool sciot_ops_adapter_run_ops(void *adapter, uint16_t first, uint16_t last, const sciot_tensor *in,
+                               unsigned n_in, sciot_tensor *out, unsigned n_out, double *op_ms);
 
 #ifdef __cplusplus
 }

@@ -45,8 +45,8 @@ typedef struct {
     /* Run operators [first, last) from the tensors live at `first` (in, read only) into
      * those live at `last` (out, written); every tensor has its data and nbytes set.
      * op_ms[i] gets the time of operator first + i in milliseconds. */
-    bool (*run_ops)(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *in,
-                    unsigned n_in, sciot_tensor *out, unsigned n_out, double *op_ms);
+    bool (*run_ops)(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+                    sciot_tensor *out, unsigned n_out, double *op_ms);
 } sciot_model_hal;
 
 typedef struct {
@@ -58,12 +58,12 @@ typedef struct {
     /* 32 random bits for reconnect jitter (may be NULL: no jitter). */
     uint32_t (*random)(void *user);
     /* MQTT 3.1.1 clean session with a retained QoS 1 will; true once CONNACK arrived. */
-    bool (*connect)(void *user, const char *client_id, const char *will_topic,
-                    const uint8_t *will, size_t will_len, uint16_t keepalive_s);
+    bool (*connect)(void *user, const char *client_id, const char *will_topic, const uint8_t *will,
+                    size_t will_len, uint16_t keepalive_s);
     void (*disconnect)(void *user);
     /* QoS 1 publishes return once the message is handed to the transport. */
-    bool (*publish)(void *user, const char *topic, const uint8_t *payload, size_t len,
-                    uint8_t qos, bool retain);
+    bool (*publish)(void *user, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
+                    bool retain);
     bool (*subscribe)(void *user, const char *filter, uint8_t qos);
     /* Wait up to timeout_ms for traffic, delivering each complete message through
      * sciot_device_on_message(); false when the connection is lost. */
@@ -99,10 +99,10 @@ typedef enum { SCIOT_PATH_OFFLOAD = 0, SCIOT_PATH_LOCAL, SCIOT_PATH_FALLBACK } s
 typedef struct {
     uint32_t seq;
     uint16_t split;
-    uint8_t path;          /* sciot_path */
-    const char *reason;    /* "answered", "local", "probe", "pinned", "timeout", ... */
-    double head_ms;        /* operators run on the device before sending */
-    double total_ms;       /* input to result on the device's clock */
+    uint8_t path;       /* sciot_path */
+    const char *reason; /* "answered", "local", "probe", "pinned", "timeout", ... */
+    double head_ms;     /* operators run on the device before sending */
+    double total_ms;    /* input to result on the device's clock */
     uint32_t sent_bytes;
     bool has_rtt;
     double rtt_ms;
@@ -131,7 +131,7 @@ typedef struct {
 typedef struct {
     sciot_config cfg;
     sciot_hal hal;
-    sciot_err error;         /* why the last call failed */
+    sciot_err error; /* why the last call failed */
     const char *error_detail;
 
     char id[SCIOT_DEVICE_ID_MAX_LEN + 1];
@@ -195,8 +195,8 @@ typedef struct {
 /* Bytes of memory sciot_device_init() needs for this model (0: the HAL's model is unusable). */
 size_t sciot_device_memory(const sciot_config *cfg, const sciot_hal *hal);
 
-bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal,
-                       void *mem, size_t mem_len);
+bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal, void *mem,
+                       size_t mem_len);
 
 /* Connect when due (with backoff), publish heartbeats when due, receive for up to
  * timeout_ms. False only on a fault the caller must see (dev->error); a lost broker is not

@@ -202,7 +202,7 @@ typedef enum {
 #define SCIOT_X_ERR(NAME, STR) SCIOT_CODE_##NAME,
     SCIOT_ERROR_CODES(SCIOT_X_ERR)
 #undef SCIOT_X_ERR
-    SCIOT_CODE_COUNT_
+        SCIOT_CODE_COUNT_
 } sciot_error_code;
 
 typedef struct {
@@ -234,8 +234,7 @@ sciot_err sciot_decode_split_decision(const uint8_t *p, size_t n, sciot_split_de
 /* max_bytes: the device's own max_payload (the result topic's limit is the contract's). */
 sciot_err sciot_decode_infer_result(const uint8_t *p, size_t n, size_t max_bytes,
                                     sciot_infer_result *out, const char **detail);
-sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out,
-                               const char **detail);
+sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out, const char **detail);
 sciot_err sciot_decode_error_report(const uint8_t *p, size_t n, sciot_error_report *out,
                                     const char **detail);
 

@@ -158,8 +158,8 @@ bool run_segment(sciot_esp_model *m, const tflite::MicroOpResolver &resolver, un
     return true;
 }
 
-bool tflm_run_ops(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *in,
-                  unsigned n_in, sciot_tensor *out, unsigned n_out, double *op_ms)
+bool tflm_run_ops(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+                  sciot_tensor *out, unsigned n_out, double *op_ms)
 {
     sciot_esp_model *m = static_cast<sciot_esp_model *>(ctx);
     m->error_detail = nullptr;
@@ -199,7 +199,7 @@ bool tflm_run_ops(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *
 }
 #endif
 
-}  // namespace
+} // namespace
 
 extern "C" bool sciot_esp_model_init(sciot_esp_model *m, sciot_hal *hal, const char **model_id,
                                      unsigned *num_ops)
