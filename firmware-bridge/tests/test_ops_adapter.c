@@ -1,8 +1,8 @@
 /*
  * The ops adapter (sciot/ops_adapter.h) over a real sciot model blob, built here byte by
- * byte as export_c.py lays it out: one ADD whose output is the sum of its two inputs, so
- * boundary 0 holds two tensors and boundary 1 one. Every bound the adapter checks is
- * crossed once, and a refused run must leave the output buffer untouched.
+ * byte as sciot_mqtt/models/export/ lays it out: one ADD whose output is the sum of its two
+ * inputs, so boundary 0 holds two tensors and boundary 1 one. Every bound the adapter checks
+ * is crossed once, and a refused run must leave the output buffer untouched.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /*
  * The sciot model blob: checked once in sciot_model_open(), then read in place.
- * Layout: sciot_mqtt/models/export_c.py (the writer) documents every field.
+ * Layout: sciot_mqtt/models/export/format.py documents every field.
  */
 #include "sciot_ops.h"
 
@@ -14,7 +14,7 @@
 
 enum { KIND_UNUSED = 0, KIND_ACTIVATION = 1, KIND_CONSTANT = 2 };
 
-/* The blob's element type codes (export_c.py `_DTYPES`); sciot_dtype is the API's. */
+/* The blob's element type codes (export/format.py `DTYPE_CODES`); sciot_dtype is the API's. */
 enum {
     BLOB_DTYPE_INT8 = 1,
     BLOB_DTYPE_UINT8 = 2,

@@ -20,8 +20,8 @@ extern "C" {
 /* Most dimensions of a tensor (the contract's Tensor.shape max_length). */
 #define SCIOT_MAX_DIMS SCIOT_TENSOR_SHAPE_MAX_LEN
 /* Most tensors live at one boundary (the contract's InferRequest.tensors max_length): the
- * only definition of this limit in C. sciot_mqtt/models/export_c.py refuses a model that
- * needs more, and tests/firmware/test_cgen.py checks that it agrees with the contract. */
+ * only definition of this limit in C. sciot_mqtt/models/export/ refuses a model that
+ * needs more, and tests/firmware/test_limits.py checks that it agrees with the contract. */
 #define SCIOT_MAX_BOUNDARY_TENSORS SCIOT_INFER_REQUEST_TENSORS_MAX_LEN
 
 /* Element types, in the order of the contract's Tensor.dtype literals (msgs.c maps them to
