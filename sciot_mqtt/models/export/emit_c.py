@@ -1,4 +1,10 @@
-"""``export_c``: the blob and the per-operator segments as C sources for the firmware."""
+"""``export_c``: a model as C sources for the firmware.
+
+For the esp-tflite-micro runner: one ``.tflite`` segment per operator, the tensors live at
+every split point and the operators to register (``tflm``). For the sciot_ops runner and
+the host build: the sciot model blob, written only when the C kernels run every operator.
+``sciot_exported_model.h`` names whatever was written by fixed names for the ESP-IDF port.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ from pathlib import Path
 
 from sciot_mqtt.models.errors import UnsupportedModelError
 from sciot_mqtt.models.export.blob import export_blob
+from sciot_mqtt.models.export.budget import op_arena
 from sciot_mqtt.models.export.format import BLOB_VERSION, MAX_OP_INPUTS, MAX_OP_OUTPUTS
+from sciot_mqtt.models.export.tflm import tflm_ops, tflm_ops_header
+from sciot_mqtt.models.graph import TfliteGraph
+from sciot_mqtt.models.manifest import TensorSpec
 from sciot_mqtt.models.package import ModelPackage
 
 __all__ = ["ExportedFiles", "c_identifier", "export_c"]
@@ -23,8 +33,8 @@ _ALIGNED16 = """#ifndef SCIOT_ALIGNED16
 #endif
 """
 
-_SEGMENT_TYPE = """#ifndef SCIOT_SEGMENT_DEFINED
-#define SCIOT_SEGMENT_DEFINED
+_SEGMENT_TYPE = """#ifndef SCIOT_SEGMENTED_MODEL_DEFINED
+#define SCIOT_SEGMENTED_MODEL_DEFINED
 /* One .tflite per operator [i, i+1), for esp-tflite-micro. Its inputs and outputs are the
  * op's live tensors, named by manifest tensor index in the segment's own I/O order (the
  * indices sciot_ops.h's boundary queries and the wire use). */
@@ -35,6 +45,21 @@ typedef struct {
     uint16_t inputs[4];
     uint16_t outputs[2];
 } sciot_segment;
+
+/* The tensors live at one split point, described (data NULL), in manifest order. */
+typedef struct {
+    uint16_t count;
+    const sciot_tensor *tensors;
+} sciot_split_point;
+
+/* A model as the esp-tflite-micro runner takes it. */
+typedef struct {
+    const char *model_id;
+    uint16_t num_ops;
+    const sciot_segment *segments;         /* num_ops, in execution order */
+    const sciot_split_point *split_points; /* num_ops + 1 */
+    uint32_t tflm_arena_bytes; /* the largest segment's tensors, planned as TFLM does */
+} sciot_segmented_model;
 #endif
 """
 
@@ -54,43 +79,94 @@ def _c_array(name: str, data: bytes) -> str:
     return f"const uint8_t {name}[{max(len(data), 1)}] SCIOT_ALIGNED16 = {{\n{body}\n}};\n"
 
 
+EXPORTED_HEADER = "sciot_exported_model.h"
+
+
 @dataclass(frozen=True, slots=True)
 class ExportedFiles:
-    blob: Path
-    model_c: Path
-    model_h: Path
     segments_c: Path
     segments_h: Path
+    tflm_ops_h: Path
+    exported_h: Path
+    blob: Path | None  # None when the C kernels cannot run the model (blob_refused says why)
+    model_c: Path | None
+    model_h: Path | None
+    blob_refused: str | None
 
     def all(self) -> list[Path]:
-        return [self.blob, self.model_c, self.model_h, self.segments_c, self.segments_h]
+        blob = [p for p in (self.blob, self.model_c, self.model_h) if p is not None]
+        return [*blob, self.segments_c, self.segments_h, self.tflm_ops_h, self.exported_h]
 
 
 def export_c(
     package: ModelPackage, out_dir: str | Path, conv_rounding: int | None = None
 ) -> ExportedFiles:
-    """Write ``<id>_model.bin``, ``<id>_model.{c,h}`` and ``<id>_segments.{c,h}``."""
+    """Write ``<id>_segments.{c,h}``, ``<id>_tflm_ops.h``, ``sciot_exported_model.h`` and,
+    when ``firmware-bridge/ops`` runs every operator, ``<id>_model.{bin,c,h}``.
+
+    Raises ``UnsupportedModelError`` when TFLite Micro cannot run the model either.
+    """
     out = Path(out_dir)
     ident = c_identifier(package.model_id)
-    blob = export_blob(package, conv_rounding)
+    ops = tflm_ops(package)
+    for op in package.ops:
+        if len(op.inputs) > MAX_OP_INPUTS or len(op.outputs) > MAX_OP_OUTPUTS:
+            raise UnsupportedModelError(f"op {op.index}: more than 4 inputs or 2 outputs")
+    blob: bytes | None = None
+    refused: str | None = None
+    try:
+        blob = export_blob(package, conv_rounding)
+    except UnsupportedModelError as exc:
+        refused = str(exc)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{ident}_model"
     files = ExportedFiles(
-        blob=out / f"{stem}.bin",
-        model_c=out / f"{stem}.c",
-        model_h=out / f"{stem}.h",
         segments_c=out / f"{ident}_segments.c",
         segments_h=out / f"{ident}_segments.h",
+        tflm_ops_h=out / f"{ident}_tflm_ops.h",
+        exported_h=out / EXPORTED_HEADER,
+        blob=out / f"{stem}.bin" if blob is not None else None,
+        model_c=out / f"{stem}.c" if blob is not None else None,
+        model_h=out / f"{stem}.h" if blob is not None else None,
+        blob_refused=refused,
     )
-    files.blob.write_bytes(blob)
     head = f"/* {_GENERATED}\n * model {package.model_id}, sha256 {package.sha256} */\n"
-    _write_model_sources(files, head, ident, blob)
+    if blob is not None:
+        _write_model_sources(files, head, ident, blob)
     _write_segment_sources(files, head, ident, package)
+    files.tflm_ops_h.write_text(tflm_ops_header(head, ident, ops))
+    files.exported_h.write_text(_exported_header(files, head, ident))
     return files
+
+
+def _exported_header(files: ExportedFiles, head: str, ident: str) -> str:
+    """The model of this directory by fixed names (one model per directory)."""
+    lines = [
+        f"{head}#ifndef SCIOT_EXPORTED_MODEL_H\n#define SCIOT_EXPORTED_MODEL_H\n",
+        f'#include "{files.segments_h.name}"',
+        f"#define SCIOT_EXPORTED_SEGMENTED sciot_{ident}_segmented",
+    ]
+    if files.model_h is not None:
+        lines += [
+            f'#include "{files.model_h.name}"',
+            f"#define SCIOT_EXPORTED_BLOB sciot_{ident}_blob",
+        ]
+    else:
+        lines.append(f"/* no sciot model blob: {files.blob_refused} */")
+    lines += [
+        "#ifdef __cplusplus",
+        f'#include "{files.tflm_ops_h.name}"',
+        f"#define SCIOT_EXPORTED_TFLM_RESOLVER sciot_{ident}_tflm_resolver",
+        f"#define SCIOT_EXPORTED_TFLM_ADD_OPS sciot_{ident}_tflm_add_ops",
+        "#endif\n\n#endif\n",
+    ]
+    return "\n".join(lines)
 
 
 def _write_model_sources(files: ExportedFiles, head: str, ident: str, blob: bytes) -> None:
     guard = f"SCIOT_{ident.upper()}_MODEL_H"
+    assert files.blob is not None and files.model_h is not None and files.model_c is not None
+    files.blob.write_bytes(blob)
     files.model_h.write_text(
         f"{head}#ifndef {guard}\n#define {guard}\n\n#include <stddef.h>\n#include <stdint.h>\n\n"
         f"{_ALIGNED16}\n"
@@ -106,15 +182,16 @@ def _write_model_sources(files: ExportedFiles, head: str, ident: str, blob: byte
 def _write_segment_sources(
     files: ExportedFiles, head: str, ident: str, package: ModelPackage
 ) -> None:
-    for op in package.ops:
-        if len(op.inputs) > MAX_OP_INPUTS or len(op.outputs) > MAX_OP_OUTPUTS:
-            raise UnsupportedModelError(f"op {op.index}: more than 4 inputs or 2 outputs")
+    graph = TfliteGraph(package.model_path.read_bytes())
+    arena = max(op_arena(graph, i) for i in range(package.num_ops))
     guard = f"SCIOT_{ident.upper()}_SEGMENTS_H"
     files.segments_h.write_text(
         f"{head}#ifndef {guard}\n#define {guard}\n\n#include <stddef.h>\n"
-        f"#include <stdint.h>\n\n{_ALIGNED16}\n{_SEGMENT_TYPE}\n"
+        f'#include <stdint.h>\n\n#include "sciot/tensor.h"\n\n{_ALIGNED16}\n{_SEGMENT_TYPE}\n'
         f"#define SCIOT_{ident.upper()}_NUM_OPS {package.num_ops}u\n"
-        f"extern const sciot_segment sciot_{ident}_op_segments[{package.num_ops}];\n\n#endif\n"
+        f"#define SCIOT_{ident.upper()}_TFLM_ARENA_BYTES {arena}u\n"
+        f"extern const sciot_segment sciot_{ident}_op_segments[{package.num_ops}];\n"
+        f"extern const sciot_segmented_model sciot_{ident}_segmented;\n\n#endif\n"
     )
     parts = [f'{head}#include "{files.segments_h.name}"\n\n']
     for i in range(package.num_ops):
@@ -129,5 +206,35 @@ def _write_segment_sources(
             f"    {{{n}, sizeof {n}, {len(op.inputs)}, {len(op.outputs)}, {{{ins}}}, {{{outs}}}}},"
             f" /* {op.op} */\n"
         )
-    parts.append("};\n")
+    parts.append("};\n\n/* The tensors live at each split point. */\n")
+    for b in package.boundaries:
+        parts.append(f"static const sciot_tensor sciot_{ident}_live_{b.index:04d}[] = {{\n")
+        parts += [f"    {_c_tensor(t)},\n" for t in b.tensors]
+        parts.append("};\n")
+    parts.append(
+        f"static const sciot_split_point sciot_{ident}_split_points[{package.num_ops + 1}] = {{\n"
+    )
+    parts += [
+        f"    {{{len(b.tensors)}, sciot_{ident}_live_{b.index:04d}}},\n" for b in package.boundaries
+    ]
+    parts.append(
+        f"}};\n\nconst sciot_segmented_model sciot_{ident}_segmented = {{\n"
+        f"    {_c_string(package.model_id)}, {package.num_ops}, sciot_{ident}_op_segments,\n"
+        f"    sciot_{ident}_split_points, SCIOT_{ident.upper()}_TFLM_ARENA_BYTES}};\n"
+    )
     files.segments_c.write_text("".join(parts))
+
+
+def _c_string(text: str) -> str:
+    """A C string literal of ``text``'s UTF-8 bytes (anything unusual as an octal escape)."""
+    safe = b"_.-:/ abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return '"' + "".join(chr(b) if b in safe else f"\\{b:03o}" for b in text.encode()) + '"'
+
+
+def _c_tensor(t: TensorSpec) -> str:
+    """A sciot_tensor initializer: index, dtype, ndim, shape, scale, zero point, bytes, data."""
+    shape = ", ".join(str(d) for d in t.shape) or "0"
+    return (
+        f"{{{t.index}, SCIOT_DTYPE_{t.dtype.upper()}, {len(t.shape)}, {{{shape}}}, {t.scale!r}, "
+        f"{t.zero_point}, {t.nbytes}, NULL}}"
+    )
