@@ -11,6 +11,7 @@ budget does not count.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import re
 import subprocess
@@ -19,7 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from sciot_mqtt.models.export.budget import esp32_targets, head_arena, memory_budget, op_arena
+from sciot_mqtt.models.export.budget import (
+    esp32_targets,
+    head_arena,
+    memory_budget,
+    op_arena,
+    store_plan,
+)
 from sciot_mqtt.models.graph import TfliteGraph
 from sciot_mqtt.models.package import ModelPackage
 
@@ -146,6 +153,28 @@ def test_a_model_that_fits_nowhere_is_refused_and_nothing_written(
     done = _export(fomo96_package, out, cli_env, "--psram-kib", "32", "--ram-reserve-kib", "448")
     assert done.returncode == 1, done.stdout
     assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["fomo96", "tiny_classifier"])
+def test_the_runners_store_never_overlaps_tensors_live_together(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    package: ModelPackage = request.getfixturevalue(f"{model}_package")
+    graph = TfliteGraph(package.model_path.read_bytes())
+    plan = store_plan(graph)
+    live = [set(graph.live_at(s)) for s in range(graph.num_ops + 1)]
+    assert set(plan.offsets) == set().union(*live)
+    assert plan.size == head_arena(graph, graph.num_ops)
+    for op in range(graph.num_ops):
+        # While op runs: what is live before and after it, its inputs and outputs.
+        together = live[op] | live[op + 1]
+        together |= {t for t in graph.op_inputs[op] + graph.op_outputs[op] if t in plan.offsets}
+        spans = sorted(
+            (plan.offsets[t], plan.offsets[t] + graph.tensor(t).nbytes) for t in together
+        )
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end <= start, f"op {op}: overlapping tensors in the store"
+        assert spans[-1][1] <= plan.size
 
 
 def test_budget_figures_follow_the_targets(fomo96_package: ModelPackage) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sciot_mqtt.models.export.arena import place
+from sciot_mqtt.models.export.arena import ArenaPlan, place
 from sciot_mqtt.models.export.format import align
 from sciot_mqtt.models.graph import TfliteGraph
 from sciot_mqtt.models.package import ModelPackage
@@ -44,6 +44,7 @@ __all__ = [
     "head_arena",
     "memory_budget",
     "op_arena",
+    "store_plan",
 ]
 
 KIB = 1024
@@ -99,6 +100,25 @@ def head_arena(graph: TfliteGraph, split: int) -> int:
     return place(lifetimes, sizes).size
 
 
+def store_plan(graph: TfliteGraph) -> ArenaPlan:
+    """Offsets for every tensor live at some split point, sharing bytes between tensors never
+    live at once: where the port's esp-tflite-micro runner keeps them between operators.
+    Its size is the whole model's head arena (the last split point's)."""
+    stored = {t for s in range(graph.num_ops + 1) for t in graph.live_at(s)}
+    lifetimes = {t: (0, 0) for t in stored if t in graph.inputs}
+    for i in range(graph.num_ops):
+        for t in graph.op_outputs[i]:
+            if t in stored:
+                lifetimes.setdefault(t, (i, i))
+    for i in range(graph.num_ops):
+        for t in graph.op_inputs[i]:
+            if t in lifetimes:
+                lifetimes[t] = (lifetimes[t][0], max(lifetimes[t][1], i))
+    for t in graph.outputs:
+        lifetimes[t] = (lifetimes[t][0], graph.num_ops)
+    return place(lifetimes, {t: graph.tensor(t).nbytes for t in lifetimes})
+
+
 def op_arena(graph: TfliteGraph, op: int) -> int:
     """Bytes of the tensors of operator ``op`` alone: what one operator's interpreter plans."""
     tensors = {t for t in graph.op_inputs[op] if not graph.is_constant(t)}
@@ -121,6 +141,7 @@ class Budget:
     segments_bytes: int  # flash of the esp-tflite-micro runner's model
     blob_bytes: int | None  # flash of the sciot_ops runner's model (None: no blob)
     tflm_op_arena: int  # the largest op_arena: the TFLM runner's arena, planned part
+    tflm_store: int  # store_plan's size: the TFLM runner's live tensors
     targets: list[Target]
     splits: list[SplitBudget]
 
@@ -140,7 +161,10 @@ class Budget:
                 "blob_bytes": self.blob_bytes,
                 "app_partition_bytes": APP_PARTITION_BYTES,
             },
-            "tflm_op_arena_bytes": self.tflm_op_arena,
+            "tflm_runner": {
+                "store_bytes": self.tflm_store,
+                "op_arena_bytes": self.tflm_op_arena,
+            },
             "targets": [
                 {"name": t.name, "tensor_ram_bytes": t.tensor_ram, "origin": t.origin}
                 for t in self.targets
@@ -158,14 +182,18 @@ class Budget:
         }
 
     def table(self) -> str:
+        port_need = self.tflm_store + self.tflm_op_arena
         blob = f"{self.blob_bytes:,} B" if self.blob_bytes is not None else "none"
         lines = [
             f"memory budget of {self.model_id} (sciot_mqtt/models/export/budget.py)",
             f"  flash: segments {self.segments_bytes:,} B (esp-tflite-micro runner), blob "
             f"{blob} (sciot_ops runner); app partition {APP_PARTITION_BYTES // KIB} KiB, "
             "shared with the firmware's code",
-            f"  esp-tflite-micro runner: one operator at a time, largest planned "
-            f"{self.tflm_op_arena:,} B",
+            f"  this port's esp-tflite-micro runner: live tensors {self.tflm_store:,} B + one "
+            f"operator's arena {self.tflm_op_arena:,} B planned (+ TFLM's own data): "
+            + ", ".join(
+                f"{t.name} {'fits' if port_need <= t.tensor_ram else '-'}" for t in self.targets
+            ),
             "  RAM for tensors:",
         ]
         lines += [
@@ -214,6 +242,7 @@ def memory_budget(
         segments_bytes=segments_bytes,
         blob_bytes=blob_bytes,
         tflm_op_arena=max(op_arena(graph, i) for i in range(graph.num_ops)),
+        tflm_store=store_plan(graph).size,
         targets=targets,
         splits=splits,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sciot_mqtt.models.errors import UnsupportedModelError
 from sciot_mqtt.models.export.blob import export_blob
-from sciot_mqtt.models.export.budget import op_arena
+from sciot_mqtt.models.export.budget import op_arena, store_plan
 from sciot_mqtt.models.export.format import BLOB_VERSION, MAX_OP_INPUTS, MAX_OP_OUTPUTS
 from sciot_mqtt.models.export.tflm import tflm_ops, tflm_ops_header
 from sciot_mqtt.models.graph import TfliteGraph
@@ -52,6 +52,12 @@ typedef struct {
     const sciot_tensor *tensors;
 } sciot_split_point;
 
+/* Where a tensor live at some split point sits in the runner's store, between operators. */
+typedef struct {
+    uint16_t index;  /* manifest tensor index */
+    uint32_t offset; /* in the store; tensors never live at once share bytes */
+} sciot_stored_tensor;
+
 /* A model as the esp-tflite-micro runner takes it. */
 typedef struct {
     const char *model_id;
@@ -59,6 +65,9 @@ typedef struct {
     const sciot_segment *segments;         /* num_ops, in execution order */
     const sciot_split_point *split_points; /* num_ops + 1 */
     uint32_t tflm_arena_bytes; /* the largest segment's tensors, planned as TFLM does */
+    uint16_t num_stored;
+    const sciot_stored_tensor *stored; /* every tensor live at some split point */
+    uint32_t store_bytes;
 } sciot_segmented_model;
 #endif
 """
@@ -184,6 +193,7 @@ def _write_segment_sources(
 ) -> None:
     graph = TfliteGraph(package.model_path.read_bytes())
     arena = max(op_arena(graph, i) for i in range(package.num_ops))
+    store = store_plan(graph)
     guard = f"SCIOT_{ident.upper()}_SEGMENTS_H"
     files.segments_h.write_text(
         f"{head}#ifndef {guard}\n#define {guard}\n\n#include <stddef.h>\n"
@@ -217,10 +227,13 @@ def _write_segment_sources(
     parts += [
         f"    {{{len(b.tensors)}, sciot_{ident}_live_{b.index:04d}}},\n" for b in package.boundaries
     ]
+    parts.append(f"}};\n\nstatic const sciot_stored_tensor sciot_{ident}_stored[] = {{\n")
+    parts += [f"    {{{t}, {offset}}},\n" for t, offset in sorted(store.offsets.items())]
     parts.append(
         f"}};\n\nconst sciot_segmented_model sciot_{ident}_segmented = {{\n"
         f"    {_c_string(package.model_id)}, {package.num_ops}, sciot_{ident}_op_segments,\n"
-        f"    sciot_{ident}_split_points, SCIOT_{ident.upper()}_TFLM_ARENA_BYTES}};\n"
+        f"    sciot_{ident}_split_points, SCIOT_{ident.upper()}_TFLM_ARENA_BYTES,\n"
+        f"    {len(store.offsets)}, sciot_{ident}_stored, {store.size}u}};\n"
     )
     files.segments_c.write_text("".join(parts))
 

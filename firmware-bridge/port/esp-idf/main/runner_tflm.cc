@@ -6,7 +6,7 @@
  *   operator, with the operators the model needs registered by the generated
  *   <id>_tflm_ops.h, in one arena of the exporter's planned size plus
  *   CONFIG_SCIOT_TFLM_ARENA_EXTRA. The tensors live at each split point come from the
- *   generated tables; every tensor live at some split point has a buffer of its own here.
+ *   generated tables, and sit between operators in one store at the exported offsets.
  * - CONFIG_SCIOT_RUNNER_SCIOT_OPS: the sciot model blob through the ops adapter (the same C
  *   kernels as the host build); only for a model whose blob export-c could write.
  *
@@ -143,9 +143,14 @@ sciot_tensor *stored(sciot_esp_model *m, uint32_t index)
     return nullptr;
 }
 
-/* Working memory for every tensor live at some split point, once. */
+/* Every tensor live at some split point, at its exported offset in one store: tensors never
+ * live at once share bytes (the budget's "live tensors"). */
 bool store_live_tensors(sciot_esp_model *m)
 {
+    uint8_t *store = big_alloc(MODEL.store_bytes);
+    if (store == nullptr) {
+        return fail(m, "no memory for the live tensors");
+    }
     for (unsigned s = 0; s <= MODEL.num_ops; s++) {
         const sciot_split_point &p = MODEL.split_points[s];
         for (unsigned k = 0; k < p.count; k++) {
@@ -156,9 +161,15 @@ bool store_live_tensors(sciot_esp_model *m)
                 return fail(m, "more live tensors than SCIOT_ESP_MAX_STORED");
             }
             sciot_tensor t = p.tensors[k];
-            t.data = big_alloc(t.nbytes);
+            t.data = nullptr;
+            for (unsigned j = 0; j < MODEL.num_stored; j++) {
+                if (MODEL.stored[j].index == t.index &&
+                    MODEL.stored[j].offset + t.nbytes <= MODEL.store_bytes) {
+                    t.data = store + MODEL.stored[j].offset;
+                }
+            }
             if (t.data == nullptr) {
-                return fail(m, "no memory for the live tensors");
+                return fail(m, "a live tensor without its place in the exported store");
             }
             m->stored[m->n_stored++] = t;
         }
