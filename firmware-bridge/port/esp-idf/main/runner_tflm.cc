@@ -31,8 +31,6 @@
 
 namespace {
 
-const char *TAG = "sciot-model";
-
 sciot_esp_model *model_of(void *user)
 {
     return &static_cast<sciot_esp_port *>(user)->model;
@@ -121,6 +119,7 @@ unsigned model_ops(const sciot_esp_model *m)
     return m->ops.model.num_ops;
 }
 #else
+const char *TAG = "sciot-model";
 const sciot_segmented_model &MODEL = SCIOT_EXPORTED_SEGMENTED;
 
 const char *model_id(const sciot_esp_model *)
