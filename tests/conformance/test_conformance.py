@@ -13,6 +13,7 @@ import pytest
 
 from sciot_mqtt.broker import MosquittoBroker
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Assign,
     Command,
     ServiceState,
@@ -52,7 +53,7 @@ async def test_birth_assign_heartbeats_and_clean_exit(
     birth = await dev.expect("birth")
     assert set(birth) == BIRTH_KEYS
     assert birth["session"] == state["session"]
-    assert birth["protocol"] == 1 and birth["models"] == ["fomo96"]
+    assert birth["protocol"] == PROTOCOL_VERSION and birth["models"] == ["fomo96"]
     assert birth["max_payload"] >= 4096
     # state online, then birth, then the first heartbeat: the order topics.md fixes
     await dev.expect("hb")

@@ -12,6 +12,7 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models import ModelPackage, SegmentRunner
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Birth,
     DeviceTopic,
     ErrorReport,
@@ -131,7 +132,9 @@ async def test_requests_that_break_the_manifest_are_answered_with_errors(
     rogue = "rogue"
     await sciot_probe.publish(
         device_topic(rogue, DeviceTopic.BIRTH),
-        Birth(protocol=1, session=5, kind="t", models=["fomo96"], max_payload=10**6).encode(),
+        Birth(
+            protocol=PROTOCOL_VERSION, session=5, kind="t", models=["fomo96"], max_payload=10**6
+        ).encode(),
     )
     await sciot_service.wait_until(
         lambda: (r := sciot_service.registry.get(rogue)) is not None and r.registered, timeout=5

@@ -892,7 +892,6 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
                                      size_t *len)
 {
     sciot_mpw w;
-    uint32_t i;
     if (m->reason >= COUNT(REASONS)) {
         return SCIOT_E_ARG;
     }
