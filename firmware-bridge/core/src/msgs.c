@@ -1,6 +1,8 @@
 /* Payloads of topics.md: a table-driven decoder and the device's encoders. */
 #include "sciot/msgs.h"
 
+#include <float.h> /* freestanding, unlike math.h's isfinite */
+
 #include "sciot/mp.h"
 #include "util.h"
 
@@ -144,8 +146,8 @@ typedef struct schema {
     {K, R, F_ID, 0, OFF(T, m), NONE, 0, 0, 0, 0, SCIOT_DEVICE_ID_MAX_LEN, 0, 0, 0, 0, 0, 0}
 #define FENUM(K, R, T, m, tab) \
     {K, R, F_ENUM, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, 0}
-#define FNUMS(K, R, T, m, items) \
-    {K, R, F_NUMS, 0, OFF(T, m), NONE, 0, 0, 0, 0, items, 0, 0, 0, 0, 0, 0}
+#define FNUMS(K, R, T, m, items, lo, hi) \
+    {K, R, F_NUMS, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, lo, hi, 0, items, 0, 0, 0, 0, 0, 0}
 #define FOBJ(K, R, T, m, S, ST) \
     {K, R, F_OBJ, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), 1}
 #define FOBJH(K, R, T, m, h, S, ST) \
@@ -290,9 +292,11 @@ static const field INFER_F[] = {
     FOBJS(SCIOT_INFER_REQUEST_KEY_TENSORS, 1, sciot_infer_request, tensors, n_tensors, TENSOR_S,
           sciot_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN, SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
     FNUMS(SCIOT_INFER_REQUEST_KEY_DEVICE_MS, 1, sciot_infer_request, device_ms,
-          SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN),
+          SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN, SCIOT_INFER_REQUEST_DEVICE_MS_ITEM_GE,
+          SCIOT_INFER_REQUEST_DEVICE_MS_ITEM_LE),
     FNUM(SCIOT_INFER_REQUEST_KEY_RTT_MS, 0, sciot_infer_request, rtt_ms,
-         HAS(sciot_infer_request, has_rtt_ms), HAS_MIN, SCIOT_INFER_REQUEST_RTT_MS_GE, 0),
+         HAS(sciot_infer_request, has_rtt_ms), HAS_MIN | HAS_MAX, SCIOT_INFER_REQUEST_RTT_MS_GE,
+         SCIOT_INFER_REQUEST_RTT_MS_LE),
     FU32(SCIOT_INFER_REQUEST_KEY_RTT_SEQ, 0, sciot_infer_request, rtt_seq,
          HAS(sciot_infer_request, has_rtt_seq)),
 };
@@ -307,11 +311,13 @@ static const field TIMINGS_F[] = {
     FID(SCIOT_LOCAL_TIMINGS_KEY_MODEL, 1, sciot_local_timings, model),
     FENUM(SCIOT_LOCAL_TIMINGS_KEY_REASON, 1, sciot_local_timings, reason, REASONS),
     FNUMS(SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS, 1, sciot_local_timings, device_ms,
-          SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN),
+          SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN, SCIOT_LOCAL_TIMINGS_DEVICE_MS_ITEM_GE,
+          SCIOT_LOCAL_TIMINGS_DEVICE_MS_ITEM_LE),
     FOBJS(SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS, 1, sciot_local_timings, detections, n_detections,
           DETECTION_S, sciot_detection, 0, SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN),
     FNUM(SCIOT_LOCAL_TIMINGS_KEY_RTT_MS, 0, sciot_local_timings, rtt_ms,
-         HAS(sciot_local_timings, has_rtt_ms), HAS_MIN, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, 0),
+         HAS(sciot_local_timings, has_rtt_ms), HAS_MIN | HAS_MAX, SCIOT_LOCAL_TIMINGS_RTT_MS_GE,
+         SCIOT_LOCAL_TIMINGS_RTT_MS_LE),
     FU32(SCIOT_LOCAL_TIMINGS_KEY_RTT_SEQ, 0, sciot_local_timings, rtt_seq,
          HAS(sciot_local_timings, has_rtt_seq)),
 };
@@ -341,8 +347,8 @@ static const field SPLIT_F[] = {
     FSTR(SCIOT_SPLIT_DECISION_KEY_REASON, 1, sciot_split_decision, reason, NONE,
          SCIOT_SPLIT_DECISION_REASON_MAX_LEN),
     FNUM(SCIOT_SPLIT_DECISION_KEY_PREDICTED_MS, 0, sciot_split_decision, predicted_ms,
-         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN, SCIOT_SPLIT_DECISION_PREDICTED_MS_GE,
-         0),
+         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN | HAS_MAX,
+         SCIOT_SPLIT_DECISION_PREDICTED_MS_GE, SCIOT_SPLIT_DECISION_PREDICTED_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(SPLIT_F) == SCIOT_SPLIT_DECISION_FIELD_COUNT, split_fields);
 static const schema SPLIT_S = {SPLIT_F, (uint8_t)COUNT(SPLIT_F)};
@@ -356,11 +362,12 @@ static const field RESULT_F[] = {
           DETECTION_S, sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
     FOBJ(SCIOT_INFER_RESULT_KEY_OUTPUT, 1, sciot_infer_result, output, TENSOR_S, sciot_tensor),
     FNUMS(SCIOT_INFER_RESULT_KEY_EDGE_MS, 1, sciot_infer_result, edge_ms,
-          SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
-    FNUM(SCIOT_INFER_RESULT_KEY_QUEUE_MS, 1, sciot_infer_result, queue_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_QUEUE_MS_GE, 0),
-    FNUM(SCIOT_INFER_RESULT_KEY_SERVICE_MS, 1, sciot_infer_result, service_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_SERVICE_MS_GE, 0),
+          SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN, SCIOT_INFER_RESULT_EDGE_MS_ITEM_GE,
+          SCIOT_INFER_RESULT_EDGE_MS_ITEM_LE),
+    FNUM(SCIOT_INFER_RESULT_KEY_QUEUE_MS, 1, sciot_infer_result, queue_ms, NONE,
+         HAS_MIN | HAS_MAX, SCIOT_INFER_RESULT_QUEUE_MS_GE, SCIOT_INFER_RESULT_QUEUE_MS_LE),
+    FNUM(SCIOT_INFER_RESULT_KEY_SERVICE_MS, 1, sciot_infer_result, service_ms, NONE,
+         HAS_MIN | HAS_MAX, SCIOT_INFER_RESULT_SERVICE_MS_GE, SCIOT_INFER_RESULT_SERVICE_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(RESULT_F) == SCIOT_INFER_RESULT_FIELD_COUNT, result_fields);
 static const schema RESULT_S = {RESULT_F, (uint8_t)COUNT(RESULT_F)};
@@ -400,8 +407,13 @@ static sciot_err invalid(dec *d, const char *what)
     return SCIOT_E_INVALID;
 }
 
+/* Also false for NaN and the infinities, which no field of the contract allows (every
+ * comparison with NaN is false). */
 static bool range_ok(const field *f, double v)
 {
+    if (!(v >= -DBL_MAX && v <= DBL_MAX)) {
+        return false;
+    }
     if ((f->flags & HAS_MIN) != 0u) {
         if ((f->flags & MIN_EXCL) != 0u ? !(v > f->min) : !(v >= f->min)) {
             return false;
@@ -531,7 +543,7 @@ static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
                 double v;
                 if (!sciot_mpr_peek(&d->r, &t) ||
                     (t != SCIOT_MP_T_UINT && t != SCIOT_MP_T_INT && t != SCIOT_MP_T_FLOAT) ||
-                    !sciot_mpr_number(&d->r, &v)) {
+                    !sciot_mpr_number(&d->r, &v) || !range_ok(f, v)) {
                     return invalid(d, f->key);
                 }
                 nums->sum += v;
