@@ -43,6 +43,7 @@ from sciot_mqtt.protocol import (
     parse_topic,
     service_topic,
 )
+from sciot_mqtt.protocol.accounts import service_client_id
 from sciot_mqtt.service.decisions import Decision, DecisionSettings, DeviceCostModel
 from sciot_mqtt.service.recent import RecentRequests, Seen, digest
 from sciot_mqtt.service.registry import DeviceRecord, Presence, Registry, Transition
@@ -196,7 +197,7 @@ class Service:
         will = ServiceState(online=False, instance=self.instance)
         async with MqttSession(
             self.broker,
-            client_id=f"sciot-service-{self.instance}",
+            client_id=service_client_id(self.instance),
             will=LastWill(service_topic(self.instance, ServiceTopic.STATE), will.encode()),
             keepalive=self.settings.keepalive,
         ) as mqtt:
