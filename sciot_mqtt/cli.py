@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from sciot_mqtt import __version__
+from sciot_mqtt._optional import require_extra
 from sciot_mqtt.errors import ConfigurationError, SciotError
 from sciot_mqtt.logs import configure_logging
 from sciot_mqtt.models.errors import ModelError
@@ -23,6 +24,8 @@ from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.transport import BrokerAddress
 
 if TYPE_CHECKING:
+    from sciot_mqtt.device import Device
+    from sciot_mqtt.service import Service
     from sciot_mqtt.swarm import DevicePlan, Mix
 
 
@@ -119,6 +122,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     address = _service_broker(settings)  # refuses unsafe exposure before loading models
     swarm = None
     if args.swarm:
+        require_extra("swarm", "up --swarm")
         from sciot_mqtt.swarm import load_mix, plan_devices
 
         if address.credentials is not None or address.tls is not None:
@@ -188,13 +192,25 @@ async def _run_up(
             )
             address = dataclasses.replace(broker.address, credentials=address.credentials)
         service = await stack.enter_async_context(Service(settings, address, packages=packages))
-        if swarm is None:
-            await stop.wait()
-        else:
-            from sciot_mqtt.swarm.live import run_local_swarm
+        watcher = asyncio.create_task(_stop_when_ended(service, stop), name="up-watch-service")
+        try:
+            if swarm is None:
+                await stop.wait()
+            else:
+                from sciot_mqtt.swarm.live import run_local_swarm
 
-            await run_local_swarm(*swarm, packages, address, stop)
+                await run_local_swarm(*swarm, packages, address, stop)
+        finally:
+            watcher.cancel()
         await service.stop()
+        if service.failure is not None:
+            raise service.failure
+
+
+async def _stop_when_ended(runner: Service | Device, stop: asyncio.Event) -> None:
+    """A service or device that stopped by itself (the broker refused it) ends the command."""
+    await runner.ended()
+    stop.set()
 
 
 # --- device --------------------------------------------------------------------------------
@@ -259,6 +275,7 @@ def _cmd_device(args: argparse.Namespace) -> int:
     settings = DeviceSettings(**_overrides(args, _DEVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
     from sciot_mqtt.device import Device
+    from sciot_mqtt.device.emulation import Emulation
     from sciot_mqtt.device.inputs import folder_images, synthetic_images
     from sciot_mqtt.device.report import summarize_inferences
     from sciot_mqtt.models.catalog import resolve_packages
@@ -268,7 +285,9 @@ def _cmd_device(args: argparse.Namespace) -> int:
     summary: dict[str, object] = {}
 
     async def run(stop: asyncio.Event) -> None:
-        async with Device(settings, packages=packages) as device:
+        emulation = Emulation.from_settings(settings)
+        async with Device(settings, packages=packages, emulation=emulation) as device:
+            watcher = asyncio.create_task(_stop_when_ended(device, stop), name="device-watch")
             records = []
             if args.count is None:
                 with contextlib.suppress(TimeoutError):
@@ -283,7 +302,10 @@ def _cmd_device(args: argparse.Namespace) -> int:
                     if args.interval:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), args.interval)
+            watcher.cancel()
             await device.stop()
+            if device.failure is not None:
+                raise device.failure
             summary.update(device.summary().as_dict())
             summary["link"] = {d: st.as_dict() for d, st in device.link.stats.items()}
             if records:

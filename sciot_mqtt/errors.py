@@ -44,4 +44,5 @@ class ConfigurationError(SciotError):
 
 
 class AccessDeniedError(ConnectionLostError):
-    """The broker refused a subscription: its ACLs do not let this account read the topics."""
+    """The broker refused this account: a login it does not accept, or a subscription its
+    ACLs forbid. Retrying cannot help, so the service and the device stop on it."""

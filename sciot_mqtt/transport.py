@@ -127,7 +127,7 @@ class MqttSession:
             await self._client.__aenter__()
         except aiomqtt.MqttCodeError as exc:
             if exc.rc is not None and _code(exc.rc) in _REFUSED_CREDENTIALS:
-                raise ConnectionLostError(
+                raise AccessDeniedError(
                     f"{self.broker} refused the connection: {exc}; "
                     + (
                         "check the username and password"

@@ -7,6 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 
+from sciot_mqtt._optional import require_extra
+
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="benchmarks: print and save JSON (and PNG plots)")
@@ -56,6 +58,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
+    require_extra("bench", "bench split")
     from sciot_mqtt.bench.split import BROKERS, run_split_bench
     from sciot_mqtt.logs import configure_logging
 
@@ -94,6 +97,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_decisions(args: argparse.Namespace) -> int:
+    require_extra("bench", "bench decisions")
     from sciot_mqtt.bench.decisions import run_decisions_bench
     from sciot_mqtt.logs import configure_logging
     from sciot_mqtt.models.catalog import resolve_package
@@ -117,6 +121,7 @@ def _cmd_decisions(args: argparse.Namespace) -> int:
 
 
 def _cmd_scale(args: argparse.Namespace) -> int:
+    require_extra("bench", "bench scale")
     from sciot_mqtt.bench.scale import run_scale_bench
     from sciot_mqtt.logs import configure_logging
 
@@ -140,6 +145,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
 
 
 def _cmd_soak(args: argparse.Namespace) -> int:
+    require_extra("bench", "bench soak")
     from sciot_mqtt.bench.soak import run_soak_bench
     from sciot_mqtt.logs import configure_logging
 

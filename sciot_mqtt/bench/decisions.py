@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from sciot_mqtt.bench.machine import describe_machine
 from sciot_mqtt.broker import EmbeddedBroker
 from sciot_mqtt.device import Device
+from sciot_mqtt.device.emulation import Emulation
 from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.service import Service
 from sciot_mqtt.service.decisions import DeviceCostModel
@@ -44,10 +45,12 @@ GOOD = 1.05  # a choice is right when its realized latency is within 5 % of the 
 
 def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings: Any) -> Device:
     values = {"result_timeout": 30.0, "heartbeat_interval": 1.0} | settings
+    device_settings = DeviceSettings(_env_file=None, id=name, **values)  # type: ignore[call-arg]
     return Device(
-        DeviceSettings(_env_file=None, id=name, **values),  # type: ignore[call-arg]
+        device_settings,
         address,
         packages={package.model_id: package},
+        emulation=Emulation.from_settings(device_settings),
     )
 
 
@@ -108,9 +111,10 @@ async def _adaptive(
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
         for _ in range(count):
             records.append(await device.infer(next(images)))
-    cost = service.costs[name]
+    record = service.registry.get(name)
+    cost = record.cost if record is not None else None
     engine = service.engine
-    assert engine is not None
+    assert cost is not None and engine is not None
     tail = records[-steady:]
 
     def measuring(r: Any) -> bool:

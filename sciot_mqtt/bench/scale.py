@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sciot_mqtt.bench.machine import describe_machine
+from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.swarm.mix import Mix
 from sciot_mqtt.swarm.report import read_rows
 from sciot_mqtt.swarm.run import SwarmOptions, run_swarm

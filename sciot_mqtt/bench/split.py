@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from sciot_mqtt.bench.machine import describe_machine
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.settings import DeviceSettings
 from sciot_mqtt.swarm.edge import BrokerKind, edge_stack

@@ -1,13 +1,49 @@
-"""Summaries of a device's inferences, as printed by `sciot-mqtt device --count`."""
+"""Summaries of a device's run and its inferences, as printed by `sciot-mqtt device`."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sciot_mqtt.device.device import InferenceRecord
+from sciot_mqtt.protocol import DeviceMode
+
+if TYPE_CHECKING:
+    from sciot_mqtt.device.inference import InferenceRecord
+
+
+@dataclass
+class DeviceSummary:
+    """What happened during a device's run; printed as one JSON line on exit."""
+
+    device_id: str
+    session: int
+    mode_at_exit: DeviceMode  # after leaving: always local once disconnected
+    model: str | None
+    connects: int = 0
+    disconnects: int = 0
+    heartbeats: int = 0
+    assignments: int = 0
+    rebirths: int = 0
+    unanswered: int = 0  # result timeouts that made the device stop offloading
+    fallbacks: int = 0
+    resumes: int = 0
+    decisions: int = 0
+    decisions_rejected: int = 0
+    errors_received: int = 0
+    inferences: int = 0
+    offloaded: int = 0
+    local: int = 0
+    fallbacks_local: int = 0
+    # Accounting of offloads: every `infer` published ends as answered or finished locally.
+    requests_sent: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -310,8 +310,9 @@ def build_zoo_model(
     scores, training recipe, versions); returns the ``.tflite`` path.
     """
     # Deferred so that these (TF-free) modules are not part of the import of build.py.
+    from sciot_mqtt.models.cache import file_sha256
     from sciot_mqtt.models.evaluate import EVAL_SEED, evaluate_package, score_outputs
-    from sciot_mqtt.models.package import ModelPackage, file_sha256
+    from sciot_mqtt.models.package import ModelPackage
 
     if seed == EVAL_SEED:
         raise ModelError(f"seed {seed} is the held-out evaluation seed; pick another")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from sciot_mqtt.models.cache import default_cache_dir
 from sciot_mqtt.models.errors import ModelError
-from sciot_mqtt.models.package import ModelPackage, default_cache_dir
+from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.zoo import zoo_model_ids, zoo_model_path
 
 __all__ = ["resolve_package", "resolve_packages"]

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from sciot_mqtt.models.cache import default_cache_dir, file_sha256
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.models.graph import TfliteGraph
-from sciot_mqtt.models.package import ModelPackage, default_cache_dir, file_sha256
+from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.zoo import zoo_metadata, zoo_model_ids, zoo_model_path
 
 __all__ = ["add_models_parser", "cmd_build", "cmd_export_c", "cmd_list", "cmd_split"]
@@ -269,7 +270,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_export_c(args: argparse.Namespace) -> int:
     from sciot_mqtt.models.catalog import resolve_package
-    from sciot_mqtt.models.export_c import ROUNDINGS, detect_conv_rounding, export_c
+    from sciot_mqtt.models.export import ROUNDINGS, detect_conv_rounding, export_c
 
     root = args.cache_dir or default_cache_dir()
     target = Path(args.model)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sciot_mqtt.models.package import TensorSpec
+from sciot_mqtt.models.manifest import TensorSpec
 
 __all__ = [
     "CentroidScore",

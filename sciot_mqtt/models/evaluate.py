@@ -13,7 +13,8 @@ from sciot_mqtt.models.decode import (
     label_centroids,
     match_centroids,
 )
-from sciot_mqtt.models.package import ModelPackage, TensorSpec
+from sciot_mqtt.models.manifest import TensorSpec
+from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.runtime import SegmentRunner
 
 __all__ = ["EVAL_SEED", "evaluate_package", "score_outputs"]

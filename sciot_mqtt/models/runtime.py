@@ -18,7 +18,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from sciot_mqtt.models.errors import ModelError
-from sciot_mqtt.models.package import ModelPackage, TensorSpec
+from sciot_mqtt.models.manifest import TensorSpec
+from sciot_mqtt.models.package import ModelPackage
 
 __all__ = ["OP_RESOLVER", "SegmentRunner", "make_interpreter"]
 

@@ -25,8 +25,8 @@ from typing import Literal, Self
 
 import structlog
 
-from sciot_mqtt.device.emulation import LinkProfile
 from sciot_mqtt.errors import ConfigurationError
+from sciot_mqtt.network.link import LinkProfile
 
 __all__ = ["LinkShaping", "NetnsLink", "kernel_shaping_unavailable"]
 

@@ -24,7 +24,8 @@ from typing import Self
 
 import structlog
 
-from sciot_mqtt.device.emulation import Direction, LinkEmulator, LinkProfile, load_link_profile
+from sciot_mqtt.network.emulator import LinkEmulator
+from sciot_mqtt.network.link import Direction, LinkProfile, load_link_profile
 from sciot_mqtt.transport import BrokerAddress
 
 __all__ = ["LinkProxy", "ProxyStats"]

@@ -9,6 +9,7 @@ from sciot_mqtt.protocol.messages import (
     Command,
     DetectionItem,
     DeviceCounts,
+    DeviceMode,
     DeviceState,
     ErrorReport,
     Heartbeat,
@@ -21,6 +22,7 @@ from sciot_mqtt.protocol.messages import (
     ServiceState,
     ServiceStats,
     SplitDecision,
+    SplitMode,
     Tensor,
 )
 from sciot_mqtt.protocol.topics import (
@@ -50,6 +52,7 @@ __all__ = [
     "DetectionItem",
     "DeviceAddress",
     "DeviceCounts",
+    "DeviceMode",
     "DeviceState",
     "DeviceTopic",
     "ErrorReport",
@@ -65,6 +68,7 @@ __all__ = [
     "ServiceStats",
     "ServiceTopic",
     "SplitDecision",
+    "SplitMode",
     "Tensor",
     "device_filter",
     "device_topic",

@@ -44,7 +44,10 @@ _DECODING = {"decoding": True}
 """Validation context of `Message.decode`: what arrives from the wire, never adjusted."""
 
 Publisher = Literal["device", "service"]
-Mode = Literal["offload", "local"]
+DeviceMode = Literal["offload", "local"]
+"""What a device does now (its heartbeat says it): send tensors, or run everything itself."""
+SplitMode = Literal["offload", "local", "probe"]
+"""What a `split` decision asks for: offload at the split, run locally, or one timed probe."""
 
 
 class Strict(BaseModel):
@@ -211,7 +214,7 @@ class Heartbeat(Message):
 
     seq: U32 = Field(description="increments by one per heartbeat, wraps at 2^32")
     session: U32 = Field(description="session of the current connection")
-    mode: Mode = Field(description="what the device does now: offload or local")
+    mode: DeviceMode = Field(description="what the device does now: offload or local")
 
 
 Dtype = Literal["int8", "uint8", "int16", "int32", "float32"]
@@ -337,7 +340,7 @@ class SplitDecision(Message):
     decision: U32 = Field(description="decision sequence number, increasing per device")
     model: ModelId = Field(description="the model the decision is for")
     split: int = Field(ge=0, le=65535, description="operators run on the device: [0, split)")
-    mode: Literal["offload", "local", "probe"] = Field(
+    mode: SplitMode = Field(
         description="offload: send at `split`; local: run everything; probe: a timed local run"
     )
     reason: ShortText = Field(description="why, in a few words")

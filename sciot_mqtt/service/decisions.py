@@ -17,9 +17,8 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-Mode = Literal["offload", "local", "probe"]
+from sciot_mqtt.protocol import SplitMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +188,7 @@ class LinkEstimate:
 @dataclass(frozen=True, slots=True)
 class Decision:
     split: int
-    mode: Mode
+    mode: SplitMode
     predicted_ms: float | None
     reason: str
 
@@ -299,7 +298,7 @@ class DeviceCostModel:
             if self._rng.random() < self.settings.probe_probability:
                 return self._set(Decision(self.n_ops, "probe", None, "routine probe"))
         split, changed = with_hysteresis(curve, self.bytes_at, self._last_split, self.settings)
-        mode: Mode = "local" if split == self.n_ops else "offload"
+        mode: SplitMode = "local" if split == self.n_ops else "offload"
         if mode == "local" and self.n_ops > 0:
             # A link is only measured by using it: now and then try the best offloading split,
             # so a link that got better is noticed. Its round trip arrives with the next run.

@@ -20,7 +20,10 @@ from sciot_mqtt.protocol import (
     DeviceCounts,
     DeviceState,
     Heartbeat,
+    SplitDecision,
 )
+from sciot_mqtt.service.decisions import DeviceCostModel
+from sciot_mqtt.service.recent import RecentRequests
 
 
 class Presence(StrEnum):
@@ -37,6 +40,8 @@ def session_is_newer(candidate: int, current: int) -> bool:
 
 @dataclass
 class DeviceRecord:
+    """Everything the service holds about one device: lifecycle, decisions, recent requests."""
+
     device_id: str
     session: int
     presence: Presence
@@ -48,6 +53,9 @@ class DeviceRecord:
     hb_gaps: int = 0
     late_wills_ignored: int = 0
     last_rebirth_request: float | None = None
+    decision: SplitDecision | None = None  # the last `split` published (or recovered)
+    cost: DeviceCostModel | None = None  # what is learnt of its timing, for `model`
+    recent: RecentRequests = field(default_factory=RecentRequests)  # QoS 1 redeliveries
 
     @property
     def registered(self) -> bool:
@@ -60,6 +68,15 @@ class Transition:
     before: Presence
     after: Presence
     why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """What a lifecycle message changed, and what the service should do about it."""
+
+    transition: Transition | None = None  # a change of presence (decide again)
+    rebirth: bool = False  # ask the device for its birth
+    late_will_session: int | None = None  # a will of an older session, ignored
 
 
 @dataclass
@@ -131,10 +148,8 @@ class Registry:
             instance=self.instance,
         )
 
-    def on_state(
-        self, device_id: str, state: DeviceState, *, retained: bool
-    ) -> tuple[Transition | None, bool]:
-        """Apply a device's `state` (or its will). Returns (transition, rebirth wanted)."""
+    def on_state(self, device_id: str, state: DeviceState, *, retained: bool) -> Reaction:
+        """Apply a device's `state` (or its will)."""
         now = self.clock()
         record = self._devices.get(device_id)
         if record is None:
@@ -142,42 +157,53 @@ class Registry:
             self._devices[device_id] = DeviceRecord(device_id, state.session, presence, now)
             # A retained `online` seen at start-up: the device is out there, but this service
             # has not heard its birth; ask for it instead of waiting for a reconnect.
-            return None, state.online and retained
+            return Reaction(rebirth=state.online and retained)
         if not state.online:
             if session_is_newer(record.session, state.session):
                 record.late_wills_ignored += 1
-                return None, False
-            return self._move(record, Presence.OFFLINE, "will or offline state"), False
+                return Reaction(late_will_session=state.session)
+            return Reaction(self._move(record, Presence.OFFLINE, "will or offline state"))
         if state.session != record.session:
             record.session = state.session
             record.birth = None  # a new connection; its birth follows right after
         record.last_seen = now
         transition = self._move(record, Presence.ONLINE, "state online")
-        return transition, retained and not record.registered
+        return Reaction(transition, rebirth=retained and not record.registered)
 
-    def on_heartbeat(self, device_id: str, hb: Heartbeat) -> tuple[Transition | None, bool]:
-        """Returns (transition, rebirth wanted)."""
+    def on_heartbeat(self, device_id: str, hb: Heartbeat) -> Reaction:
         record = self._devices.get(device_id)
         now = self.clock()
         if record is None or not record.registered or hb.session != record.session:
-            return None, True
+            return Reaction(rebirth=True)
         if record.presence is Presence.OFFLINE:
             # Declared gone, yet it speaks: its birth state is unknown to us now.
-            return None, True
+            return Reaction(rebirth=True)
         record.last_seen = now
         if record.last_hb_seq is not None and hb.seq != (record.last_hb_seq + 1) & U32_MAX:
             record.hb_gaps += 1
         record.last_hb_seq = hb.seq
-        return self._move(record, Presence.ONLINE, "heartbeat"), False
+        return Reaction(self._move(record, Presence.ONLINE, "heartbeat"))
 
     def on_recovered_assign(self, device_id: str, assign: Assign) -> None:
         """A retained `assign` read back at start-up: remember the model it named."""
-        record = self._devices.get(device_id)
-        if record is None:
-            record = DeviceRecord(device_id, assign.session, Presence.OFFLINE, self.clock())
-            self._devices[device_id] = record
+        record = self._recovered(device_id, assign.session)
         if record.model is None:
             record.model = assign.model
+            if not record.registered:
+                record.session = assign.session  # a record made by a recovered `split` first
+
+    def on_recovered_split(self, device_id: str, decision: SplitDecision) -> None:
+        """A retained `split` read back at start-up: the decision in force, numbering goes on."""
+        record = self._recovered(device_id, 0)
+        if record.decision is None:
+            record.decision = decision
+
+    def _recovered(self, device_id: str, session: int) -> DeviceRecord:
+        record = self._devices.get(device_id)
+        if record is None:
+            record = DeviceRecord(device_id, session, Presence.OFFLINE, self.clock())
+            self._devices[device_id] = record
+        return record
 
     def touch_all(self) -> None:
         """After our own reconnect: silence while we were away is not the devices' fault."""

@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from sciot_mqtt._optional import require_extra
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.transport import BrokerAddress
 
@@ -73,6 +74,7 @@ def _address(text: str) -> BrokerAddress:
 
 
 def _cmd_swarm(args: argparse.Namespace) -> int:
+    require_extra("swarm", "sciot-mqtt swarm")
     from sciot_mqtt.logs import configure_logging
     from sciot_mqtt.network import kernel_shaping_unavailable
     from sciot_mqtt.swarm.mix import load_mix

@@ -21,9 +21,10 @@ from typing import Any, Literal
 import structlog
 
 from sciot_mqtt._tasks import finish
-from sciot_mqtt.bench.machine import describe_machine
-from sciot_mqtt.device.emulation import load_compute_profile, load_link_profile
+from sciot_mqtt.device.compute import load_compute_profile
 from sciot_mqtt.errors import ConfigurationError
+from sciot_mqtt.machine import describe_machine
+from sciot_mqtt.network.link import load_link_profile
 from sciot_mqtt.protocol import ServiceStats, ServiceTopic, service_topic
 from sciot_mqtt.swarm.edge import Edge, edge_stack, wait_for_service
 from sciot_mqtt.swarm.live import LiveView, SwarmTotals

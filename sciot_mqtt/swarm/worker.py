@@ -24,6 +24,7 @@ import structlog
 
 from sciot_mqtt._tasks import finish
 from sciot_mqtt.device import Device
+from sciot_mqtt.device.emulation import Emulation
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.settings import DeviceSettings
@@ -245,7 +246,12 @@ class SwarmWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), join_delay)
         while not self._stopping.is_set():
-            device = Device(settings, packages=self.packages, compute=self._compute)
+            device = Device(
+                settings,
+                packages=self.packages,
+                compute=self._compute,
+                emulation=Emulation.from_settings(settings),
+            )
             self._devices[plan.id] = device
             self.states[plan.id] = "joining"
             self.joins += 1

@@ -26,6 +26,7 @@ import pytest_asyncio
 
 from sciot_mqtt.broker import EmbeddedBroker, MosquittoBroker
 from sciot_mqtt.device import Device
+from sciot_mqtt.device.emulation import Emulation
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
@@ -98,7 +99,12 @@ async def sciot_device_factory(
     ) -> Device:
         values: dict[str, Any] = {"heartbeat_interval": 0.5, "keepalive": 5} | settings
         device_settings = DeviceSettings(_env_file=None, id=device_id, **values)  # type: ignore[call-arg]
-        device = Device(device_settings, broker or sciot_broker, packages=sciot_models)
+        device = Device(
+            device_settings,
+            broker or sciot_broker,
+            packages=sciot_models,
+            emulation=Emulation.from_settings(device_settings),
+        )
         devices.append(device)
         await device.__aenter__()
         return device

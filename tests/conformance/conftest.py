@@ -63,7 +63,7 @@ def firmware_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_blob(
     sciot_models: dict[str, ModelPackage], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    from sciot_mqtt.models.export_c import export_blob
+    from sciot_mqtt.models.export import export_blob
 
     path = tmp_path_factory.mktemp("fw-model") / "fomo96.blob"
     path.write_bytes(export_blob(sciot_models["fomo96"]))

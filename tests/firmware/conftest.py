@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sciot_mqtt.models.export_c import export_blob
+from sciot_mqtt.models.export import export_blob
 from sciot_mqtt.models.package import ModelPackage
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware-bridge"

@@ -22,7 +22,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models.errors import UnsupportedModelError
-from sciot_mqtt.models.export_c import (
+from sciot_mqtt.models.export import (
     ROUNDING_DOUBLE,
     ROUNDING_DOUBLE_TIES_UP,
     ROUNDING_SINGLE,

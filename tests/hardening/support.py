@@ -7,8 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from sciot_mqtt.device import Device
-from sciot_mqtt.device.device import InferenceRecord
+from sciot_mqtt.device.inference import InferenceRecord
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.errors import ProtocolError
 from sciot_mqtt.protocol import (
@@ -16,9 +18,9 @@ from sciot_mqtt.protocol import (
     ErrorReport,
     InferRequest,
     InferResult,
-    Tensor,
     parse_topic,
 )
+from sciot_mqtt.protocol.tensors import encode_tensor
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.transport import Inbound
 
@@ -164,13 +166,9 @@ def request(package: ModelPackage, seq: int, session: int, fill: int = 0) -> Inf
         model=package.model_id,
         split=split,
         tensors=[
-            Tensor(
-                index=spec.index,
-                dtype=spec.dtype,  # type: ignore[arg-type]
-                shape=list(spec.shape),
-                scale=spec.scale,
-                zero_point=spec.zero_point,
-                data=bytes([fill % 256]) * spec.nbytes,
+            encode_tensor(
+                spec,
+                np.frombuffer(bytes([fill % 256]) * spec.nbytes, spec.dtype).reshape(spec.shape),
             )
             for spec in package.boundaries[split].tensors
         ],

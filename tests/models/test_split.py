@@ -9,14 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import pytest
+from ai_edge_litert import schema_py_generated as schema
 
 from sciot_mqtt.models import (
     ModelError,
     ModelPackage,
     SegmentRunner,
     SyntheticScenes,
+    UnsupportedModelError,
     zoo_model_path,
 )
 from sciot_mqtt.models.reference import load_reference_profiles
@@ -147,6 +150,30 @@ def test_prepare_rejects_bad_files(tmp_path: Path) -> None:
     truncated.write_bytes(zoo_model_path().read_bytes()[:30_000])
     with pytest.raises(ModelError, match="cannot parse"):
         ModelPackage.prepare(truncated, tmp_path)
+
+
+def test_tensors_off_the_wire_types_are_refused(tmp_path: Path) -> None:
+    """Split-point tensors travel as wire Tensors: a type the protocol lacks is refused,
+    both when a model is cut and when a manifest is read back."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(zoo_model_path().read_bytes()), 0)
+    sg = model.subgraphs[0]
+    sg.tensors[sg.outputs[0]].type = schema.TensorType.INT64
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    wide = tmp_path / "wide.tflite"
+    wide.write_bytes(bytes(builder.Output()))
+    with pytest.raises(UnsupportedModelError, match="has type int64; a split point carries"):
+        ModelPackage.prepare(wide, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+    pkg = ModelPackage.prepare(zoo_model_path(), tmp_path / "cache")
+    manifest = json.loads((pkg.directory / "manifest.json").read_text())
+    manifest["outputs"][0]["dtype"] = "int64"
+    (pkg.directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="not a prepared model package"):
+        ModelPackage.load(pkg.directory)
+    # prepare() does not trust it either: it cuts the model again.
+    assert ModelPackage.prepare(zoo_model_path(), tmp_path / "cache").output.dtype == "int8"
 
 
 def test_run_tail_validates_payload(zoo_package: ModelPackage) -> None:

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from sciot_mqtt.device.emulation import load_link_profile
 from sciot_mqtt.network import DownlinkResponder, LinkProxy, NetnsLink, kernel_shaping_unavailable
+from sciot_mqtt.network.link import load_link_profile
 from sciot_mqtt.transport import BrokerAddress
 from tests.network.test_proxy import assert_near
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sciot_mqtt.device.emulation import load_link_profile
 from sciot_mqtt.network import DownlinkResponder, LinkProxy, measure_link
+from sciot_mqtt.network.link import load_link_profile
 from sciot_mqtt.service import Service
 from sciot_mqtt.testing.plugin import DeviceFactory
 from sciot_mqtt.transport import BrokerAddress

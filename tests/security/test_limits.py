@@ -231,8 +231,9 @@ async def test_non_finite_and_absurd_timings_are_invalid(
     )
     # The device still offloads, and its cost model holds only values within the contract.
     await served(broker, "dev-a", sciot_models)
-    cost = service.cost_model("dev-a")
-    assert cost is not None
+    record = service.registry.get("dev-a")
+    assert record is not None and record.cost is not None
+    cost = record.cost
     values = cost.device.values()
     assert values and all(math.isfinite(v) and 0 <= v <= TIMING_MAX_MS for v in values)
     assert math.isfinite(cost.link.latency_ms) and math.isfinite(cost.link.ms_per_byte)

@@ -7,7 +7,7 @@ import pytest
 from sciot_mqtt.errors import ErrorCode, ProtocolError
 from sciot_mqtt.protocol import Birth, DeviceState, Heartbeat
 from sciot_mqtt.service import Presence, Registry
-from sciot_mqtt.service.registry import session_is_newer
+from sciot_mqtt.service.registry import Reaction, session_is_newer
 
 
 class Clock:
@@ -90,18 +90,19 @@ def test_heartbeat_of_current_session_revives_a_stale_device(
     registry.on_birth("d", birth(1))
     clock.now += 10
     registry.sweep()
-    transition, rebirth = registry.on_heartbeat("d", hb(0, 1))
+    reaction = registry.on_heartbeat("d", hb(0, 1))
+    transition, rebirth = reaction.transition, reaction.rebirth
     assert transition is not None and transition.after is Presence.ONLINE and not rebirth
 
 
 def test_heartbeat_from_unknown_offline_or_other_session_wants_rebirth(
     registry: Registry, clock: Clock
 ) -> None:
-    assert registry.on_heartbeat("ghost", hb(0, 1)) == (None, True)
+    assert registry.on_heartbeat("ghost", hb(0, 1)) == Reaction(rebirth=True)
     registry.on_birth("d", birth(1))
-    assert registry.on_heartbeat("d", hb(0, 2)) == (None, True)
+    assert registry.on_heartbeat("d", hb(0, 2)) == Reaction(rebirth=True)
     registry.on_state("d", DeviceState(online=False, session=1), retained=False)
-    assert registry.on_heartbeat("d", hb(1, 1)) == (None, True)
+    assert registry.on_heartbeat("d", hb(1, 1)) == Reaction(rebirth=True)
 
 
 def test_rebirth_requests_are_rate_limited(registry: Registry, clock: Clock) -> None:
@@ -122,13 +123,15 @@ def test_heartbeat_gaps_are_counted_across_wrap(registry: Registry) -> None:
 
 def test_will_of_current_session_is_offline_at_once(registry: Registry) -> None:
     registry.on_birth("d", birth(7))
-    transition, _ = registry.on_state("d", DeviceState(online=False, session=7), retained=False)
+    reaction = registry.on_state("d", DeviceState(online=False, session=7), retained=False)
+    transition = reaction.transition
     assert transition is not None and transition.after is Presence.OFFLINE
 
 
 def test_late_will_of_an_older_session_is_ignored(registry: Registry) -> None:
     registry.on_birth("d", birth(7))
-    transition, _ = registry.on_state("d", DeviceState(online=False, session=6), retained=False)
+    reaction = registry.on_state("d", DeviceState(online=False, session=6), retained=False)
+    transition = reaction.transition
     record = registry.get("d")
     assert transition is None and record is not None
     assert record.presence is Presence.ONLINE and record.late_wills_ignored == 1
@@ -142,16 +145,19 @@ def test_late_will_across_counter_wrap_is_ignored(registry: Registry) -> None:
 
 
 def test_retained_online_state_at_startup_asks_for_rebirth(registry: Registry) -> None:
-    transition, rebirth = registry.on_state("d", DeviceState(online=True, session=3), retained=True)
+    reaction = registry.on_state("d", DeviceState(online=True, session=3), retained=True)
+    transition, rebirth = reaction.transition, reaction.rebirth
     assert rebirth and transition is None
-    _, rebirth = registry.on_state("gone", DeviceState(online=False, session=3), retained=True)
+    reaction = registry.on_state("gone", DeviceState(online=False, session=3), retained=True)
+    rebirth = reaction.rebirth
     assert not rebirth
     assert registry.counts().model_dump() == {"online": 1, "stale": 0, "offline": 1}
 
 
 def test_live_state_online_of_new_session_waits_for_its_birth(registry: Registry) -> None:
     registry.on_birth("d", birth(1))
-    _, rebirth = registry.on_state("d", DeviceState(online=True, session=2), retained=False)
+    reaction = registry.on_state("d", DeviceState(online=True, session=2), retained=False)
+    rebirth = reaction.rebirth
     record = registry.get("d")
     assert not rebirth and record is not None and not record.registered
 

@@ -45,12 +45,20 @@ async def test_devices_share_threads_and_every_inference_is_accounted_for(
         await worker.wait_until(
             lambda: worker.states and set(worker.states.values()) == {"offload"}, timeout=30
         )
-        await worker.wait_until(lambda: len(worker.rows) >= 40, timeout=60)
+        # Inferences started before a device was told to offload run locally: how many
+        # depends on the machine's load, so score only those started after all offload.
+        before = {p.id: -1 for p in plans}
+        for row in worker.rows:
+            before[row.device] = max(before[row.device], row.seq)
+        started_before = worker.started
+        await worker.wait_until(lambda: worker.started >= started_before + 46, timeout=60)
     assert worker.lost == 0
     assert worker.started == len(worker.rows) >= 40
     assert set(worker.states.values()) == {"stopped"}
-    answered = [r for r in worker.rows if r.path == "offload"]
-    assert len(answered) >= 0.9 * len(worker.rows)
+    # Each device may have one inference under way when it turned to offload.
+    later = [r for r in worker.rows if r.seq > before[r.device] + 1]
+    answered = [r for r in later if r.path == "offload"]
+    assert len(later) >= 30 and len(answered) >= 0.9 * len(later)
     assert {r.split for r in answered} == {6}
     assert {r.device for r in answered} == {p.id for p in plans}
     checked = [r for r in worker.rows if r.ok is not None]

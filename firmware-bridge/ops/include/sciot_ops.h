@@ -2,7 +2,7 @@
  * sciot_ops: the int8 operators of a split TinyML model, in portable C99.
  *
  * A model arrives as a "sciot model blob" written by `sciot-mqtt models export-c`
- * (sciot_mqtt/models/export_c.py). The blob is parsed in place: sc_model_open() only
+ * (sciot_mqtt/models/export/). The blob is parsed in place: sc_model_open() only
  * checks it and remembers where its sections start, so the caller's buffer (a file read
  * into memory on the host, a `const uint8_t[]` in flash on a microcontroller) must stay
  * valid and unchanged while the sc_model is used. Nothing here allocates, calls the OS

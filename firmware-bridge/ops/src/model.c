@@ -1,6 +1,6 @@
 /*
  * The sciot model blob: checked once in sc_model_open(), then read in place.
- * Layout: sciot_mqtt/models/export_c.py (the writer) documents every field.
+ * Layout: sciot_mqtt/models/export/format.py documents every field.
  */
 #include "sciot_ops.h"
 

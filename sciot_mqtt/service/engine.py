@@ -18,7 +18,6 @@ import numpy as np
 from sciot_mqtt.errors import ErrorCode, ProtocolError
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.models.pool import ComputePool
-from sciot_mqtt.protocol import Tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,43 +50,6 @@ class EdgeProfile:
                 i = split + offset
                 self.ms[i] += self.alpha * (value - self.ms[i])
             return estimate
-
-
-def validate_tensors(
-    package: ModelPackage, split: int, tensors: Sequence[Tensor]
-) -> dict[str, np.ndarray]:
-    """The request's tensors as arrays, if they are exactly what the manifest says."""
-    if not 0 <= split < package.num_ops:
-        raise ProtocolError(
-            ErrorCode.BAD_SPLIT,
-            f"split {split} outside 0..{package.num_ops - 1} for offloading {package.model_id}",
-        )
-    expected = package.boundaries[split].tensors
-    if [t.index for t in tensors] != [t.index for t in expected]:
-        raise ProtocolError(
-            ErrorCode.TENSOR_MISMATCH,
-            f"split {split} takes tensors {[t.index for t in expected]}, "
-            f"got {[t.index for t in tensors][:8]}",
-        )
-    arrays = {}
-    for got, spec in zip(tensors, expected, strict=True):
-        problems = []
-        if got.dtype != spec.dtype:
-            problems.append(f"dtype {got.dtype} != {spec.dtype}")
-        if tuple(got.shape) != spec.shape:
-            problems.append(f"shape {tuple(got.shape)} != {spec.shape}")
-        if got.scale != spec.scale or got.zero_point != spec.zero_point:
-            problems.append(
-                f"quantization ({got.scale}, {got.zero_point}) != ({spec.scale}, {spec.zero_point})"
-            )
-        if len(got.data) != spec.nbytes:
-            problems.append(f"{len(got.data)} bytes != {spec.nbytes}")
-        if problems:
-            raise ProtocolError(
-                ErrorCode.TENSOR_MISMATCH, f"tensor {spec.index}: " + "; ".join(problems)
-            )
-        arrays[spec.name] = np.frombuffer(got.data, dtype=spec.np_dtype).reshape(spec.shape)
-    return arrays
 
 
 class InferenceEngine:

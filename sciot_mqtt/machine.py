@@ -1,4 +1,4 @@
-"""What a benchmark ran on, stored beside every figure."""
+"""What a benchmark or a swarm report ran on, stored beside every figure."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgpack
 import numpy as np
 import pytest
@@ -17,9 +19,9 @@ from sciot_mqtt.protocol import (
     InferResult,
     LocalTimings,
     SplitDecision,
-    Tensor,
     device_topic,
 )
+from sciot_mqtt.protocol.tensors import encode_tensor
 from sciot_mqtt.service import Service
 from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.testing.plugin import DeviceFactory
@@ -105,17 +107,7 @@ async def test_first_decision_probes_the_device_then_offloads_with_a_reason(
 
 def _request(package: ModelPackage, split: int, session: int, **changes: object) -> InferRequest:
     specs = package.boundaries[split].tensors
-    tensors = [
-        Tensor(
-            index=spec.index,
-            dtype=spec.dtype,  # type: ignore[arg-type]
-            shape=list(spec.shape),
-            scale=spec.scale,
-            zero_point=spec.zero_point,
-            data=bytes(spec.nbytes),
-        )
-        for spec in specs
-    ]
+    tensors = [encode_tensor(spec, np.zeros(spec.shape, dtype=spec.dtype)) for spec in specs]
     fields: dict[str, object] = {
         "seq": 77,
         "session": session,
@@ -228,6 +220,9 @@ async def test_error_reply_makes_the_device_finish_locally(
     record_before = sciot_service.registry.get("device-1")
     assert record_before is not None
     record_before.birth = None
+    # A heartbeat now asks for a rebirth, which would register it again before its request
+    # arrives: hold rebirth requests back for the length of this test.
+    record_before.last_rebirth_request = time.monotonic() + 3600
     sciot_device.settings.split = 5
     record = await sciot_device.infer(next(synthetic_images()), verify=True)
     assert (record.path, record.reason) == ("fallback", "error:not_registered")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sciot_mqtt.device import Device
-from sciot_mqtt.device.emulation import LinkProfile
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models import ModelPackage
+from sciot_mqtt.network.link import LinkProfile
 from sciot_mqtt.protocol import DeviceTopic, SplitDecision, device_topic
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import ServiceSettings

@@ -1,0 +1,400 @@
+"""One inference on the device: plan the split, run the head, offload, or finish locally.
+
+The device's lifecycle (`device.py`) says whether it may offload and what the service
+decided; this module does the work of an inference with that, on the device's compute
+threads, through its emulated chip and link, and accounts for every `infer` it publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from sciot_mqtt.device.compute import ComputeEmulator
+from sciot_mqtt.device.emulation import Emulation
+from sciot_mqtt.errors import ConnectionLostError, ProtocolError
+from sciot_mqtt.models.pool import ComputePool
+from sciot_mqtt.protocol import (
+    U32_MAX,
+    Assign,
+    DetectionItem,
+    DeviceMode,
+    DeviceTopic,
+    ErrorReport,
+    InferRequest,
+    InferResult,
+    LocalTimings,
+    SplitDecision,
+    device_topic,
+)
+from sciot_mqtt.protocol.tensors import decode_tensor, encode_tensors
+from sciot_mqtt.transport import MqttSession
+
+if TYPE_CHECKING:
+    from sciot_mqtt.device.report import DeviceSummary
+    from sciot_mqtt.models import ModelPackage
+    from sciot_mqtt.settings import DeviceSettings
+
+InferencePath = Literal["offload", "local", "fallback"]
+"""How an inference ended: the service answered; run locally as planned; or fell back."""
+
+
+class _Fallback(Exception):
+    """An offloaded inference that has to finish on the device; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRecord:
+    """One inference as the device saw it."""
+
+    seq: int
+    split: int
+    path: InferencePath
+    reason: str
+    head_ms: float  # operators run on the device before sending (all of them when local)
+    total_ms: float  # input to result, on the device's clock
+    sent_bytes: int
+    output: bytes
+    detections: tuple[tuple[int, int, int, float], ...]
+    matches_local: bool | None = None
+    rtt_ms: float | None = None  # publish of `infer` to arrival of `result` (offload only)
+    decision_reason: str | None = None  # why the service chose this split (None if pinned)
+    edge_ms: float | None = None  # the service's tail compute, from the result
+    service_ms: float | None = None  # the service's receive to publish, from the result
+
+
+class DeviceState(Protocol):
+    """What an inference needs to know of the device it runs on (`Device` provides it)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def session(self) -> int: ...
+    @property
+    def mode(self) -> DeviceMode: ...
+    @property
+    def assignment(self) -> Assign | None: ...
+    @property
+    def decision(self) -> SplitDecision | None: ...
+    @property
+    def followed_decision(self) -> SplitDecision | None:
+        """The last decision that was not a probe."""
+        ...
+
+    @property
+    def mqtt(self) -> MqttSession | None:
+        """The live connection, None while disconnected."""
+        ...
+
+    async def service_unresponsive(self) -> None:
+        """A result did not come in time."""
+        ...
+
+
+_Reply = tuple[InferResult | ErrorReport, int]
+
+
+class InferenceRunner:
+    """Runs a device's inferences; owns its compute, emulation and requests in flight."""
+
+    def __init__(
+        self,
+        device: DeviceState,
+        *,
+        packages: Mapping[str, ModelPackage],
+        compute: ComputePool,
+        emulation: Emulation,
+        summary: DeviceSummary,
+        settings: DeviceSettings,
+    ) -> None:
+        """`settings` are read at each inference: `split` pins the split, `result_timeout`
+        bounds the wait for a result, `models[0]` runs before any assignment."""
+        self.device = device
+        self.settings = settings
+        self.packages = packages
+        self.compute = compute
+        self.link = emulation.link
+        self.chip = emulation.chip
+        self.summary = summary
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future[_Reply]] = {}
+        self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
+        self._probed: int | None = None  # decision number of the probe already run
+
+    # --- replies from the service (called by the device's receive loop) ---------------
+
+    def on_result(self, result: InferResult, nbytes: int) -> None:
+        future = self._pending.get(result.seq)
+        if future is not None and not future.done():
+            future.set_result((result, nbytes))
+
+    def on_error(self, report: ErrorReport, nbytes: int) -> None:
+        waiting = self._pending.get(report.seq) if report.seq is not None else None
+        if report.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
+            waiting.set_result((report, nbytes))
+
+    def abandon_offloads(self, why: str) -> None:
+        """The device stopped offloading: requests in flight finish locally now."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(_Fallback(why))
+
+    # --- planning -------------------------------------------------------------------------
+
+    def model_package(self) -> ModelPackage:
+        """The assigned model's package, or before any assignment the first one carried."""
+        assignment = self.device.assignment
+        model = assignment.model if assignment else self.settings.models[0]
+        package = self.packages.get(model)
+        if package is None:
+            raise RuntimeError(f"device {self.device.device_id} has no prepared model {model!r}")
+        return package
+
+    def compute_emulator(self, package: ModelPackage) -> ComputeEmulator:
+        return self.chip.emulator(package)
+
+    def plan(self, package: ModelPackage) -> tuple[int, str, SplitDecision | None]:
+        """The split for the next inference, why, and the decision followed (N: local)."""
+        n = package.num_ops
+        if self.device.mode != "offload":
+            return n, "local", None
+        if self.settings.split is not None:
+            return min(self.settings.split, n), "pinned", None
+        decision = self.device.decision
+        if decision is not None and decision.mode == "probe":
+            if decision.decision != self._probed:
+                return n, "probe", decision
+            decision = self.device.followed_decision  # one probe per probe decision
+        if decision is None or decision.model != package.model_id:
+            return n, "local", None
+        if decision.mode == "local" or decision.split >= n:
+            return n, "local", decision
+        return decision.split, "decision", decision
+
+    # --- running --------------------------------------------------------------------------
+
+    async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
+        """One inference: split as planned, offload, and finish locally if the edge fails."""
+        package = self.model_package()
+        x = package.quantize_input(image)
+        seq = self._seq
+        self._seq = (self._seq + 1) & U32_MAX
+        split, reason, followed = self.plan(package)
+        if reason == "probe" and followed is not None:
+            self._probed = followed.decision
+        started = time.perf_counter()
+        emulator = self.compute_emulator(package)
+        tensors, op_seconds = await self._run_head(package, emulator, split, x)
+        device_ms = [t * 1000 for t in op_seconds]
+        sent = 0
+        rtt_ms = None
+        reply: InferResult | None = None
+        path: InferencePath
+        if split == package.num_ops:
+            output = tensors[package.output.name]
+            path = "local"
+            await self._publish_timings(package, seq, reason, device_ms, output)
+        else:
+            try:
+                output, sent, reply, rtt_ms = await self._offload(
+                    package, seq, split, followed, tensors, device_ms
+                )
+                path, reason = "offload", "answered"
+            except _Fallback as why:
+                output = await self._run_tail(package, emulator, split, tensors)
+                path, reason = "fallback", str(why)
+                if reason == "timeout":
+                    await self.device.service_unresponsive()
+        total_ms = (time.perf_counter() - started) * 1000
+        output = np.asarray(output)
+        matches = None
+        if verify:
+            whole = await self.compute.run(lambda: self.compute.runner(package).run_whole(x))
+            matches = bool(np.asarray(whole).tobytes() == output.tobytes())
+        self._count(path, reason)
+        return InferenceRecord(
+            seq=seq,
+            split=split,
+            path=path,
+            reason=reason,
+            head_ms=sum(device_ms),
+            total_ms=total_ms,
+            sent_bytes=sent,
+            output=output.tobytes(),
+            detections=tuple(
+                (d.class_id, d.x, d.y, float(d.score)) for d in package.decode(output)
+            ),
+            matches_local=matches,
+            rtt_ms=rtt_ms,
+            decision_reason=followed.reason if followed else None,
+            edge_ms=sum(reply.edge_ms) if reply else None,
+            service_ms=reply.service_ms if reply else None,
+        )
+
+    async def _emulate_wait(self, target_s: float, measured_s: float) -> None:
+        """Make compute that took `measured_s` take `target_s`, as on the emulated chip.
+
+        Awaited on the event loop, not slept on a compute thread, so that devices sharing
+        a `ComputePool` never hold a thread while they stand in for a slower chip."""
+        if target_s > measured_s:
+            await asyncio.sleep(target_s - measured_s)
+
+    async def _run_head(
+        self, package: ModelPackage, emulator: ComputeEmulator, split: int, x: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], list[float]]:
+        """Operators [0, split), taking the profile's time for each."""
+        compute = self.compute
+        tensors, measured = await compute.run(lambda: compute.runner(package).run_head(split, x))
+        target = [emulator.op_seconds(i, t) for i, t in enumerate(measured)]
+        await self._emulate_wait(sum(target), sum(measured))
+        return tensors, target
+
+    async def _run_tail(
+        self,
+        package: ModelPackage,
+        emulator: ComputeEmulator,
+        split: int,
+        tensors: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        compute = self.compute
+
+        def tail() -> tuple[np.ndarray, float]:
+            started = time.perf_counter()
+            output = compute.runner(package).run_tail(split, tensors)
+            return output, time.perf_counter() - started
+
+        output, measured = await compute.run(tail)
+        target = sum(emulator.op_seconds(i, 0.0) for i in range(split, package.num_ops))
+        await self._emulate_wait(target, measured)
+        return output
+
+    def _count(self, path: InferencePath, reason: str) -> None:
+        summary = self.summary
+        summary.inferences += 1
+        if path == "offload":
+            summary.offloaded += 1
+        elif path == "local":
+            summary.local += 1
+        else:
+            summary.fallbacks_local += 1
+            summary.fallback_reasons[reason] = summary.fallback_reasons.get(reason, 0) + 1
+
+    # --- offloading -----------------------------------------------------------------------
+
+    def _take_rtt(self) -> tuple[float | None, int | None]:
+        """The round trip not yet reported, to go with the next message (reported once)."""
+        last, self._last_rtt = self._last_rtt, None
+        return (last[1], last[0]) if last else (None, None)
+
+    async def _offload(
+        self,
+        package: ModelPackage,
+        seq: int,
+        split: int,
+        followed: SplitDecision | None,
+        tensors: dict[str, np.ndarray],
+        device_ms: list[float],
+    ) -> tuple[np.ndarray, int, InferResult, float]:
+        mqtt = self.device.mqtt
+        if mqtt is None or self.device.assignment is None:
+            raise _Fallback("disconnected")
+        if self.device.mode != "offload":
+            # The service went away while the head ran: nobody would fail this request's
+            # future (that happens on the change to local), so it would wait for a timeout.
+            raise _Fallback("service unavailable")
+        rtt_ms, rtt_seq = self._take_rtt()
+        # The decision this split came from, not the latest: one may arrive during the head.
+        request = InferRequest(
+            seq=seq,
+            session=self.device.session,
+            model=package.model_id,
+            split=split,
+            decision=followed.decision if followed else None,
+            tensors=encode_tensors(package.boundaries[split].tensors, tensors),
+            device_ms=device_ms,
+            rtt_ms=rtt_ms,
+            rtt_seq=rtt_seq,
+        )
+        payload = request.encode()
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = future
+        sent_at = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.result_timeout):
+                await self.link.uplink(len(payload))
+                await self._publish_request(mqtt, payload, future)
+                reply, reply_bytes = await future
+                await self.link.downlink(reply_bytes)
+        except TimeoutError:
+            raise _Fallback("timeout") from None
+        except ConnectionLostError:
+            raise _Fallback("disconnected") from None
+        finally:
+            self._pending.pop(seq, None)
+        if isinstance(reply, ErrorReport):
+            raise _Fallback(f"error:{reply.code.value}")
+        rtt = (time.perf_counter() - sent_at) * 1000
+        self._last_rtt = (seq, rtt)
+        try:
+            output = decode_tensor(package.output, reply.output)
+        except ProtocolError:
+            raise _Fallback("malformed result") from None
+        return output, len(payload), reply, rtt
+
+    async def _publish_request(
+        self, mqtt: MqttSession, payload: bytes, future: asyncio.Future[_Reply]
+    ) -> None:
+        """Publish an `infer` (QoS 1), giving up as soon as the device falls back.
+
+        The PUBACK of a connection that just died never comes; waiting for it would hold the
+        inference until the client's own timeout instead of finishing it locally at once.
+        """
+        self.summary.requests_sent += 1
+        topic = device_topic(self.device.device_id, DeviceTopic.INFER)
+        publishing = asyncio.ensure_future(mqtt.publish(topic, payload, qos=1))
+        try:
+            waits: set[asyncio.Future[Any]] = {publishing, future}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not publishing.done():
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionLostError):
+                    await publishing
+        if publishing.done() and not publishing.cancelled():
+            publishing.result()  # a failed publish raises ConnectionLostError here
+
+    async def _publish_timings(
+        self,
+        package: ModelPackage,
+        seq: int,
+        reason: str,
+        device_ms: list[float],
+        output: np.ndarray,
+    ) -> None:
+        mqtt = self.device.mqtt
+        if mqtt is None:
+            return
+        rtt_ms, rtt_seq = self._take_rtt()
+        timings = LocalTimings(
+            seq=seq,
+            session=self.device.session,
+            model=package.model_id,
+            reason="probe" if reason == "probe" else "pinned" if reason == "pinned" else "local",
+            device_ms=device_ms,
+            detections=[
+                DetectionItem(cls=d.class_id, x=d.x, y=d.y, score=min(1.0, float(d.score)))
+                for d in package.decode(output)
+            ],
+            rtt_ms=rtt_ms,
+            rtt_seq=rtt_seq,
+        )
+        with contextlib.suppress(ConnectionLostError):
+            await mqtt.publish(
+                device_topic(self.device.device_id, DeviceTopic.TIMINGS), timings.encode(), qos=1
+            )

@@ -1,0 +1,56 @@
+"""The activation arena: one static offset for every op result, shared by every split."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sciot_mqtt.models.export.format import align
+
+__all__ = ["ArenaPlan", "plan_arena"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArenaPlan:
+    offsets: dict[int, int]  # op result tensor -> its offset in the arena
+    size: int  # bytes the arena needs
+
+
+def plan_arena(
+    num_ops: int,
+    op_inputs: Sequence[Sequence[int]],
+    op_outputs: Sequence[Sequence[int]],
+    graph_outputs: Sequence[int],
+    sizes: Mapping[int, int],
+) -> ArenaPlan:
+    """Static offsets for every op result: two results share bytes only if never both live.
+
+    A run of any range [a, b) reads its inputs from the caller and writes the tensors live
+    at b to the caller, so this one plan (made for the whole graph) serves every range.
+    """
+    produced: dict[int, int] = {}
+    for i, outs in enumerate(op_outputs):
+        for t in outs:
+            produced.setdefault(t, i)
+    last: dict[int, int] = dict(produced)
+    for i, ins in enumerate(op_inputs):
+        for t in ins:
+            if t in produced:
+                last[t] = max(last[t], i)
+    for t in graph_outputs:
+        if t in produced:
+            last[t] = num_ops
+    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    offsets: dict[int, int] = {}
+    # Largest first, each at the lowest offset free over its whole lifetime.
+    for t in sorted(produced, key=lambda t: (-sizes[t], produced[t], t)):
+        size, first, end = align(sizes[t]), produced[t], last[t]
+        clashes = sorted((o, s) for o, s, f, e in placed if not (e < first or end < f))
+        offset = 0
+        for o, s in clashes:
+            if offset + size <= o:
+                break
+            offset = max(offset, o + s)
+        placed.append((offset, size, first, end))
+        offsets[t] = offset
+    return ArenaPlan(offsets, max((o + s for o, s, _, _ in placed), default=0))
