@@ -74,6 +74,15 @@ class ServiceSettings(BaseSettings):
     explore_every: int = Field(6, ge=1, description="local devices try offloading every N")
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
+    max_devices: int = Field(
+        10_000, ge=1, description="devices held at most; births beyond get `device_limit`"
+    )
+    evict_after: float = Field(
+        3600.0, gt=0, description="seconds a device stays offline before it is forgotten"
+    )
+    reply_rate: float = Field(
+        500.0, gt=0, description="rebirth commands and error replies per second, all devices"
+    )
     model_cache: str | None = Field(None, description="prepared-model cache directory")
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: LogFormat = Field("auto", description="auto, json or console")

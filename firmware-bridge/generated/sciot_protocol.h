@@ -40,8 +40,9 @@
 #define SCIOT_ERROR_CODE_BAD_SPLIT "bad_split"
 #define SCIOT_ERROR_CODE_TENSOR_MISMATCH "tensor_mismatch"
 #define SCIOT_ERROR_CODE_OVERLOADED "overloaded"
+#define SCIOT_ERROR_CODE_DEVICE_LIMIT "device_limit"
 #define SCIOT_ERROR_CODE_INTERNAL "internal"
-#define SCIOT_ERROR_CODE_COUNT 12
+#define SCIOT_ERROR_CODE_COUNT 13
 /* X(NAME, "code") for every error code */
 #define SCIOT_ERROR_CODES(X) \
     X(MALFORMED, "malformed") \
@@ -55,6 +56,7 @@
     X(BAD_SPLIT, "bad_split") \
     X(TENSOR_MISMATCH, "tensor_mismatch") \
     X(OVERLOADED, "overloaded") \
+    X(DEVICE_LIMIT, "device_limit") \
     X(INTERNAL, "internal")
 
 /* ServiceState: Retained presence of a service instance; its will carries `online: false`. */

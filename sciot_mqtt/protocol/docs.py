@@ -129,6 +129,8 @@ def render_error_codes() -> str:
         ErrorCode.TENSOR_MISMATCH: "tensors differ from the manifest at that split "
         "(names, dtype, shape, quantization or byte count)",
         ErrorCode.OVERLOADED: "the inference queue is full; the device should run it locally",
+        ErrorCode.DEVICE_LIMIT: "the service holds `max_devices` devices, none of them offline; "
+        "the device runs locally (and may try again after a while)",
         ErrorCode.INTERNAL: "the service failed on a valid message (a bug; it is logged)",
     }
     for code in ErrorCode:

@@ -74,9 +74,9 @@ def fomo96_blob(fomo96_package: ModelPackage, tmp_path_factory: pytest.TempPathF
     return path
 
 
-# sciot_ops.h sc_err
-SC_ERR_TRUNCATED, SC_ERR_MALFORMED, SC_ERR_UNSUPPORTED, SC_ERR_IO, SC_ERR_ARENA = 4, 5, 6, 7, 8
-SC_ERR_ARG, SC_ERR_MAGIC, SC_ERR_VERSION = 1, 2, 3
+# sciot_ops.h sciot_model_err
+MODEL_E_TRUNCATED, MODEL_E_MALFORMED, MODEL_E_UNSUPPORTED, MODEL_E_IO, MODEL_E_ARENA = 4, 5, 6, 7, 8
+MODEL_E_ARG, MODEL_E_MAGIC, MODEL_E_VERSION = 1, 2, 3
 SIZE_MISMATCH = -1  # pyshim: the concatenated buffers are not the boundary's size
 
 Tensors = dict[int, np.ndarray]
@@ -154,7 +154,7 @@ class COps:
         """Ops [start, stop) from the tensors live at `start`; the tensors live at `stop`."""
         data = pack(self.package, start, tensors)
         rc, out = self.run_raw(start, stop, data, self.package.boundaries[stop].nbytes)
-        assert rc == 0, f"sc_model_run [{start}, {stop}) failed with sc_err {rc}"
+        assert rc == 0, f"sciot_model_run [{start}, {stop}) failed with sciot_model_err {rc}"
         return unpack(self.package, stop, out)
 
 

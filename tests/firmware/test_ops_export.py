@@ -193,9 +193,9 @@ def test_unsupported_operator_is_refused_by_name(
 
 
 def test_python_requantize_is_the_c_one(sciot_ops_build: Path) -> None:
-    """detect_conv_rounding's numpy roundings agree with sc_mul_quantized, edge cases too."""
+    """detect_conv_rounding's numpy roundings agree with sciot_mul_quantized, edge cases too."""
     lib = ctypes.CDLL(str(sciot_ops_build / "libsciot_ops_py.so"))
-    c_mul = lib.sc_mul_quantized
+    c_mul = lib.sciot_mul_quantized
     c_mul.argtypes = [ctypes.c_int, ctypes.c_int32, ctypes.c_int32, ctypes.c_int]
     c_mul.restype = ctypes.c_int32
     rng = np.random.default_rng(3)

@@ -99,8 +99,7 @@ static void on_event(void *arg, esp_event_base_t base, int32_t id, void *data)
             deliver(M.rx_topic, M.rx, M.rx_total);
         }
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -123,7 +122,7 @@ static uint32_t hal_random32(void *user)
 }
 
 static bool hal_connect(void *user, const char *client_id, const char *will_topic,
-                    const uint8_t *will, size_t will_len, uint16_t keepalive_s)
+                        const uint8_t *will, size_t will_len, uint16_t keepalive_s)
 {
     esp_mqtt_client_config_t cfg = {0};
     EventBits_t bits;
@@ -170,7 +169,7 @@ static void hal_disconnect(void *user)
 }
 
 static bool hal_publish(void *user, const char *topic, const uint8_t *p, size_t n, uint8_t qos,
-                    bool retain)
+                        bool retain)
 {
     (void)user;
     if ((xEventGroupGetBits(M.events) & BIT_CONNECTED) == 0) {

@@ -89,6 +89,7 @@ static void on_log(void *user, int level, const char *event, const char *detail)
 
 void app_main(void)
 {
+    static sciot_esp_model model; /* large (the live tensors' table): not on the stack */
     sciot_config cfg;
     sciot_hal hal = {0};
     const char *model_id = NULL;
@@ -105,8 +106,11 @@ void app_main(void)
     wifi_start();
 
     sciot_config_defaults(&cfg);
-    if (!sciot_esp_model_init(&hal, &model_id, &num_ops) ||
-        !sciot_esp_mqtt_init(&hal, &s_dev, CONFIG_SCIOT_MAX_PAYLOAD)) {
+    if (!sciot_esp_model_init(&model, &hal, &model_id, &num_ops)) {
+        ESP_LOGE(TAG, "model init failed: %s", sciot_esp_model_error(&model));
+        return;
+    }
+    if (!sciot_esp_mqtt_init(&hal, &s_dev, CONFIG_SCIOT_MAX_PAYLOAD)) {
         ESP_LOGE(TAG, "init failed (memory?)");
         return;
     }
@@ -145,7 +149,8 @@ void app_main(void)
                                                         : "fallback",
                          rec.reason, rec.total_ms, (unsigned)rec.n_detections);
             } else {
-                ESP_LOGW(TAG, "inference failed: %s", s_dev.error_detail);
+                ESP_LOGW(TAG, "inference failed: %s (%s)", s_dev.error_detail,
+                         sciot_esp_model_error(&model));
             }
             next_infer = esp_timer_get_time() + (int64_t)CONFIG_SCIOT_INFER_INTERVAL_MS * 1000;
         }
