@@ -426,8 +426,8 @@ static void connect_announces_in_order(void **state)
     (void)state;
     sciot_device_step(&DEV, 10);
     assert_true(DEV.connected);
-    assert_int_equal(DEV.session, 42); /* incremented before the connection */
-    assert_string_equal(F.client_id, "sciot-dev-d1");
+    assert_int_equal(DEV.session, 42);      /* incremented before the connection */
+    assert_string_equal(F.client_id, "d1"); /* the device id: its account (topics.md) */
     assert_string_equal(F.will_topic, "sciot/v1/dev/d1/state");
     assert_int_equal(sciot_decode_device_state(F.will, F.will_len, &will, NULL), SCIOT_OK);
     assert_false(will.online);

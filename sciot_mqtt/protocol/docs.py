@@ -56,7 +56,10 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
         ("maxItems", "items <= {}"),
     ):
         if key in prop:
-            text = text.format(prop[key])
+            value = prop[key]
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # 10000000, not 10000000.0
+            text = text.format(value)
             limits.append(text.replace("4294967295", "2^32-1"))
     if "pattern" in prop:
         limits.append(f"pattern `{prop['pattern']}`")

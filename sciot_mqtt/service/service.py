@@ -40,6 +40,7 @@ from sciot_mqtt.protocol import (
     parse_topic,
     service_topic,
 )
+from sciot_mqtt.protocol.accounts import service_client_id
 from sciot_mqtt.service.limits import TokenBucket
 from sciot_mqtt.service.pipeline import InferencePipeline
 from sciot_mqtt.service.planner import SplitPlanner
@@ -200,7 +201,7 @@ class Service:
         will = ServiceState(online=False, instance=self.instance)
         async with MqttSession(
             self.broker,
-            client_id=f"sciot-service-{self.instance}",
+            client_id=service_client_id(self.instance),
             will=LastWill(service_topic(self.instance, ServiceTopic.STATE), will.encode()),
             keepalive=self.settings.keepalive,
         ) as mqtt:

@@ -1,6 +1,8 @@
 /* Payloads of topics.md: a table-driven decoder and the device's encoders. */
 #include "sciot/msgs.h"
 
+#include <float.h> /* freestanding, unlike math.h's isfinite */
+
 #include "sciot/mp.h"
 #include "util.h"
 
@@ -157,8 +159,10 @@ typedef struct schema {
 #define FENUM(M, F, T, m, tab) \
     {KEY_REQ(M, F), F_ENUM, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, \
      0}
+/* Every number list is of durations: each item within the generated _ITEM_GE/_ITEM_LE. */
 #define FNUMS(M, F, T, m, items) \
-    {KEY_REQ(M, F), F_NUMS, 0, OFF(T, m), NONE, 0, 0, 0, 0, items, 0, 0, 0, 0, 0, 0}
+    {KEY_REQ(M, F), F_NUMS, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, SCIOT_##M##_##F##_ITEM_GE, \
+     SCIOT_##M##_##F##_ITEM_LE, 0, items, 0, 0, 0, 0, 0, 0}
 #define FOBJ(M, F, T, m, S, ST) \
     {KEY_REQ(M, F), F_OBJ, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), \
      1}
@@ -286,7 +290,7 @@ static const field INFER_F[] = {
     FNUMS(INFER_REQUEST, DEVICE_MS, sciot_infer_request, device_ms,
           SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN),
     FNUM(INFER_REQUEST, RTT_MS, sciot_infer_request, rtt_ms, HAS(sciot_infer_request, has_rtt_ms),
-         HAS_MIN, SCIOT_INFER_REQUEST_RTT_MS_GE, 0),
+         HAS_MIN | HAS_MAX, SCIOT_INFER_REQUEST_RTT_MS_GE, SCIOT_INFER_REQUEST_RTT_MS_LE),
     FU32(INFER_REQUEST, RTT_SEQ, sciot_infer_request, rtt_seq,
          HAS(sciot_infer_request, has_rtt_seq)),
 };
@@ -303,7 +307,7 @@ static const field TIMINGS_F[] = {
     FNUMS(LOCAL_TIMINGS, DEVICE_MS, sciot_local_timings, device_ms,
           SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN),
     FNUM(LOCAL_TIMINGS, RTT_MS, sciot_local_timings, rtt_ms, HAS(sciot_local_timings, has_rtt_ms),
-         HAS_MIN, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, 0),
+         HAS_MIN | HAS_MAX, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, SCIOT_LOCAL_TIMINGS_RTT_MS_LE),
     FU32(LOCAL_TIMINGS, RTT_SEQ, sciot_local_timings, rtt_seq,
          HAS(sciot_local_timings, has_rtt_seq)),
 };
@@ -332,8 +336,8 @@ static const field SPLIT_F[] = {
     FSTR(SPLIT_DECISION, REASON, sciot_split_decision, reason, NONE,
          SCIOT_SPLIT_DECISION_REASON_MAX_LEN),
     FNUM(SPLIT_DECISION, PREDICTED_MS, sciot_split_decision, predicted_ms,
-         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN, SCIOT_SPLIT_DECISION_PREDICTED_MS_GE,
-         0),
+         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN | HAS_MAX,
+         SCIOT_SPLIT_DECISION_PREDICTED_MS_GE, SCIOT_SPLIT_DECISION_PREDICTED_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(SPLIT_F) == SCIOT_SPLIT_DECISION_FIELD_COUNT, split_fields);
 static const schema SPLIT_S = {SPLIT_F, (uint8_t)COUNT(SPLIT_F)};
@@ -345,10 +349,10 @@ static const field RESULT_F[] = {
     FU16(INFER_RESULT, SPLIT, sciot_infer_result, split),
     FOBJ(INFER_RESULT, OUTPUT, sciot_infer_result, output, TENSOR_S, sciot_wire_tensor),
     FNUMS(INFER_RESULT, EDGE_MS, sciot_infer_result, edge_ms, SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
-    FNUM(INFER_RESULT, QUEUE_MS, sciot_infer_result, queue_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_QUEUE_MS_GE, 0),
-    FNUM(INFER_RESULT, SERVICE_MS, sciot_infer_result, service_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_SERVICE_MS_GE, 0),
+    FNUM(INFER_RESULT, QUEUE_MS, sciot_infer_result, queue_ms, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_INFER_RESULT_QUEUE_MS_GE, SCIOT_INFER_RESULT_QUEUE_MS_LE),
+    FNUM(INFER_RESULT, SERVICE_MS, sciot_infer_result, service_ms, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_INFER_RESULT_SERVICE_MS_GE, SCIOT_INFER_RESULT_SERVICE_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(RESULT_F) == SCIOT_INFER_RESULT_FIELD_COUNT, result_fields);
 static const schema RESULT_S = {RESULT_F, (uint8_t)COUNT(RESULT_F)};
@@ -384,8 +388,13 @@ static sciot_err invalid(dec *d, const char *what)
     return SCIOT_E_INVALID;
 }
 
+/* Also false for NaN and the infinities, which no field of the contract allows (every
+ * comparison with NaN is false). */
 static bool range_ok(const field *f, double v)
 {
+    if (!(v >= -DBL_MAX && v <= DBL_MAX)) {
+        return false;
+    }
     if ((f->flags & HAS_MIN) != 0u) {
         if ((f->flags & MIN_EXCL) != 0u ? !(v > f->min) : !(v >= f->min)) {
             return false;
@@ -514,7 +523,7 @@ static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
                 double v;
                 if (!sciot_mpr_peek(&d->r, &t) ||
                     (t != SCIOT_MP_T_UINT && t != SCIOT_MP_T_INT && t != SCIOT_MP_T_FLOAT) ||
-                    !sciot_mpr_number(&d->r, &v)) {
+                    !sciot_mpr_number(&d->r, &v) || !range_ok(f, v)) {
                     return invalid(d, f->key);
                 }
                 nums->sum += v;
