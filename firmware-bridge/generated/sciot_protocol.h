@@ -4,7 +4,7 @@
 #ifndef SCIOT_PROTOCOL_H
 #define SCIOT_PROTOCOL_H
 
-#define SCIOT_PROTOCOL_VERSION 1
+#define SCIOT_PROTOCOL_VERSION 2
 #define SCIOT_NAMESPACE "sciot/v1"
 #define SCIOT_DEVICE_ID_MAX_LEN 64
 #define SCIOT_CONTROL_MAX_BYTES 4096u
@@ -254,7 +254,7 @@
     X(INFER_REQUEST, RTT_MS, "rtt_ms", 0) \
     X(INFER_REQUEST, RTT_SEQ, "rtt_seq", 0)
 
-/* LocalTimings: A device-only run: every operator's time and the local result. */
+/* LocalTimings: A device-only run: every operator's time (the device keeps its result). */
 #define SCIOT_LOCAL_TIMINGS_TOPIC SCIOT_DEV_TOPIC_TIMINGS
 #define SCIOT_LOCAL_TIMINGS_QOS 1
 #define SCIOT_LOCAL_TIMINGS_RETAIN 0
@@ -280,9 +280,6 @@
 #define SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN 65535u
 #define SCIOT_LOCAL_TIMINGS_DEVICE_MS_ITEM_GE 0u
 #define SCIOT_LOCAL_TIMINGS_DEVICE_MS_ITEM_LE 10000000.0
-#define SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS "detections"
-#define SCIOT_LOCAL_TIMINGS_REQ_DETECTIONS 1
-#define SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN 4096u
 #define SCIOT_LOCAL_TIMINGS_KEY_RTT_MS "rtt_ms"
 #define SCIOT_LOCAL_TIMINGS_REQ_RTT_MS 0
 #define SCIOT_LOCAL_TIMINGS_RTT_MS_GE 0u
@@ -291,7 +288,7 @@
 #define SCIOT_LOCAL_TIMINGS_REQ_RTT_SEQ 0
 #define SCIOT_LOCAL_TIMINGS_RTT_SEQ_GE 0u
 #define SCIOT_LOCAL_TIMINGS_RTT_SEQ_LE 4294967295u
-#define SCIOT_LOCAL_TIMINGS_FIELD_COUNT 8
+#define SCIOT_LOCAL_TIMINGS_FIELD_COUNT 7
 /* X(message, FIELD, "key", required) for every field, in contract order */
 #define SCIOT_LOCAL_TIMINGS_FIELDS(X) \
     X(LOCAL_TIMINGS, SEQ, "seq", 1) \
@@ -299,7 +296,6 @@
     X(LOCAL_TIMINGS, MODEL, "model", 1) \
     X(LOCAL_TIMINGS, REASON, "reason", 1) \
     X(LOCAL_TIMINGS, DEVICE_MS, "device_ms", 1) \
-    X(LOCAL_TIMINGS, DETECTIONS, "detections", 1) \
     X(LOCAL_TIMINGS, RTT_MS, "rtt_ms", 0) \
     X(LOCAL_TIMINGS, RTT_SEQ, "rtt_seq", 0)
 
@@ -388,9 +384,6 @@
 #define SCIOT_INFER_RESULT_REQ_SPLIT 1
 #define SCIOT_INFER_RESULT_SPLIT_GE 0u
 #define SCIOT_INFER_RESULT_SPLIT_LE 65535u
-#define SCIOT_INFER_RESULT_KEY_DETECTIONS "detections"
-#define SCIOT_INFER_RESULT_REQ_DETECTIONS 1
-#define SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN 4096u
 #define SCIOT_INFER_RESULT_KEY_OUTPUT "output"
 #define SCIOT_INFER_RESULT_REQ_OUTPUT 1
 #define SCIOT_INFER_RESULT_KEY_EDGE_MS "edge_ms"
@@ -406,13 +399,12 @@
 #define SCIOT_INFER_RESULT_REQ_SERVICE_MS 1
 #define SCIOT_INFER_RESULT_SERVICE_MS_GE 0u
 #define SCIOT_INFER_RESULT_SERVICE_MS_LE 10000000.0
-#define SCIOT_INFER_RESULT_FIELD_COUNT 8
+#define SCIOT_INFER_RESULT_FIELD_COUNT 7
 /* X(message, FIELD, "key", required) for every field, in contract order */
 #define SCIOT_INFER_RESULT_FIELDS(X) \
     X(INFER_RESULT, SEQ, "seq", 1) \
     X(INFER_RESULT, MODEL, "model", 1) \
     X(INFER_RESULT, SPLIT, "split", 1) \
-    X(INFER_RESULT, DETECTIONS, "detections", 1) \
     X(INFER_RESULT, OUTPUT, "output", 1) \
     X(INFER_RESULT, EDGE_MS, "edge_ms", 1) \
     X(INFER_RESULT, QUEUE_MS, "queue_ms", 1) \
@@ -555,27 +547,5 @@
     X(TENSOR, SCALE, "scale", 1) \
     X(TENSOR, ZERO_POINT, "zero_point", 1) \
     X(TENSOR, DATA, "data", 1)
-
-/* DetectionItem: One FOMO detection: an object centroid on the output grid. */
-#define SCIOT_DETECTION_ITEM_KEY_CLS "cls"
-#define SCIOT_DETECTION_ITEM_REQ_CLS 1
-#define SCIOT_DETECTION_ITEM_CLS_GE 1u
-#define SCIOT_DETECTION_ITEM_KEY_X "x"
-#define SCIOT_DETECTION_ITEM_REQ_X 1
-#define SCIOT_DETECTION_ITEM_X_GE 0u
-#define SCIOT_DETECTION_ITEM_KEY_Y "y"
-#define SCIOT_DETECTION_ITEM_REQ_Y 1
-#define SCIOT_DETECTION_ITEM_Y_GE 0u
-#define SCIOT_DETECTION_ITEM_KEY_SCORE "score"
-#define SCIOT_DETECTION_ITEM_REQ_SCORE 1
-#define SCIOT_DETECTION_ITEM_SCORE_GE 0u
-#define SCIOT_DETECTION_ITEM_SCORE_LE 1u
-#define SCIOT_DETECTION_ITEM_FIELD_COUNT 4
-/* X(message, FIELD, "key", required) for every field, in contract order */
-#define SCIOT_DETECTION_ITEM_FIELDS(X) \
-    X(DETECTION_ITEM, CLS, "cls", 1) \
-    X(DETECTION_ITEM, X, "x", 1) \
-    X(DETECTION_ITEM, Y, "y", 1) \
-    X(DETECTION_ITEM, SCORE, "score", 1)
 
 #endif /* SCIOT_PROTOCOL_H */

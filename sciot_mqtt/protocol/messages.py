@@ -182,7 +182,7 @@ class Birth(Message):
     TOPIC = DeviceTopic.BIRTH
     PUBLISHER = "device"
 
-    protocol: int = Field(description="protocol version the device speaks (1)")
+    protocol: int = Field(description="protocol version the device speaks (2)")
     session: U32 = Field(description="session counter of this connection, also in its will")
     kind: ShortText = Field(description='device kind, e.g. "python", "esp32s3"')
     models: list[ModelId] = Field(
@@ -236,15 +236,6 @@ class Tensor(Strict):
     )
 
 
-class DetectionItem(Strict):
-    """One FOMO detection: an object centroid on the output grid."""
-
-    cls: int = Field(ge=1, description="output channel of the class (0 is background)")
-    x: int = Field(ge=0, description="grid column")
-    y: int = Field(ge=0, description="grid row")
-    score: float = Field(ge=0, le=1, description="class probability")
-
-
 class InferRequest(Message):
     """The device ran operators [0, split) and sends the tensors live at that boundary."""
 
@@ -272,7 +263,7 @@ class InferRequest(Message):
 
 
 class LocalTimings(Message):
-    """A device-only run: every operator's time and the local result."""
+    """A device-only run: every operator's time (the device keeps its result)."""
 
     TOPIC = DeviceTopic.TIMINGS
     PUBLISHER = "device"
@@ -287,7 +278,6 @@ class LocalTimings(Message):
     device_ms: list[DurationMs] = Field(
         max_length=65535, description="time of each operator [0, N) on the device (ms)"
     )
-    detections: list[DetectionItem] = Field(max_length=4096)
     rtt_ms: DurationMs | None = Field(
         default=None, description="as in `infer`: a round trip not yet reported"
     )
@@ -307,7 +297,6 @@ class InferResult(Message):
     seq: U32 = Field(description="the request's `seq`")
     model: ModelId
     split: int = Field(ge=0, le=65535, description="the request's `split`")
-    detections: list[DetectionItem] = Field(max_length=4096)
     output: Tensor = Field(description="the raw model output")
     edge_ms: list[DurationMs] = Field(
         max_length=65535, description="time of each operator [split, N) at the edge (ms)"

@@ -20,7 +20,6 @@ from sciot_mqtt.protocol import (
     Assign,
     Birth,
     Command,
-    DetectionItem,
     DeviceCounts,
     DeviceState,
     ErrorReport,
@@ -87,10 +86,6 @@ VALID: dict[str, Message] = {
         model="fomo96",
         reason="probe",
         device_ms=[1.0, 2.0, 0.5],
-        detections=[
-            DetectionItem(cls=1, x=3, y=4, score=0.99609375),
-            DetectionItem(cls=2, x=11, y=0, score=0.5),
-        ],
     ),
     "assign": Assign(
         model="fomo96", session=70000, hb_interval_s=0.5, max_payload=262144, instance="edge"
@@ -107,7 +102,6 @@ VALID: dict[str, Message] = {
         seq=300,
         model="fomo96",
         split=7,
-        detections=[DetectionItem(cls=1, x=3, y=4, score=0.75)],
         output=_TENSOR.model_copy(update={"index": 67}),
         edge_ms=[0.25, 0.5],
         queue_ms=0.0,

@@ -31,6 +31,7 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.errors import ConfigurationError, ProtocolError
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Birth,
     DeviceState,
     DeviceTopic,
@@ -70,7 +71,7 @@ def templates(package: ModelPackage) -> dict[DeviceTopic, dict[str, Any]]:
     """A valid payload per device topic, as the mutations' starting point."""
     return {
         DeviceTopic.BIRTH: {
-            "protocol": 1,
+            "protocol": PROTOCOL_VERSION,
             "session": 5,
             "kind": "t",
             "models": ["fomo96"],

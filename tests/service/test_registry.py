@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
-from sciot_mqtt.protocol import Birth, DeviceState, Heartbeat
+from sciot_mqtt.protocol import PROTOCOL_VERSION, Birth, DeviceState, Heartbeat
 from sciot_mqtt.service import Presence, Registry
 from sciot_mqtt.service.registry import Reaction, session_is_newer
 
@@ -36,7 +36,7 @@ def registry(clock: Clock) -> Registry:
     )
 
 
-def birth(session: int, models: list[str] | None = None, protocol: int = 1) -> Birth:
+def birth(session: int, models: list[str] | None = None, protocol: int = PROTOCOL_VERSION) -> Birth:
     return Birth(
         protocol=protocol,
         session=session,
@@ -64,7 +64,7 @@ def test_birth_without_a_served_model_or_with_another_protocol_is_refused(
         registry.on_birth("d", birth(1, ["other"]))
     assert caught.value.code is ErrorCode.NO_MODEL
     with pytest.raises(ProtocolError) as caught:
-        registry.on_birth("d", birth(1, protocol=2))
+        registry.on_birth("d", birth(1, protocol=PROTOCOL_VERSION + 1))
     assert caught.value.code is ErrorCode.UNSUPPORTED_VERSION
     assert len(registry) == 0
 

@@ -751,7 +751,6 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
 {
     sciot_local_timings_out t;
     size_t n;
-    uint32_t i;
     if (!dev->connected) {
         return;
     }
@@ -763,13 +762,6 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
                                                                       : SCIOT_REASON_LOCAL;
     t.n_device_ms = dev->cfg.num_ops;
     t.device_ms = dev->op_ms;
-    for (i = 0; i < dev->n_detections; i++) {
-        if (dev->detections[i].score > 1.0) {
-            dev->detections[i].score = 1.0;
-        }
-    }
-    t.n_detections = dev->n_detections;
-    t.detections = dev->detections;
     take_rtt(dev, &t.has_rtt, &t.rtt_ms, &t.rtt_seq);
     if (sciot_encode_local_timings(&t, dev->tx, dev->tx_cap, &n) == SCIOT_OK) {
         (void)publish(dev, SCIOT_LOCAL_TIMINGS_TOPIC, dev->tx, n, SCIOT_LOCAL_TIMINGS_QOS,

@@ -189,17 +189,6 @@ static const field TENSOR_F[] = {
 SCIOT_STATIC_ASSERT(COUNT(TENSOR_F) == SCIOT_TENSOR_FIELD_COUNT, tensor_fields);
 static const schema TENSOR_S = {TENSOR_F, (uint8_t)COUNT(TENSOR_F)};
 
-/* DetectionItem */
-static const field DETECTION_F[] = {
-    FINT(DETECTION_ITEM, CLS, sciot_detection, cls, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_CLS_GE, 0),
-    FINT(DETECTION_ITEM, X, sciot_detection, x, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_X_GE, 0),
-    FINT(DETECTION_ITEM, Y, sciot_detection, y, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_Y_GE, 0),
-    FNUM(DETECTION_ITEM, SCORE, sciot_detection, score, NONE, HAS_MIN | HAS_MAX,
-         SCIOT_DETECTION_ITEM_SCORE_GE, SCIOT_DETECTION_ITEM_SCORE_LE),
-};
-SCIOT_STATIC_ASSERT(COUNT(DETECTION_F) == SCIOT_DETECTION_ITEM_FIELD_COUNT, detection_fields);
-static const schema DETECTION_S = {DETECTION_F, (uint8_t)COUNT(DETECTION_F)};
-
 /* ServiceState */
 static const field SERVICE_STATE_F[] = {
     FBOOL(SERVICE_STATE, ONLINE, sciot_service_state, online),
@@ -317,8 +306,6 @@ static const field TIMINGS_F[] = {
     FENUM(LOCAL_TIMINGS, REASON, sciot_local_timings, reason, REASONS),
     FNUMS(LOCAL_TIMINGS, DEVICE_MS, sciot_local_timings, device_ms,
           SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN),
-    FOBJS(LOCAL_TIMINGS, DETECTIONS, sciot_local_timings, detections, n_detections, DETECTION_S,
-          sciot_detection, 0, SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN),
     FNUM(LOCAL_TIMINGS, RTT_MS, sciot_local_timings, rtt_ms, HAS(sciot_local_timings, has_rtt_ms),
          HAS_MIN | HAS_MAX, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, SCIOT_LOCAL_TIMINGS_RTT_MS_LE),
     FU32(LOCAL_TIMINGS, RTT_SEQ, sciot_local_timings, rtt_seq,
@@ -360,8 +347,6 @@ static const field RESULT_F[] = {
     FU32(INFER_RESULT, SEQ, sciot_infer_result, seq, NONE),
     FID(INFER_RESULT, MODEL, sciot_infer_result, model),
     FU16(INFER_RESULT, SPLIT, sciot_infer_result, split),
-    FOBJS(INFER_RESULT, DETECTIONS, sciot_infer_result, detections, n_detections, DETECTION_S,
-          sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
     FOBJ(INFER_RESULT, OUTPUT, sciot_infer_result, output, TENSOR_S, sciot_wire_tensor),
     FNUMS(INFER_RESULT, EDGE_MS, sciot_infer_result, edge_ms, SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
     FNUM(INFER_RESULT, QUEUE_MS, sciot_infer_result, queue_ms, NONE, HAS_MIN | HAS_MAX,
@@ -916,12 +901,11 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
                                      size_t *len)
 {
     sciot_mpw w;
-    uint32_t i;
     if (m->reason >= COUNT(REASONS)) {
         return SCIOT_E_ARG;
     }
     sciot_mpw_init(&w, buf, cap);
-    sciot_mpw_map(&w, 6u + (m->has_rtt ? 2u : 0u));
+    sciot_mpw_map(&w, 5u + (m->has_rtt ? 2u : 0u));
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SEQ);
     sciot_mpw_uint(&w, m->seq);
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SESSION);
@@ -932,20 +916,6 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
     sciot_mpw_cstr(&w, REASONS[m->reason]);
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS);
     write_numbers(&w, m->device_ms, m->n_device_ms);
-    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS);
-    sciot_mpw_array(&w, m->n_detections);
-    for (i = 0; i < m->n_detections; i++) {
-        const sciot_detection *det = &m->detections[i];
-        sciot_mpw_map(&w, 4);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_CLS);
-        sciot_mpw_int(&w, det->cls);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_X);
-        sciot_mpw_int(&w, det->x);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_Y);
-        sciot_mpw_int(&w, det->y);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_SCORE);
-        sciot_mpw_f64(&w, det->score);
-    }
     if (m->has_rtt) {
         KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_RTT_MS);
         sciot_mpw_f64(&w, m->rtt_ms);
