@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compile the portable core and the int8 operators for a 32-bit microcontroller without an
+# Compile the portable core, the int8 operators and the ops adapter for a 32-bit microcontroller without an
 # FPU or libc (ESP32-C3's ISA), warnings as errors. Compile only: nothing here links or runs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,8 +19,13 @@ for src in "$here"/core/src/*.c; do
     n=$((n + 1))
 done
 for src in "$here"/ops/src/*.c; do
-    "$cc" "${flags[@]}" -I"$here/ops/include" -I"$here/ops/src" \
-        -c "$src" -o "$out/ops_$(basename "$src" .c).o"
+    "$cc" "${flags[@]}" -I"$here/ops/include" -I"$here/ops/src" -I"$here/core/include" \
+        -I"$here/generated" -c "$src" -o "$out/ops_$(basename "$src" .c).o"
+    n=$((n + 1))
+done
+for src in "$here"/adapter/src/*.c; do
+    "$cc" "${flags[@]}" -I"$here/adapter/include" -I"$here/core/include" -I"$here/generated" \
+        -I"$here/ops/include" -c "$src" -o "$out/adapter_$(basename "$src" .c).o"
     n=$((n + 1))
 done
 echo "cross-check: $n files compiled for rv32imc/ilp32 with -Werror"

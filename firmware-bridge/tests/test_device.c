@@ -150,11 +150,12 @@ static bool f_poll(void *u, uint32_t timeout_ms)
     return F.link_up;
 }
 
-static const sciot_tensor_spec SPECS[NUM_OPS + 1][2] = {
-    {{0, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}},
-    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}},
-    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}, {2, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4}},
-    {{3, SCIOT_DTYPE_INT8, 4, {1, 2, 2, 3}, 0.00390625, -128, 12}},
+static const sciot_tensor LIVE_TENSORS[NUM_OPS + 1][2] = {
+    {{0, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL}},
+    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL}},
+    {{1, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL},
+     {2, SCIOT_DTYPE_INT8, 2, {1, 4}, 0.5, -1, 4, NULL}},
+    {{3, SCIOT_DTYPE_INT8, 4, {1, 2, 2, 3}, 0.00390625, -128, 12, NULL}},
 };
 static const unsigned COUNTS[NUM_OPS + 1] = {1, 1, 2, 1};
 
@@ -164,19 +165,19 @@ static unsigned f_count(void *u, uint16_t split)
     return split <= NUM_OPS ? COUNTS[split] : 0;
 }
 
-static bool f_tensor(void *u, uint16_t split, unsigned k, sciot_tensor_spec *out)
+static bool f_tensor(void *u, uint16_t split, unsigned k, sciot_tensor *out)
 {
     (void)u;
     if (split > NUM_OPS || k >= COUNTS[split]) {
         return false;
     }
-    *out = SPECS[split][k];
+    *out = LIVE_TENSORS[split][k];
     return true;
 }
 
 /* State between boundaries: 4 bytes; op i adds i + 1; the output spreads them over 12. */
-static bool f_run(void *u, uint16_t first, uint16_t last, const sciot_tensor_buf *in,
-                  unsigned n_in, sciot_tensor_buf *out, unsigned n_out, double *op_ms)
+static bool f_run(void *u, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+                  sciot_tensor *out, unsigned n_out, double *op_ms)
 {
     int8_t v[4];
     unsigned i, op;
@@ -193,7 +194,7 @@ static bool f_run(void *u, uint16_t first, uint16_t last, const sciot_tensor_buf
     }
     if (last == NUM_OPS) {
         for (i = 0; i < 12; i++) {
-            out[0].data[i] = (uint8_t)(i % 3u == 1u && i < 3u ? 127 : v[i % 4u]);
+            ((uint8_t *)out[0].data)[i] = (uint8_t)(i % 3u == 1u && i < 3u ? 127 : v[i % 4u]);
         }
     } else {
         for (i = 0; i < n_out; i++) {
@@ -226,9 +227,9 @@ static sciot_hal make_hal(void)
     h.publish = f_publish;
     h.subscribe = f_subscribe;
     h.poll = f_poll;
-    h.boundary_count = f_count;
-    h.boundary_tensor = f_tensor;
-    h.run_ops = f_run;
+    h.model.boundary_count = f_count;
+    h.model.boundary_tensor = f_tensor;
+    h.model.run_ops = f_run;
     h.capture = f_capture;
     return h;
 }
@@ -370,15 +371,13 @@ static void answer_infer(const uint8_t *p, size_t n)
     for (i = 0; i < 12; i++) {
         out[i] = 0x55;
     }
-    sciot_mpw_map(&w, 8);
+    sciot_mpw_map(&w, 7);
     sciot_mpw_cstr(&w, "seq");
     sciot_mpw_uint(&w, r.seq);
     sciot_mpw_cstr(&w, "model");
     sciot_mpw_cstr(&w, "fake");
     sciot_mpw_cstr(&w, "split");
     sciot_mpw_uint(&w, r.split);
-    sciot_mpw_cstr(&w, "detections");
-    sciot_mpw_array(&w, 0);
     sciot_mpw_cstr(&w, "output");
     sciot_mpw_map(&w, 6);
     sciot_mpw_cstr(&w, "index");
@@ -427,8 +426,8 @@ static void connect_announces_in_order(void **state)
     (void)state;
     sciot_device_step(&DEV, 10);
     assert_true(DEV.connected);
-    assert_int_equal(DEV.session, 42); /* incremented before the connection */
-    assert_string_equal(F.client_id, "sciot-dev-d1");
+    assert_int_equal(DEV.session, 42);      /* incremented before the connection */
+    assert_string_equal(F.client_id, "d1"); /* the device id: its account (topics.md) */
     assert_string_equal(F.will_topic, "sciot/v1/dev/d1/state");
     assert_int_equal(sciot_decode_device_state(F.will, F.will_len, &will, NULL), SCIOT_OK);
     assert_false(will.online);
@@ -484,9 +483,8 @@ static void heartbeats_follow_the_assigned_interval(void **state)
     /* 5 s at 0.5 s: 10 heartbeats, give or take the one at the edge */
     i = count_topic("/hb", since);
     assert_true(i >= 9 && i <= 11);
-    assert_int_equal(sciot_decode_heartbeat(last_on("/hb")->payload, last_on("/hb")->len, &hb,
-                                            NULL),
-                     SCIOT_OK);
+    assert_int_equal(
+        sciot_decode_heartbeat(last_on("/hb")->payload, last_on("/hb")->len, &hb, NULL), SCIOT_OK);
     assert_int_equal(hb.seq, first_seq + (uint32_t)i - 1u);
     assert_int_equal(hb.session, DEV.session);
     assert_int_equal(hb.mode, SCIOT_MODE_OFFLOAD);
@@ -546,9 +544,8 @@ static void service_offline_falls_back_and_resumes(void **state)
     while (count_topic("/hb", 0) < 4) {
         sciot_device_step(&DEV, 100);
     }
-    assert_int_equal(sciot_decode_heartbeat(last_on("/hb")->payload, last_on("/hb")->len, &hb,
-                                            NULL),
-                     SCIOT_OK);
+    assert_int_equal(
+        sciot_decode_heartbeat(last_on("/hb")->payload, last_on("/hb")->len, &hb, NULL), SCIOT_OK);
     assert_int_equal(hb.mode, SCIOT_MODE_LOCAL);
     {
         /* a local inference publishes timings, not infer */
@@ -563,11 +560,11 @@ static void service_offline_falls_back_and_resumes(void **state)
         assert_int_equal(t.reason, SCIOT_REASON_LOCAL);
         assert_int_equal(t.device_ms.count, NUM_OPS);
         assert_true(t.device_ms.sum == 4.5);
-        /* every cell passes 0.5; the one holding 127 comes first */
-        assert_int_equal(t.n_detections, 4);
-        assert_int_equal(t.detections[0].x, 0);
-        assert_int_equal(t.detections[0].y, 0);
-        assert_true(t.detections[0].score == 255.0 / 256.0);
+        /* every cell passes 0.5; the one holding 127 comes first (the record keeps them) */
+        assert_int_equal(rec.n_detections, 4);
+        assert_int_equal(rec.detections[0].x, 0);
+        assert_int_equal(rec.detections[0].y, 0);
+        assert_true(rec.detections[0].score == 255.0 / 256.0);
     }
     /* back online: local until it answers the birth it asks for (cmd rebirth) */
     send_service(true);
@@ -615,9 +612,9 @@ static void rebirth_command_announces_again(void **state)
     assert_int_equal(DEV.summary.rebirths, 1);
     assert_int_equal(count_topic("/state", since), 1);
     assert_int_equal(count_topic("/birth", since), 1);
-    assert_int_equal(sciot_decode_birth(last_on("/birth")->payload, last_on("/birth")->len,
-                                        &birth, NULL),
-                     SCIOT_OK);
+    assert_int_equal(
+        sciot_decode_birth(last_on("/birth")->payload, last_on("/birth")->len, &birth, NULL),
+        SCIOT_OK);
     assert_int_equal(birth.session, DEV.session); /* the current session, not a new one */
 }
 
@@ -712,9 +709,9 @@ static void offload_sends_the_live_tensors_and_uses_the_result(void **state)
     assert_false(r.has_rtt_ms);
     /* the next request reports this one's round trip */
     assert_true(sciot_device_infer(&DEV, &rec));
-    assert_int_equal(sciot_decode_infer_request(last_on("/infer")->payload,
-                                                last_on("/infer")->len, &r, NULL),
-                     SCIOT_OK);
+    assert_int_equal(
+        sciot_decode_infer_request(last_on("/infer")->payload, last_on("/infer")->len, &r, NULL),
+        SCIOT_OK);
     assert_true(r.has_rtt_ms && r.has_rtt_seq);
     assert_int_equal(r.rtt_seq, r.seq - 1u);
 }
@@ -739,7 +736,7 @@ static void no_result_or_an_error_finishes_locally(void **state)
     assert_true(sciot_device_infer(&DEV, &rec));
     assert_int_equal(rec.path, SCIOT_PATH_FALLBACK);
     assert_string_equal(rec.reason, "timeout");
-    assert_true(F.now_us - t0 >= 2000000u); /* the result timeout passed */
+    assert_true(F.now_us - t0 >= 2000000u);     /* the result timeout passed */
     assert_memory_equal(rec.output, local, 12); /* the tail ran from the tensors it held */
     /* a hung service: local, and state + birth again until the service answers them */
     assert_int_equal(DEV.summary.unanswered, 1);

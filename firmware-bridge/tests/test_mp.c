@@ -53,8 +53,9 @@ static void integers_take_the_smallest_form(void **state)
 
 static void integers_round_trip(void **state)
 {
-    static const int64_t values[] = {0, 1, 127, 128, 255, 256, 65535, 65536, -1, -32, -33,
-                                     -128, -129, -32768, -32769, INT32_MIN, INT64_MIN, INT64_MAX};
+    static const int64_t values[] = {0,     1,      127,    128,       255,       256,
+                                     65535, 65536,  -1,     -32,       -33,       -128,
+                                     -129,  -32768, -32769, INT32_MIN, INT64_MIN, INT64_MAX};
     size_t i;
     (void)state;
     for (i = 0; i < sizeof values / sizeof values[0]; i++) {
@@ -113,10 +114,10 @@ static void strings_bins_and_containers(void **state)
 
 static void utf8_is_checked_like_python(void **state)
 {
-    static const uint8_t ok[] = {0xa5, 'c', 0xc3, 0xa9, 'f', 'e'};       /* "cef" with e-acute */
-    static const uint8_t overlong[] = {0xa2, 0xc0, 0xaf};                 /* overlong '/' */
-    static const uint8_t surrogate[] = {0xa3, 0xed, 0xa0, 0x80};          /* U+D800 */
-    static const uint8_t cut[] = {0xa2, 0xe2, 0x82};                      /* truncated */
+    static const uint8_t ok[] = {0xa5, 'c', 0xc3, 0xa9, 'f', 'e'}; /* "cef" with e-acute */
+    static const uint8_t overlong[] = {0xa2, 0xc0, 0xaf};          /* overlong '/' */
+    static const uint8_t surrogate[] = {0xa3, 0xed, 0xa0, 0x80};   /* U+D800 */
+    static const uint8_t cut[] = {0xa2, 0xe2, 0x82};               /* truncated */
     sciot_mpr r;
     const char *s;
     uint32_t len, chars;
@@ -137,8 +138,8 @@ static void utf8_is_checked_like_python(void **state)
 static void skip_handles_nesting_and_limits(void **state)
 {
     uint8_t deep[64];
-    uint8_t nested[] = {0x82, 0xa1, 'a', 0x92, 0xc0, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0,
-                        0xa1, 'b', 0xd6, 0x01, 1, 2, 3, 4};
+    uint8_t nested[] = {0x82, 0xa1, 'a', 0x92, 0xc0, 0xcb, 0,    0, 0, 0, 0,
+                        0,    0,    0,   0xa1, 'b',  0xd6, 0x01, 1, 2, 3, 4};
     uint8_t truncated[] = {0x92, 0x01};
     uint8_t int_key[] = {0x81, 0x01, 0x02};
     sciot_mpr r;

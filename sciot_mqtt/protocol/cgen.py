@@ -26,6 +26,7 @@ from sciot_mqtt.protocol.messages import (
     ALL_MESSAGES,
     CONTROL_MAX_BYTES,
     TENSOR_MAX_BYTES,
+    TIMING_MAX_MS,
     U32_MAX,
     Strict,
 )
@@ -163,9 +164,14 @@ def _model_block(model: type[BaseModel], lines: list[str]) -> None:
             )
     lines.append(f"#define SCIOT_{name}_FIELD_COUNT {len(entries)}")
     lines.append('/* X(message, FIELD, "key", required) for every field, in contract order */')
-    lines.append(f"#define SCIOT_{name}_FIELDS(X) \\")
-    lines.extend(f"    {entry} \\" for entry in entries[:-1])
-    lines.append(f"    {entries[-1]}")
+    head = f"#define SCIOT_{name}_FIELDS(X)"
+    one_line = f"{head} {entries[0]}"
+    if len(entries) == 1 and len(one_line) <= 100:  # as clang-format lays it out
+        lines.append(one_line)
+    else:
+        lines.append(f"{head} \\")
+        lines.extend(f"    {entry} \\" for entry in entries[:-1])
+        lines.append(f"    {entries[-1]}")
     lines.append("")
 
 
@@ -178,6 +184,10 @@ def render() -> str:
     lines.append(f"#define SCIOT_CONTROL_MAX_BYTES {CONTROL_MAX_BYTES}u")
     lines.append(f"#define SCIOT_TENSOR_MAX_BYTES {TENSOR_MAX_BYTES}u")
     lines.append(f"#define SCIOT_U32_MAX {U32_MAX}u")
+    lines.append(
+        "/* Every duration in ms is 0..SCIOT_TIMING_MAX_MS; no float may be NaN or infinite */"
+    )
+    lines.append(f"#define SCIOT_TIMING_MAX_MS {_c_number(TIMING_MAX_MS)}")
     lines.append("")
     lines.append("/* Last topic level of sciot/v1/dev/{id}/... */")
     for kind in DeviceTopic:

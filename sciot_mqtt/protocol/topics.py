@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 NAMESPACE = "sciot/v1"
 DEVICE_ID_MAX_LEN = 64
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -32,6 +32,8 @@ class ServiceTopic(StrEnum):
 
     STATE = "state"
     STATS = "stats"
+    PING = "ping"
+    PONG = "pong"
 
 
 def is_valid_device_id(device_id: str) -> bool:

@@ -67,6 +67,18 @@ def fomo96_package(sciot_models: dict[str, ModelPackage]) -> ModelPackage:
 
 
 @pytest.fixture(scope="session")
+def tiny_classifier_package(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
+    """A non-FOMO model with every operator of the firmware's set (tiny_classifier.py), built
+    with TensorFlow and prepared in a cache of its own."""
+    pytest.importorskip("tensorflow", reason="the `build` extra builds the test classifier")
+    from tests.firmware.tiny_classifier import build_tiny_classifier
+
+    root = tmp_path_factory.mktemp("tiny-classifier")
+    path = build_tiny_classifier(root / "tiny_classifier.tflite")
+    return ModelPackage.prepare(path, root / "cache", model_id="tiny_classifier")
+
+
+@pytest.fixture(scope="session")
 def fomo96_blob(fomo96_package: ModelPackage, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The zoo model exported as a sciot model blob file."""
     path = tmp_path_factory.mktemp("blob") / "fomo96_model.bin"
@@ -74,9 +86,9 @@ def fomo96_blob(fomo96_package: ModelPackage, tmp_path_factory: pytest.TempPathF
     return path
 
 
-# sciot_ops.h sc_err
-SC_ERR_TRUNCATED, SC_ERR_MALFORMED, SC_ERR_UNSUPPORTED, SC_ERR_IO, SC_ERR_ARENA = 4, 5, 6, 7, 8
-SC_ERR_ARG, SC_ERR_MAGIC, SC_ERR_VERSION = 1, 2, 3
+# sciot_ops.h sciot_model_err
+MODEL_E_TRUNCATED, MODEL_E_MALFORMED, MODEL_E_UNSUPPORTED, MODEL_E_IO, MODEL_E_ARENA = 4, 5, 6, 7, 8
+MODEL_E_ARG, MODEL_E_MAGIC, MODEL_E_VERSION = 1, 2, 3
 SIZE_MISMATCH = -1  # pyshim: the concatenated buffers are not the boundary's size
 
 Tensors = dict[int, np.ndarray]
@@ -154,7 +166,7 @@ class COps:
         """Ops [start, stop) from the tensors live at `start`; the tensors live at `stop`."""
         data = pack(self.package, start, tensors)
         rc, out = self.run_raw(start, stop, data, self.package.boundaries[stop].nbytes)
-        assert rc == 0, f"sc_model_run [{start}, {stop}) failed with sc_err {rc}"
+        assert rc == 0, f"sciot_model_run [{start}, {stop}) failed with sciot_model_err {rc}"
         return unpack(self.package, stop, out)
 
 

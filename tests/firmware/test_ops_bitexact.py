@@ -23,15 +23,16 @@ from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.runtime import SegmentRunner
 from tests.firmware.conftest import (
+    FIRMWARE,
+    MODEL_E_ARENA,
+    MODEL_E_ARG,
+    MODEL_E_IO,
+    MODEL_E_MAGIC,
+    MODEL_E_MALFORMED,
+    MODEL_E_TRUNCATED,
+    MODEL_E_UNSUPPORTED,
+    MODEL_E_VERSION,
     OPS,
-    SC_ERR_ARENA,
-    SC_ERR_ARG,
-    SC_ERR_IO,
-    SC_ERR_MAGIC,
-    SC_ERR_MALFORMED,
-    SC_ERR_TRUNCATED,
-    SC_ERR_UNSUPPORTED,
-    SC_ERR_VERSION,
     SIZE_MISMATCH,
     COps,
     Tensors,
@@ -97,7 +98,7 @@ def test_blob_reader_sees_the_manifest(c_ops: COps, fomo96_package: ModelPackage
     assert num_ops.value == pkg.num_ops
     assert sha.raw.hex() == pkg.sha256
     assert model_id.value.decode() == pkg.model_id
-    dtypes = {1: "int8", 2: "uint8", 3: "int16", 4: "int32", 5: "float32"}
+    dtypes = {0: "int8", 1: "uint8", 2: "int16", 3: "int32", 4: "float32"}  # sciot_dtype
     for op in pkg.ops:
         assert c_ops.lib.sct_op_name(c_ops._blob, len(c_ops.blob), op.index).decode() == op.op
     for b in pkg.boundaries:
@@ -205,7 +206,7 @@ def _run_io(
     outputs: list[tuple[int, int]],
     arena_len: int | None = None,
 ) -> tuple[int, dict[int, bytes]]:
-    """sc_model_run with io lists made up by the test: (index, data) in, (index, size) out."""
+    """sciot_model_run with io lists made up by the test: (index, data) in, (index, size) out."""
     u32 = ctypes.c_uint32
     data = b"".join(d for _, d in inputs)
     out_len = sum(n for _, n in outputs)
@@ -259,16 +260,16 @@ def test_run_refuses_wrong_io_and_small_arena(c_ops: COps, fomo96_package: Model
         "no output": (good, []),
     }
     for what, (inputs, outputs) in refused.items():
-        assert _run_io(c_ops, 9, 10, inputs, outputs)[0] == SC_ERR_IO, what
+        assert _run_io(c_ops, 9, 10, inputs, outputs)[0] == MODEL_E_IO, what
     small = c_ops.arena_size - 1
-    assert _run_io(c_ops, 9, 10, good, out10, arena_len=small)[0] == SC_ERR_ARENA
+    assert _run_io(c_ops, 9, 10, good, out10, arena_len=small)[0] == MODEL_E_ARENA
     # A range of no operators needs no arena: it only copies.
     assert _run_io(c_ops, 9, 9, good, [(48, b9[48]), (51, b9[51])], arena_len=0)[0] == 0
     # Ranges outside 0..N or backwards.
     assert _run_io(c_ops, 10, 9, [(52, bytes(b9[48]))], [(48, b9[48]), (51, b9[51])])[0] == (
-        SC_ERR_ARG
+        MODEL_E_ARG
     )
-    assert _run_io(c_ops, 0, n + 1, [(0, frame)], [])[0] == SC_ERR_ARG
+    assert _run_io(c_ops, 0, n + 1, [(0, frame)], [])[0] == MODEL_E_ARG
     # The concatenating shim refuses sizes that do not add up before calling the library.
     assert c_ops.run_raw(0, 5, frame[:-1], pkg.boundaries[5].nbytes)[0] == SIZE_MISMATCH
 
@@ -280,27 +281,27 @@ def _patched(blob: bytes, offset: int, value: bytes) -> bytes:
 def test_open_refuses_damaged_blobs(c_ops: COps) -> None:
     blob = c_ops.blob
     assert c_ops.open_error(blob) == 0
-    assert c_ops.open_error(_patched(blob, 0, b"TFL3")) == SC_ERR_MAGIC
-    assert c_ops.open_error(_patched(blob, 4, b"\x02\x00")) == SC_ERR_VERSION
+    assert c_ops.open_error(_patched(blob, 0, b"TFL3")) == MODEL_E_MAGIC
+    assert c_ops.open_error(_patched(blob, 4, b"\x02\x00")) == MODEL_E_VERSION
     # Every truncation is caught (the header states the total length).
     for cut in range(0, len(blob), 97):
-        assert c_ops.open_error(blob[:cut]) in (SC_ERR_TRUNCATED, SC_ERR_MALFORMED), cut
+        assert c_ops.open_error(blob[:cut]) in (MODEL_E_TRUNCATED, MODEL_E_MALFORMED), cut
     off_ops = int.from_bytes(blob[24:28], "little")
     off_tensors = int.from_bytes(blob[20:24], "little")
     # An operator type the library does not know.
-    assert c_ops.open_error(_patched(blob, off_ops, b"\x63")) == SC_ERR_UNSUPPORTED
+    assert c_ops.open_error(_patched(blob, off_ops, b"\x63")) == MODEL_E_UNSUPPORTED
     # An op input that names a tensor past the table.
-    assert c_ops.open_error(_patched(blob, off_ops + 4, b"\xfe\xff")) == SC_ERR_MALFORMED
+    assert c_ops.open_error(_patched(blob, off_ops + 4, b"\xfe\xff")) == MODEL_E_MALFORMED
     # A tensor whose byte size disagrees with its shape.
     assert c_ops.open_error(_patched(blob, off_tensors + 20, b"\x01\x00\x00\x00")) == (
-        SC_ERR_MALFORMED
+        MODEL_E_MALFORMED
     )
     # A requantization shift outside what the rounding is defined for: the first op's
     # per-channel shifts follow its multipliers.
     params = int.from_bytes(blob[off_ops + 36 : off_ops + 40], "little")
     plen = int.from_bytes(blob[off_ops + 40 : off_ops + 44], "little")
     assert c_ops.open_error(_patched(blob, params + plen // 2, (40).to_bytes(4, "little"))) == (
-        SC_ERR_MALFORMED
+        MODEL_E_MALFORMED
     )
     # Random byte flips never crash the reader (they are either caught or harmless).
     rng = np.random.default_rng(1)
@@ -379,7 +380,7 @@ def test_run_refuses_boundaries_that_do_not_fit_the_ops(
     try:
         data = litert_boundaries["scene0"][9][48].tobytes() + bytes(24 * 24 * 48)
         rc, _ = c_ops.run_raw(9, 10, data, pkg.boundaries[10].nbytes)
-        assert rc == SC_ERR_MALFORMED
+        assert rc == MODEL_E_MALFORMED
     finally:
         c_ops.set_blob(blob)
 
@@ -398,7 +399,8 @@ def test_kernels_cross_compile_for_rv32(tmp_path: Path) -> None:
         pytest.skip("riscv64-unknown-elf-gcc missing: apt-get install gcc-riscv64-unknown-elf")
     flags = ["-march=rv32imc", "-mabi=ilp32", "-ffreestanding", "-std=c99", "-O2", "-Wall",
              "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-Wno-sign-conversion",
-             f"-I{OPS / 'include'}"]  # fmt: skip
+             f"-I{OPS / 'include'}", f"-I{FIRMWARE / 'core/include'}",
+             f"-I{FIRMWARE / 'generated'}"]  # fmt: skip
     undefined: set[str] = set()
     for source in ("model.c", "kernels.c"):
         obj = tmp_path / f"{source}.o"
@@ -411,9 +413,9 @@ def test_kernels_cross_compile_for_rv32(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         symbols = subprocess.run([nm, "-u", str(obj)], capture_output=True, text=True, check=True)
         undefined |= {line.split()[-1] for line in symbols.stdout.splitlines() if line.strip()}
-    model_symbols = {s for s in undefined if s.startswith("sc_")}
-    assert model_symbols <= {"sc_conv2d_s8", "sc_depthwise_conv2d_s8", "sc_add_s8",
-                             "sc_softmax_s8"}  # fmt: skip
+    model_symbols = {s for s in undefined if s.startswith("sciot_")}
+    assert model_symbols <= {"sciot_conv2d_s8", "sciot_depthwise_conv2d_s8", "sciot_add_s8",
+                             "sciot_softmax_s8"}  # fmt: skip
     foreign = sorted(s for s in undefined - model_symbols if not _RV32_ALLOWED.match(s))
     assert not foreign, f"kernels call outside libgcc: {foreign}"
 
@@ -422,7 +424,7 @@ def test_kernels_cross_compile_for_rv32(tmp_path: Path) -> None:
 def test_kernel_unit_tests_pass(build: str, request: pytest.FixtureRequest) -> None:
     """The cmocka tests of firmware-bridge/ops/tests/test_kernels.c, plain and sanitized."""
     build_dir: Path = request.getfixturevalue(build)
-    if not (build_dir / "test_sc_kernels").exists():
+    if not (build_dir / "test_ops_kernels").exists():
         pytest.skip("cmocka missing, unit tests not built: apt-get install libcmocka-dev")
     done = subprocess.run(
         ["ctest", "--test-dir", str(build_dir), "--output-on-failure"],

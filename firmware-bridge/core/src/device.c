@@ -3,7 +3,6 @@
 
 #include "util.h"
 
-#define CLIENT_ID_PREFIX "sciot-dev-" /* topics.md, "Transport" */
 #define TX_OVERHEAD 1024u
 
 void sciot_config_defaults(sciot_config *cfg)
@@ -75,14 +74,14 @@ static const char *dev_topic(sciot_device *dev, const char *kind)
 
 static uint32_t boundary_bytes(const sciot_hal *hal, uint16_t split, unsigned *count)
 {
-    unsigned n = hal->boundary_count(hal->user, split), k;
+    unsigned n = hal->model.boundary_count(hal->model.ctx, split), k;
     uint32_t total = 0;
     for (k = 0; k < n; k++) {
-        sciot_tensor_spec spec;
-        if (!hal->boundary_tensor(hal->user, split, k, &spec)) {
+        sciot_tensor t;
+        if (!hal->model.boundary_tensor(hal->model.ctx, split, k, &t)) {
             return 0;
         }
-        total += spec.nbytes;
+        total += t.nbytes;
     }
     if (count != NULL) {
         *count = n;
@@ -118,7 +117,7 @@ static bool plan_memory(const sciot_config *cfg, const sciot_hal *hal, layout *l
             l->tx = b;
         }
     }
-    l->tx += TX_OVERHEAD + 9u * cfg->num_ops + 64u * SCIOT_MAX_TENSORS;
+    l->tx += TX_OVERHEAD + 9u * cfg->num_ops + 64u * SCIOT_MAX_BOUNDARY_TENSORS;
     if (l->tx < 4096u + 9u * cfg->num_ops + 32u * SCIOT_MAX_DETECTIONS) {
         l->tx = 4096u + 9u * cfg->num_ops + 32u * SCIOT_MAX_DETECTIONS;
     }
@@ -140,8 +139,8 @@ size_t sciot_device_memory(const sciot_config *cfg, const sciot_hal *hal)
            sizeof(double) * cfg->num_ops + 8u;
 }
 
-bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal,
-                       void *mem, size_t mem_len)
+bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal, void *mem,
+                       size_t mem_len)
 {
     layout l;
     uint8_t *p;
@@ -176,9 +175,10 @@ bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_h
     p += align8(l.output);
     dev->tx = p;
     dev->tx_cap = l.tx;
-    if (!hal->boundary_tensor(hal->user, cfg->num_ops, 0, &dev->output_spec)) {
+    if (!hal->model.boundary_tensor(hal->model.ctx, cfg->num_ops, 0, &dev->output_tensor)) {
         return fail(dev, SCIOT_E_MODEL, "no output tensor");
     }
+    dev->output_tensor.data = dev->output;
     dev->session = cfg->session;
     dev->hb_interval_s = cfg->heartbeat_interval_s;
     dev->backoff_s = cfg->reconnect_min_s;
@@ -301,26 +301,22 @@ static void schedule_reconnect(sciot_device *dev)
 static bool connect(sciot_device *dev)
 {
     static const char *const kinds[] = {
-        SCIOT_ASSIGN_TOPIC, SCIOT_SPLIT_DECISION_TOPIC, SCIOT_INFER_RESULT_TOPIC,
+        SCIOT_ASSIGN_TOPIC,  SCIOT_SPLIT_DECISION_TOPIC, SCIOT_INFER_RESULT_TOPIC,
         SCIOT_COMMAND_TOPIC, SCIOT_ERROR_REPORT_TOPIC,
     };
-    char client_id[sizeof CLIENT_ID_PREFIX + SCIOT_DEVICE_ID_MAX_LEN];
     char will_topic[SCIOT_TOPIC_MAX];
     uint8_t will[32];
-    size_t will_len, pos = 0;
+    size_t will_len;
     unsigned i;
     dev->session = dev->session + 1u; /* before every connection (topics.md, "Sessions") */
-    client_id[0] = '\0';
-    (void)sciot_append(client_id, sizeof client_id, &pos, CLIENT_ID_PREFIX,
-                       sizeof CLIENT_ID_PREFIX - 1u);
-    (void)sciot_append(client_id, sizeof client_id, &pos, dev->id, sciot_strlen(dev->id));
-    if (sciot_encode_device_state(false, dev->session, will, sizeof will, &will_len) !=
-        SCIOT_OK) {
+    if (sciot_encode_device_state(false, dev->session, will, sizeof will, &will_len) != SCIOT_OK) {
         return false;
     }
     (void)dev_topic(dev, SCIOT_DEVICE_STATE_TOPIC);
     copy_str(will_topic, sizeof will_topic, dev->topic, sciot_strlen(dev->topic));
-    if (!dev->hal.connect(dev->hal.user, client_id, will_topic, will, will_len,
+    /* The client id is the device id, which is also its broker account (topics.md,
+     * "Clients and accounts"): a broker with logins binds the two. */
+    if (!dev->hal.connect(dev->hal.user, dev->id, will_topic, will, will_len,
                           dev->cfg.keepalive_s)) {
         return false;
     }
@@ -407,8 +403,8 @@ void sciot_device_stop(sciot_device *dev)
 
 /* --- receiving ------------------------------------------------------------------------- */
 
-static void on_service_state(sciot_device *dev, const char *name, size_t name_len,
-                             const uint8_t *p, size_t n)
+static void on_service_state(sciot_device *dev, const char *name, size_t name_len, const uint8_t *p,
+                             size_t n)
 {
     uint8_t i;
     int slot = -1;
@@ -681,24 +677,24 @@ uint16_t sciot_device_plan(sciot_device *dev, const char **reason, const sciot_d
     return d->split;
 }
 
-uint32_t sciot_fomo_decode(const int8_t *out, const sciot_tensor_spec *spec, float threshold,
+uint32_t sciot_fomo_decode(const int8_t *out, const sciot_tensor *tensor, float threshold,
                            sciot_detection *dets, uint32_t max)
 {
     uint32_t h, w, c, y, x, k, found = 0;
-    float scale = (float)spec->scale;
-    if (spec->ndim != 4 || spec->shape[0] != 1) {
+    float scale = (float)tensor->scale;
+    if (tensor->ndim != 4 || tensor->shape[0] != 1) {
         return 0;
     }
-    h = (uint32_t)spec->shape[1];
-    w = (uint32_t)spec->shape[2];
-    c = (uint32_t)spec->shape[3];
+    h = (uint32_t)tensor->shape[1];
+    w = (uint32_t)tensor->shape[2];
+    c = (uint32_t)tensor->shape[3];
     for (y = 0; y < h; y++) {
         for (x = 0; x < w; x++) {
             const int8_t *cell = out + ((size_t)y * w + x) * c;
             float best = -1.0f;
             uint32_t best_k = 0;
             for (k = 1; k < c; k++) { /* channel 0 is background */
-                float prob = ((float)cell[k] - (float)spec->zero_point) * scale;
+                float prob = ((float)cell[k] - (float)tensor->zero_point) * scale;
                 if (prob > best) {
                     best = prob;
                     best_k = k;
@@ -722,23 +718,22 @@ uint32_t sciot_fomo_decode(const int8_t *out, const sciot_tensor_spec *spec, flo
     return found;
 }
 
-static bool load_specs(sciot_device *dev, uint16_t split, sciot_tensor_spec *specs,
-                       sciot_tensor_buf *bufs, uint8_t *base, uint32_t cap, unsigned *count)
+/* The tensors live at `split`, their data laid out one after the other in base[0..cap). */
+static bool load_boundary(sciot_device *dev, uint16_t split, sciot_tensor *tensors, uint8_t *base,
+                          uint32_t cap, unsigned *count)
 {
-    unsigned n = dev->hal.boundary_count(dev->hal.user, split), k;
+    unsigned n = dev->hal.model.boundary_count(dev->hal.model.ctx, split), k;
     uint32_t off = 0;
-    if (n == 0 || n > SCIOT_MAX_TENSORS) {
+    if (n == 0 || n > SCIOT_MAX_BOUNDARY_TENSORS) {
         return false;
     }
     for (k = 0; k < n; k++) {
-        if (!dev->hal.boundary_tensor(dev->hal.user, split, k, &specs[k]) ||
-            specs[k].nbytes > cap - off) {
+        if (!dev->hal.model.boundary_tensor(dev->hal.model.ctx, split, k, &tensors[k]) ||
+            tensors[k].nbytes > cap - off) {
             return false;
         }
-        bufs[k].index = specs[k].index;
-        bufs[k].data = base + off;
-        bufs[k].nbytes = specs[k].nbytes;
-        off += specs[k].nbytes;
+        tensors[k].data = base + off;
+        off += tensors[k].nbytes;
     }
     *count = n;
     return true;
@@ -756,7 +751,6 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
 {
     sciot_local_timings_out t;
     size_t n;
-    uint32_t i;
     if (!dev->connected) {
         return;
     }
@@ -768,13 +762,6 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
                                                                       : SCIOT_REASON_LOCAL;
     t.n_device_ms = dev->cfg.num_ops;
     t.device_ms = dev->op_ms;
-    for (i = 0; i < dev->n_detections; i++) {
-        if (dev->detections[i].score > 1.0) {
-            dev->detections[i].score = 1.0;
-        }
-    }
-    t.n_detections = dev->n_detections;
-    t.detections = dev->detections;
     take_rtt(dev, &t.has_rtt, &t.rtt_ms, &t.rtt_seq);
     if (sciot_encode_local_timings(&t, dev->tx, dev->tx_cap, &n) == SCIOT_OK) {
         (void)publish(dev, SCIOT_LOCAL_TIMINGS_TOPIC, dev->tx, n, SCIOT_LOCAL_TIMINGS_QOS,
@@ -785,26 +772,13 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
 /* Publishes `infer` and waits for its result; the outcome is in dev->pending_outcome, with a
  * reason for a fallback. *sent gets the payload size, *rtt the round trip. */
 static const char *offload(sciot_device *dev, uint32_t seq, uint16_t split,
-                           const sciot_tensor_spec *specs, const sciot_tensor_buf *bufs,
-                           unsigned count, uint32_t *sent, double *rtt)
+                           const sciot_tensor *tensors, unsigned count, uint32_t *sent, double *rtt)
 {
     sciot_infer_request_out req;
-    sciot_tensor_out tensors[SCIOT_MAX_TENSORS];
     size_t n;
-    unsigned k;
     uint64_t sent_at, deadline;
     if (!dev->connected || !dev->has_assign) {
         return "disconnected";
-    }
-    for (k = 0; k < count; k++) {
-        tensors[k].index = specs[k].index;
-        tensors[k].dtype = specs[k].dtype;
-        tensors[k].ndim = specs[k].ndim;
-        tensors[k].shape = specs[k].shape;
-        tensors[k].scale = specs[k].scale;
-        tensors[k].zero_point = specs[k].zero_point;
-        tensors[k].data = bufs[k].data;
-        tensors[k].nbytes = bufs[k].nbytes;
     }
     req.seq = seq;
     req.session = dev->session;
@@ -861,8 +835,7 @@ static const char *offload(sciot_device *dev, uint32_t seq, uint16_t split,
 
 bool sciot_device_infer(sciot_device *dev, sciot_inference *rec)
 {
-    sciot_tensor_spec in_spec[1], specs[SCIOT_MAX_TENSORS], out_spec[1];
-    sciot_tensor_buf in_buf[1], bufs[SCIOT_MAX_TENSORS], out_buf[1];
+    sciot_tensor in[1], live[SCIOT_MAX_BOUNDARY_TENSORS], out[1];
     unsigned n_in = 0, count = 0, n_out = 0, i;
     const sciot_decision *followed;
     const char *reason;
@@ -872,8 +845,8 @@ bool sciot_device_infer(sciot_device *dev, sciot_inference *rec)
     double head = 0;
     sciot_zero(rec, sizeof *rec);
     dev->infer_seq = dev->infer_seq + 1u;
-    if (!load_specs(dev, 0, in_spec, in_buf, dev->input, dev->input_bytes, &n_in) ||
-        !load_specs(dev, num_ops, out_spec, out_buf, dev->output, dev->output_bytes, &n_out)) {
+    if (!load_boundary(dev, 0, in, dev->input, dev->input_bytes, &n_in) ||
+        !load_boundary(dev, num_ops, out, dev->output, dev->output_bytes, &n_out)) {
         return fail(dev, SCIOT_E_MODEL, "model boundaries changed");
     }
     if (!dev->hal.capture(dev->hal.user, dev->input, dev->input_bytes)) {
@@ -892,47 +865,46 @@ bool sciot_device_infer(sciot_device *dev, sciot_inference *rec)
     rec->split = split;
     rec->reason = reason;
     if (split == num_ops) {
-        if (!dev->hal.run_ops(dev->hal.user, 0, num_ops, in_buf, n_in, out_buf, n_out,
-                              dev->op_ms)) {
+        if (!dev->hal.model.run_ops(dev->hal.model.ctx, 0, num_ops, in, n_in, out, n_out,
+                                    dev->op_ms)) {
             return fail(dev, SCIOT_E_HAL, "run_ops failed");
         }
         rec->path = SCIOT_PATH_LOCAL;
-        dev->n_detections = sciot_fomo_decode((const int8_t *)(const void *)dev->output,
-                                              &dev->output_spec, 0.5f, dev->detections,
-                                              SCIOT_MAX_DETECTIONS);
+        dev->n_detections =
+            sciot_fomo_decode((const int8_t *)(const void *)dev->output, &dev->output_tensor, 0.5f,
+                              dev->detections, SCIOT_MAX_DETECTIONS);
         publish_timings(dev, seq, reason);
     } else {
         const char *why;
         double rtt = 0;
         if (split == 0) {
             count = n_in;
-            specs[0] = in_spec[0];
-            bufs[0] = in_buf[0];
+            live[0] = in[0];
         } else {
-            if (!load_specs(dev, split, specs, bufs, dev->boundary, dev->boundary_cap, &count) ||
-                !dev->hal.run_ops(dev->hal.user, 0, split, in_buf, n_in, bufs, count,
-                                  dev->op_ms)) {
+            if (!load_boundary(dev, split, live, dev->boundary, dev->boundary_cap, &count) ||
+                !dev->hal.model.run_ops(dev->hal.model.ctx, 0, split, in, n_in, live, count,
+                                        dev->op_ms)) {
                 return fail(dev, SCIOT_E_HAL, "run_ops failed");
             }
         }
-        why = offload(dev, seq, split, specs, bufs, count, &rec->sent_bytes, &rtt);
+        why = offload(dev, seq, split, live, count, &rec->sent_bytes, &rtt);
         if (why == NULL) {
             rec->path = SCIOT_PATH_OFFLOAD;
             rec->reason = "answered";
             rec->has_rtt = true;
             rec->rtt_ms = rtt;
         } else {
-            if (!dev->hal.run_ops(dev->hal.user, split, num_ops, bufs, count, out_buf, n_out,
-                                  dev->op_ms + split)) {
+            if (!dev->hal.model.run_ops(dev->hal.model.ctx, split, num_ops, live, count, out, n_out,
+                                        dev->op_ms + split)) {
                 return fail(dev, SCIOT_E_HAL, "run_ops failed");
             }
             rec->path = SCIOT_PATH_FALLBACK;
             rec->reason = why;
             log_event(dev, 1, "finished locally", why);
         }
-        dev->n_detections = sciot_fomo_decode((const int8_t *)(const void *)dev->output,
-                                              &dev->output_spec, 0.5f, dev->detections,
-                                              SCIOT_MAX_DETECTIONS);
+        dev->n_detections =
+            sciot_fomo_decode((const int8_t *)(const void *)dev->output, &dev->output_tensor, 0.5f,
+                              dev->detections, SCIOT_MAX_DETECTIONS);
     }
     for (i = 0; i < (rec->path == SCIOT_PATH_LOCAL ? num_ops : split); i++) {
         head += dev->op_ms[i];

@@ -382,10 +382,22 @@ bool sciot_mpr_integer(sciot_mpr *r, bool *neg, uint64_t *u, int64_t *s)
     case 0xcdu: width = 2; break;
     case 0xceu: width = 4; break;
     case 0xcfu: width = 8; break;
-    case 0xd0u: width = 1; is_signed = true; break;
-    case 0xd1u: width = 2; is_signed = true; break;
-    case 0xd2u: width = 4; is_signed = true; break;
-    case 0xd3u: width = 8; is_signed = true; break;
+    case 0xd0u:
+        width = 1;
+        is_signed = true;
+        break;
+    case 0xd1u:
+        width = 2;
+        is_signed = true;
+        break;
+    case 0xd2u:
+        width = 4;
+        is_signed = true;
+        break;
+    case 0xd3u:
+        width = 8;
+        is_signed = true;
+        break;
     default: return fail(r, SCIOT_MP_TYPE);
     }
     if (!need(r, 1u + width)) {
@@ -515,9 +527,7 @@ bool sciot_mpr_skip(sciot_mpr *r)
         }
         switch (t) {
         case SCIOT_MP_T_NIL:
-        case SCIOT_MP_T_BOOL:
-            r->pos += 1;
-            break;
+        case SCIOT_MP_T_BOOL: r->pos += 1; break;
         case SCIOT_MP_T_UINT:
         case SCIOT_MP_T_INT: {
             bool neg;

@@ -1,6 +1,8 @@
 /* Payloads of topics.md: a table-driven decoder and the device's encoders. */
 #include "sciot/msgs.h"
 
+#include <float.h> /* freestanding, unlike math.h's isfinite */
+
 #include "sciot/mp.h"
 #include "util.h"
 
@@ -32,7 +34,9 @@ static const char *const ERROR_CODES[] = {
 #define MAX_FIELDS 16 /* per map; the largest message (InferRequest) has 9 */
 
 SCIOT_STATIC_ASSERT(COUNT(ERROR_CODES) == SCIOT_ERROR_CODE_COUNT, error_codes);
-SCIOT_STATIC_ASSERT(COUNT(DTYPES) == 5, dtypes);
+SCIOT_STATIC_ASSERT(COUNT(DTYPES) == SCIOT_DTYPE_FLOAT32 + 1, dtypes);
+/* sciot_infer_request_out.n_tensors is a uint8_t */
+SCIOT_STATIC_ASSERT(SCIOT_MAX_BOUNDARY_TENSORS <= 255u, boundary_tensors_fit_u8);
 
 const char *sciot_error_code_str(uint8_t code)
 {
@@ -109,10 +113,10 @@ typedef struct {
     uint16_t off;
     int16_t has_off; /* offset of its bool has_ flag, or -1 */
     uint16_t aux;
-    double min, max;     /* numbers, and items of F_SHAPE */
-    uint32_t min_items;  /* arrays */
-    uint32_t max_len;    /* strings: code points; bin: bytes; arrays: items (0: none) */
-    uint32_t item_len;   /* F_IDS: most code points per item */
+    double min, max;    /* numbers, and items of F_SHAPE */
+    uint32_t min_items; /* arrays */
+    uint32_t max_len;   /* strings: code points; bin: bytes; arrays: items (0: none) */
+    uint32_t item_len;  /* F_IDS: most code points per item */
     const char *const *enums;
     uint8_t n_enums;
     const struct schema *sub;
@@ -129,71 +133,72 @@ typedef struct schema {
 #define HAS(T, m) ((int16_t)offsetof(T, m))
 #define NONE (-1)
 
-/* Shorthands, one per kind of field. */
-#define FBOOL(K, R, T, m) {K, R, F_BOOL, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-#define FINT(K, R, T, m, h, fl, lo, hi) \
-    {K, R, F_INT, fl, OFF(T, m), h, 0, lo, hi, 0, 0, 0, 0, 0, 0, 0, 0}
-#define FU32(K, R, T, m, h) \
-    {K, R, F_U32, HAS_MIN | HAS_MAX, OFF(T, m), h, 0, 0, 4294967295.0, 0, 0, 0, 0, 0, 0, 0, 0}
-#define FU16(K, R, T, m) \
-    {K, R, F_U16, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, 0, 65535.0, 0, 0, 0, 0, 0, 0, 0, 0}
-#define FNUM(K, R, T, m, h, fl, lo, hi) \
-    {K, R, F_NUM, fl, OFF(T, m), h, 0, lo, hi, 0, 0, 0, 0, 0, 0, 0, 0}
-#define FSTR(K, R, T, m, h, len) {K, R, F_STR, 0, OFF(T, m), h, 0, 0, 0, 0, len, 0, 0, 0, 0, 0, 0}
-#define FID(K, R, T, m) \
-    {K, R, F_ID, 0, OFF(T, m), NONE, 0, 0, 0, 0, SCIOT_DEVICE_ID_MAX_LEN, 0, 0, 0, 0, 0, 0}
-#define FENUM(K, R, T, m, tab) \
-    {K, R, F_ENUM, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, 0}
-#define FNUMS(K, R, T, m, items) \
-    {K, R, F_NUMS, 0, OFF(T, m), NONE, 0, 0, 0, 0, items, 0, 0, 0, 0, 0, 0}
-#define FOBJ(K, R, T, m, S, ST) \
-    {K, R, F_OBJ, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), 1}
-#define FOBJH(K, R, T, m, h, S, ST) \
-    {K, R, F_OBJ, 0, OFF(T, m), h, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), 1}
-#define FOBJS(K, R, T, m, cnt, S, ST, lo, hi) \
-    {K, R, F_OBJS, 0, OFF(T, m), NONE, OFF(T, cnt), 0, 0, lo, hi, 0, 0, 0, &S, \
+/* A field's key and whether it is required, both from the generated header: a contract
+ * change that makes a field optional (or required) reaches the decoder by regenerating. */
+#define KEY_REQ(M, F) SCIOT_##M##_KEY_##F, SCIOT_##M##_REQ_##F
+
+/* Shorthands, one per kind of field: (message, FIELD) as the generated header names them.
+ * Kept out of clang-format, which would spread each initializer over four lines. */
+/* clang-format off */
+#define FBOOL(M, F, T, m) \
+    {KEY_REQ(M, F), F_BOOL, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FINT(M, F, T, m, h, fl, lo, hi) \
+    {KEY_REQ(M, F), F_INT, fl, OFF(T, m), h, 0, lo, hi, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FU32(M, F, T, m, h) \
+    {KEY_REQ(M, F), F_U32, HAS_MIN | HAS_MAX, OFF(T, m), h, 0, 0, 4294967295.0, 0, 0, 0, 0, 0, 0, \
+     0, 0}
+#define FU16(M, F, T, m) \
+    {KEY_REQ(M, F), F_U16, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, 0, 65535.0, 0, 0, 0, 0, 0, 0, 0, \
+     0}
+#define FNUM(M, F, T, m, h, fl, lo, hi) \
+    {KEY_REQ(M, F), F_NUM, fl, OFF(T, m), h, 0, lo, hi, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FSTR(M, F, T, m, h, len) \
+    {KEY_REQ(M, F), F_STR, 0, OFF(T, m), h, 0, 0, 0, 0, len, 0, 0, 0, 0, 0, 0}
+#define FID(M, F, T, m) \
+    {KEY_REQ(M, F), F_ID, 0, OFF(T, m), NONE, 0, 0, 0, 0, SCIOT_DEVICE_ID_MAX_LEN, 0, 0, 0, 0, 0, 0}
+#define FENUM(M, F, T, m, tab) \
+    {KEY_REQ(M, F), F_ENUM, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, \
+     0}
+/* Every number list is of durations: each item within the generated _ITEM_GE/_ITEM_LE. */
+#define FNUMS(M, F, T, m, items) \
+    {KEY_REQ(M, F), F_NUMS, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, SCIOT_##M##_##F##_ITEM_GE, \
+     SCIOT_##M##_##F##_ITEM_LE, 0, items, 0, 0, 0, 0, 0, 0}
+#define FOBJ(M, F, T, m, S, ST) \
+    {KEY_REQ(M, F), F_OBJ, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), \
+     1}
+#define FOBJH(M, F, T, m, h, S, ST) \
+    {KEY_REQ(M, F), F_OBJ, 0, OFF(T, m), h, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), 1}
+#define FOBJS(M, F, T, m, cnt, S, ST, lo, hi) \
+    {KEY_REQ(M, F), F_OBJS, 0, OFF(T, m), NONE, OFF(T, cnt), 0, 0, lo, hi, 0, 0, 0, &S, \
      (uint16_t)sizeof(ST), (uint16_t)(sizeof(((T *)0)->m) / sizeof(ST))}
+/* clang-format on */
 
 /* Tensor */
 static const field TENSOR_F[] = {
-    FINT(SCIOT_TENSOR_KEY_INDEX, 1, sciot_tensor, index, NONE, HAS_MIN | HAS_MAX,
-         SCIOT_TENSOR_INDEX_GE, SCIOT_TENSOR_INDEX_LE),
-    FENUM(SCIOT_TENSOR_KEY_DTYPE, 1, sciot_tensor, dtype, DTYPES),
-    {SCIOT_TENSOR_KEY_SHAPE, 1, F_SHAPE, HAS_MIN | HAS_MAX, OFF(sciot_tensor, shape), NONE,
-     OFF(sciot_tensor, ndim), SCIOT_TENSOR_SHAPE_ITEM_GE, SCIOT_TENSOR_SHAPE_ITEM_LE,
+    FINT(TENSOR, INDEX, sciot_wire_tensor, index, NONE, HAS_MIN | HAS_MAX, SCIOT_TENSOR_INDEX_GE,
+         SCIOT_TENSOR_INDEX_LE),
+    FENUM(TENSOR, DTYPE, sciot_wire_tensor, dtype, DTYPES),
+    {KEY_REQ(TENSOR, SHAPE), F_SHAPE, HAS_MIN | HAS_MAX, OFF(sciot_wire_tensor, shape), NONE,
+     OFF(sciot_wire_tensor, ndim), SCIOT_TENSOR_SHAPE_ITEM_GE, SCIOT_TENSOR_SHAPE_ITEM_LE,
      SCIOT_TENSOR_SHAPE_MIN_LEN, SCIOT_TENSOR_SHAPE_MAX_LEN, 0, 0, 0, 0, 0, 0},
-    FNUM(SCIOT_TENSOR_KEY_SCALE, 1, sciot_tensor, scale, NONE, 0, 0, 0),
-    FINT(SCIOT_TENSOR_KEY_ZERO_POINT, 1, sciot_tensor, zero_point, NONE, 0, 0, 0),
-    {SCIOT_TENSOR_KEY_DATA, 1, F_BIN, 0, OFF(sciot_tensor, data), NONE, OFF(sciot_tensor, nbytes),
-     0, 0, 0, SCIOT_TENSOR_DATA_MAX_LEN, 0, 0, 0, 0, 0, 0},
+    FNUM(TENSOR, SCALE, sciot_wire_tensor, scale, NONE, 0, 0, 0),
+    FINT(TENSOR, ZERO_POINT, sciot_wire_tensor, zero_point, NONE, 0, 0, 0),
+    {KEY_REQ(TENSOR, DATA), F_BIN, 0, OFF(sciot_wire_tensor, data), NONE,
+     OFF(sciot_wire_tensor, nbytes), 0, 0, 0, SCIOT_TENSOR_DATA_MAX_LEN, 0, 0, 0, 0, 0, 0},
 };
 SCIOT_STATIC_ASSERT(COUNT(TENSOR_F) == SCIOT_TENSOR_FIELD_COUNT, tensor_fields);
 static const schema TENSOR_S = {TENSOR_F, (uint8_t)COUNT(TENSOR_F)};
 
-/* DetectionItem */
-static const field DETECTION_F[] = {
-    FINT(SCIOT_DETECTION_ITEM_KEY_CLS, 1, sciot_detection, cls, NONE, HAS_MIN,
-         SCIOT_DETECTION_ITEM_CLS_GE, 0),
-    FINT(SCIOT_DETECTION_ITEM_KEY_X, 1, sciot_detection, x, NONE, HAS_MIN,
-         SCIOT_DETECTION_ITEM_X_GE, 0),
-    FINT(SCIOT_DETECTION_ITEM_KEY_Y, 1, sciot_detection, y, NONE, HAS_MIN,
-         SCIOT_DETECTION_ITEM_Y_GE, 0),
-    FNUM(SCIOT_DETECTION_ITEM_KEY_SCORE, 1, sciot_detection, score, NONE, HAS_MIN | HAS_MAX,
-         SCIOT_DETECTION_ITEM_SCORE_GE, SCIOT_DETECTION_ITEM_SCORE_LE),
-};
-SCIOT_STATIC_ASSERT(COUNT(DETECTION_F) == SCIOT_DETECTION_ITEM_FIELD_COUNT, detection_fields);
-static const schema DETECTION_S = {DETECTION_F, (uint8_t)COUNT(DETECTION_F)};
-
 /* ServiceState */
 static const field SERVICE_STATE_F[] = {
-    FBOOL(SCIOT_SERVICE_STATE_KEY_ONLINE, 1, sciot_service_state, online),
-    FSTR(SCIOT_SERVICE_STATE_KEY_INSTANCE, 1, sciot_service_state, instance, NONE,
+    FBOOL(SERVICE_STATE, ONLINE, sciot_service_state, online),
+    FSTR(SERVICE_STATE, INSTANCE, sciot_service_state, instance, NONE,
          SCIOT_SERVICE_STATE_INSTANCE_MAX_LEN),
-    FNUM(SCIOT_SERVICE_STATE_KEY_STARTED_AT, 0, sciot_service_state, started_at,
+    FNUM(SERVICE_STATE, STARTED_AT, sciot_service_state, started_at,
          HAS(sciot_service_state, has_started_at), 0, 0, 0),
-    FSTR(SCIOT_SERVICE_STATE_KEY_VERSION, 0, sciot_service_state, version,
+    FSTR(SERVICE_STATE, VERSION, sciot_service_state, version,
          HAS(sciot_service_state, has_version), SCIOT_SERVICE_STATE_VERSION_MAX_LEN),
-    FINT(SCIOT_SERVICE_STATE_KEY_PROTOCOL, 0, sciot_service_state, protocol,
+    FINT(SERVICE_STATE, PROTOCOL, sciot_service_state, protocol,
          HAS(sciot_service_state, has_protocol), 0, 0, 0),
 };
 SCIOT_STATIC_ASSERT(COUNT(SERVICE_STATE_F) == SCIOT_SERVICE_STATE_FIELD_COUNT, ss_fields);
@@ -201,47 +206,39 @@ static const schema SERVICE_STATE_S = {SERVICE_STATE_F, (uint8_t)COUNT(SERVICE_S
 
 /* ServiceStats */
 static const field COUNTS_F[] = {
-    FINT(SCIOT_DEVICE_COUNTS_KEY_ONLINE, 1, sciot_device_counts, online, NONE, HAS_MIN, 0, 0),
-    FINT(SCIOT_DEVICE_COUNTS_KEY_STALE, 1, sciot_device_counts, stale, NONE, HAS_MIN, 0, 0),
-    FINT(SCIOT_DEVICE_COUNTS_KEY_OFFLINE, 1, sciot_device_counts, offline, NONE, HAS_MIN, 0, 0),
+    FINT(DEVICE_COUNTS, ONLINE, sciot_device_counts, online, NONE, HAS_MIN, 0, 0),
+    FINT(DEVICE_COUNTS, STALE, sciot_device_counts, stale, NONE, HAS_MIN, 0, 0),
+    FINT(DEVICE_COUNTS, OFFLINE, sciot_device_counts, offline, NONE, HAS_MIN, 0, 0),
 };
 SCIOT_STATIC_ASSERT(COUNT(COUNTS_F) == SCIOT_DEVICE_COUNTS_FIELD_COUNT, counts_fields);
 static const schema COUNTS_S = {COUNTS_F, (uint8_t)COUNT(COUNTS_F)};
 static const field RATES_F[] = {
-    FNUM(SCIOT_MESSAGE_RATES_KEY_RX, 1, sciot_message_rates, rx, NONE, HAS_MIN, 0, 0),
-    FNUM(SCIOT_MESSAGE_RATES_KEY_TX, 1, sciot_message_rates, tx, NONE, HAS_MIN, 0, 0),
-    FNUM(SCIOT_MESSAGE_RATES_KEY_ERRORS, 1, sciot_message_rates, errors, NONE, HAS_MIN, 0, 0),
+    FNUM(MESSAGE_RATES, RX, sciot_message_rates, rx, NONE, HAS_MIN, 0, 0),
+    FNUM(MESSAGE_RATES, TX, sciot_message_rates, tx, NONE, HAS_MIN, 0, 0),
+    FNUM(MESSAGE_RATES, ERRORS, sciot_message_rates, errors, NONE, HAS_MIN, 0, 0),
 };
 SCIOT_STATIC_ASSERT(COUNT(RATES_F) == SCIOT_MESSAGE_RATES_FIELD_COUNT, rates_fields);
 static const schema RATES_S = {RATES_F, (uint8_t)COUNT(RATES_F)};
 static const field INFERENCE_F[] = {
-    FINT(SCIOT_INFERENCE_COUNTS_KEY_RECEIVED, 1, sciot_inference_counts, received, NONE, HAS_MIN,
-         0, 0),
-    FINT(SCIOT_INFERENCE_COUNTS_KEY_ANSWERED, 1, sciot_inference_counts, answered, NONE, HAS_MIN,
-         0, 0),
-    FINT(SCIOT_INFERENCE_COUNTS_KEY_REJECTED, 1, sciot_inference_counts, rejected, NONE, HAS_MIN,
-         0, 0),
-    FINT(SCIOT_INFERENCE_COUNTS_KEY_DUPLICATES, 1, sciot_inference_counts, duplicates, NONE,
-         HAS_MIN, 0, 0),
-    FINT(SCIOT_INFERENCE_COUNTS_KEY_LOST, 1, sciot_inference_counts, lost, NONE, HAS_MIN, 0, 0),
-    FINT(SCIOT_INFERENCE_COUNTS_KEY_RUNNING, 1, sciot_inference_counts, running, NONE, HAS_MIN,
-         0, 0),
+    FINT(INFERENCE_COUNTS, RECEIVED, sciot_inference_counts, received, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, ANSWERED, sciot_inference_counts, answered, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, REJECTED, sciot_inference_counts, rejected, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, DUPLICATES, sciot_inference_counts, duplicates, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, LOST, sciot_inference_counts, lost, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_COUNTS, RUNNING, sciot_inference_counts, running, NONE, HAS_MIN, 0, 0),
 };
 SCIOT_STATIC_ASSERT(COUNT(INFERENCE_F) == SCIOT_INFERENCE_COUNTS_FIELD_COUNT, inference_fields);
 static const schema INFERENCE_S = {INFERENCE_F, (uint8_t)COUNT(INFERENCE_F)};
 static const field STATS_F[] = {
-    FSTR(SCIOT_SERVICE_STATS_KEY_INSTANCE, 1, sciot_service_stats, instance, NONE,
+    FSTR(SERVICE_STATS, INSTANCE, sciot_service_stats, instance, NONE,
          SCIOT_SERVICE_STATS_INSTANCE_MAX_LEN),
-    FNUM(SCIOT_SERVICE_STATS_KEY_UPTIME_S, 1, sciot_service_stats, uptime_s, NONE, HAS_MIN, 0, 0),
-    FOBJ(SCIOT_SERVICE_STATS_KEY_DEVICES, 1, sciot_service_stats, devices, COUNTS_S,
-         sciot_device_counts),
-    FOBJ(SCIOT_SERVICE_STATS_KEY_RATES, 1, sciot_service_stats, rates, RATES_S,
-         sciot_message_rates),
-    FINT(SCIOT_SERVICE_STATS_KEY_RX_TOTAL, 1, sciot_service_stats, rx_total, NONE, HAS_MIN, 0, 0),
-    FINT(SCIOT_SERVICE_STATS_KEY_TX_TOTAL, 1, sciot_service_stats, tx_total, NONE, HAS_MIN, 0, 0),
-    FINT(SCIOT_SERVICE_STATS_KEY_ERRORS_TOTAL, 1, sciot_service_stats, errors_total, NONE,
-         HAS_MIN, 0, 0),
-    FOBJH(SCIOT_SERVICE_STATS_KEY_INFERENCE, 0, sciot_service_stats, inference,
+    FNUM(SERVICE_STATS, UPTIME_S, sciot_service_stats, uptime_s, NONE, HAS_MIN, 0, 0),
+    FOBJ(SERVICE_STATS, DEVICES, sciot_service_stats, devices, COUNTS_S, sciot_device_counts),
+    FOBJ(SERVICE_STATS, RATES, sciot_service_stats, rates, RATES_S, sciot_message_rates),
+    FINT(SERVICE_STATS, RX_TOTAL, sciot_service_stats, rx_total, NONE, HAS_MIN, 0, 0),
+    FINT(SERVICE_STATS, TX_TOTAL, sciot_service_stats, tx_total, NONE, HAS_MIN, 0, 0),
+    FINT(SERVICE_STATS, ERRORS_TOTAL, sciot_service_stats, errors_total, NONE, HAS_MIN, 0, 0),
+    FOBJH(SERVICE_STATS, INFERENCE, sciot_service_stats, inference,
           HAS(sciot_service_stats, has_inference), INFERENCE_S, sciot_inference_counts),
 };
 SCIOT_STATIC_ASSERT(COUNT(STATS_F) == SCIOT_SERVICE_STATS_FIELD_COUNT, stats_fields);
@@ -249,51 +246,52 @@ static const schema STATS_S = {STATS_F, (uint8_t)COUNT(STATS_F)};
 
 /* Birth */
 static const field BIRTH_F[] = {
-    FINT(SCIOT_BIRTH_KEY_PROTOCOL, 1, sciot_birth, protocol, NONE, 0, 0, 0),
-    FU32(SCIOT_BIRTH_KEY_SESSION, 1, sciot_birth, session, NONE),
-    FSTR(SCIOT_BIRTH_KEY_KIND, 1, sciot_birth, kind, NONE, SCIOT_BIRTH_KIND_MAX_LEN),
-    {SCIOT_BIRTH_KEY_MODELS, 1, F_IDS, 0, OFF(sciot_birth, models), NONE,
-     OFF(sciot_birth, n_models), 0, 0, SCIOT_BIRTH_MODELS_MIN_LEN, SCIOT_BIRTH_MODELS_MAX_LEN,
-     SCIOT_BIRTH_MODELS_ITEM_MAX_LEN, 0, 0, 0, 0, SCIOT_MAX_MODELS},
-    FINT(SCIOT_BIRTH_KEY_MAX_PAYLOAD, 1, sciot_birth, max_payload, NONE, HAS_MIN | HAS_MAX,
+    FINT(BIRTH, PROTOCOL, sciot_birth, protocol, NONE, 0, 0, 0),
+    FU32(BIRTH, SESSION, sciot_birth, session, NONE),
+    FSTR(BIRTH, KIND, sciot_birth, kind, NONE, SCIOT_BIRTH_KIND_MAX_LEN),
+    {KEY_REQ(BIRTH, MODELS), F_IDS, 0, OFF(sciot_birth, models), NONE, OFF(sciot_birth, n_models),
+     0, 0, SCIOT_BIRTH_MODELS_MIN_LEN, SCIOT_BIRTH_MODELS_MAX_LEN, SCIOT_BIRTH_MODELS_ITEM_MAX_LEN,
+     0, 0, 0, 0, SCIOT_MAX_MODELS},
+    FINT(BIRTH, MAX_PAYLOAD, sciot_birth, max_payload, NONE, HAS_MIN | HAS_MAX,
          SCIOT_BIRTH_MAX_PAYLOAD_GE, SCIOT_BIRTH_MAX_PAYLOAD_LE),
-    FSTR(SCIOT_BIRTH_KEY_FW, 0, sciot_birth, fw, HAS(sciot_birth, has_fw), SCIOT_BIRTH_FW_MAX_LEN),
+    FSTR(BIRTH, FW, sciot_birth, fw, HAS(sciot_birth, has_fw), SCIOT_BIRTH_FW_MAX_LEN),
 };
 SCIOT_STATIC_ASSERT(COUNT(BIRTH_F) == SCIOT_BIRTH_FIELD_COUNT, birth_fields);
 static const schema BIRTH_S = {BIRTH_F, (uint8_t)COUNT(BIRTH_F)};
 
 /* DeviceState */
 static const field DEVICE_STATE_F[] = {
-    FBOOL(SCIOT_DEVICE_STATE_KEY_ONLINE, 1, sciot_device_state, online),
-    FU32(SCIOT_DEVICE_STATE_KEY_SESSION, 1, sciot_device_state, session, NONE),
+    FBOOL(DEVICE_STATE, ONLINE, sciot_device_state, online),
+    FU32(DEVICE_STATE, SESSION, sciot_device_state, session, NONE),
 };
 SCIOT_STATIC_ASSERT(COUNT(DEVICE_STATE_F) == SCIOT_DEVICE_STATE_FIELD_COUNT, ds_fields);
 static const schema DEVICE_STATE_S = {DEVICE_STATE_F, (uint8_t)COUNT(DEVICE_STATE_F)};
 
 /* Heartbeat */
 static const field HEARTBEAT_F[] = {
-    FU32(SCIOT_HEARTBEAT_KEY_SEQ, 1, sciot_heartbeat, seq, NONE),
-    FU32(SCIOT_HEARTBEAT_KEY_SESSION, 1, sciot_heartbeat, session, NONE),
-    FENUM(SCIOT_HEARTBEAT_KEY_MODE, 1, sciot_heartbeat, mode, HB_MODES),
+    FU32(HEARTBEAT, SEQ, sciot_heartbeat, seq, NONE),
+    FU32(HEARTBEAT, SESSION, sciot_heartbeat, session, NONE),
+    FENUM(HEARTBEAT, MODE, sciot_heartbeat, mode, HB_MODES),
 };
 SCIOT_STATIC_ASSERT(COUNT(HEARTBEAT_F) == SCIOT_HEARTBEAT_FIELD_COUNT, hb_fields);
 static const schema HEARTBEAT_S = {HEARTBEAT_F, (uint8_t)COUNT(HEARTBEAT_F)};
 
 /* InferRequest */
 static const field INFER_F[] = {
-    FU32(SCIOT_INFER_REQUEST_KEY_SEQ, 1, sciot_infer_request, seq, NONE),
-    FU32(SCIOT_INFER_REQUEST_KEY_SESSION, 1, sciot_infer_request, session, NONE),
-    FID(SCIOT_INFER_REQUEST_KEY_MODEL, 1, sciot_infer_request, model),
-    FU16(SCIOT_INFER_REQUEST_KEY_SPLIT, 1, sciot_infer_request, split),
-    FU32(SCIOT_INFER_REQUEST_KEY_DECISION, 0, sciot_infer_request, decision,
+    FU32(INFER_REQUEST, SEQ, sciot_infer_request, seq, NONE),
+    FU32(INFER_REQUEST, SESSION, sciot_infer_request, session, NONE),
+    FID(INFER_REQUEST, MODEL, sciot_infer_request, model),
+    FU16(INFER_REQUEST, SPLIT, sciot_infer_request, split),
+    FU32(INFER_REQUEST, DECISION, sciot_infer_request, decision,
          HAS(sciot_infer_request, has_decision)),
-    FOBJS(SCIOT_INFER_REQUEST_KEY_TENSORS, 1, sciot_infer_request, tensors, n_tensors, TENSOR_S,
-          sciot_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN, SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
-    FNUMS(SCIOT_INFER_REQUEST_KEY_DEVICE_MS, 1, sciot_infer_request, device_ms,
+    FOBJS(INFER_REQUEST, TENSORS, sciot_infer_request, tensors, n_tensors, TENSOR_S,
+          sciot_wire_tensor, SCIOT_INFER_REQUEST_TENSORS_MIN_LEN,
+          SCIOT_INFER_REQUEST_TENSORS_MAX_LEN),
+    FNUMS(INFER_REQUEST, DEVICE_MS, sciot_infer_request, device_ms,
           SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN),
-    FNUM(SCIOT_INFER_REQUEST_KEY_RTT_MS, 0, sciot_infer_request, rtt_ms,
-         HAS(sciot_infer_request, has_rtt_ms), HAS_MIN, SCIOT_INFER_REQUEST_RTT_MS_GE, 0),
-    FU32(SCIOT_INFER_REQUEST_KEY_RTT_SEQ, 0, sciot_infer_request, rtt_seq,
+    FNUM(INFER_REQUEST, RTT_MS, sciot_infer_request, rtt_ms, HAS(sciot_infer_request, has_rtt_ms),
+         HAS_MIN | HAS_MAX, SCIOT_INFER_REQUEST_RTT_MS_GE, SCIOT_INFER_REQUEST_RTT_MS_LE),
+    FU32(INFER_REQUEST, RTT_SEQ, sciot_infer_request, rtt_seq,
          HAS(sciot_infer_request, has_rtt_seq)),
 };
 SCIOT_STATIC_ASSERT(COUNT(INFER_F) == SCIOT_INFER_REQUEST_FIELD_COUNT, infer_fields);
@@ -302,17 +300,15 @@ static const schema INFER_S = {INFER_F, (uint8_t)COUNT(INFER_F)};
 
 /* LocalTimings */
 static const field TIMINGS_F[] = {
-    FU32(SCIOT_LOCAL_TIMINGS_KEY_SEQ, 1, sciot_local_timings, seq, NONE),
-    FU32(SCIOT_LOCAL_TIMINGS_KEY_SESSION, 1, sciot_local_timings, session, NONE),
-    FID(SCIOT_LOCAL_TIMINGS_KEY_MODEL, 1, sciot_local_timings, model),
-    FENUM(SCIOT_LOCAL_TIMINGS_KEY_REASON, 1, sciot_local_timings, reason, REASONS),
-    FNUMS(SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS, 1, sciot_local_timings, device_ms,
+    FU32(LOCAL_TIMINGS, SEQ, sciot_local_timings, seq, NONE),
+    FU32(LOCAL_TIMINGS, SESSION, sciot_local_timings, session, NONE),
+    FID(LOCAL_TIMINGS, MODEL, sciot_local_timings, model),
+    FENUM(LOCAL_TIMINGS, REASON, sciot_local_timings, reason, REASONS),
+    FNUMS(LOCAL_TIMINGS, DEVICE_MS, sciot_local_timings, device_ms,
           SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN),
-    FOBJS(SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS, 1, sciot_local_timings, detections, n_detections,
-          DETECTION_S, sciot_detection, 0, SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN),
-    FNUM(SCIOT_LOCAL_TIMINGS_KEY_RTT_MS, 0, sciot_local_timings, rtt_ms,
-         HAS(sciot_local_timings, has_rtt_ms), HAS_MIN, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, 0),
-    FU32(SCIOT_LOCAL_TIMINGS_KEY_RTT_SEQ, 0, sciot_local_timings, rtt_seq,
+    FNUM(LOCAL_TIMINGS, RTT_MS, sciot_local_timings, rtt_ms, HAS(sciot_local_timings, has_rtt_ms),
+         HAS_MIN | HAS_MAX, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, SCIOT_LOCAL_TIMINGS_RTT_MS_LE),
+    FU32(LOCAL_TIMINGS, RTT_SEQ, sciot_local_timings, rtt_seq,
          HAS(sciot_local_timings, has_rtt_seq)),
 };
 SCIOT_STATIC_ASSERT(COUNT(TIMINGS_F) == SCIOT_LOCAL_TIMINGS_FIELD_COUNT, timings_fields);
@@ -320,74 +316,66 @@ static const schema TIMINGS_S = {TIMINGS_F, (uint8_t)COUNT(TIMINGS_F)};
 
 /* Assign */
 static const field ASSIGN_F[] = {
-    FID(SCIOT_ASSIGN_KEY_MODEL, 1, sciot_assign, model),
-    FU32(SCIOT_ASSIGN_KEY_SESSION, 1, sciot_assign, session, NONE),
-    FNUM(SCIOT_ASSIGN_KEY_HB_INTERVAL_S, 1, sciot_assign, hb_interval_s, NONE,
-         HAS_MIN | MIN_EXCL | HAS_MAX, SCIOT_ASSIGN_HB_INTERVAL_S_GT, SCIOT_ASSIGN_HB_INTERVAL_S_LE),
-    FINT(SCIOT_ASSIGN_KEY_MAX_PAYLOAD, 1, sciot_assign, max_payload, NONE, HAS_MIN,
-         SCIOT_ASSIGN_MAX_PAYLOAD_GE, 0),
-    FSTR(SCIOT_ASSIGN_KEY_INSTANCE, 1, sciot_assign, instance, NONE,
-         SCIOT_ASSIGN_INSTANCE_MAX_LEN),
+    FID(ASSIGN, MODEL, sciot_assign, model),
+    FU32(ASSIGN, SESSION, sciot_assign, session, NONE),
+    FNUM(ASSIGN, HB_INTERVAL_S, sciot_assign, hb_interval_s, NONE, HAS_MIN | MIN_EXCL | HAS_MAX,
+         SCIOT_ASSIGN_HB_INTERVAL_S_GT, SCIOT_ASSIGN_HB_INTERVAL_S_LE),
+    FINT(ASSIGN, MAX_PAYLOAD, sciot_assign, max_payload, NONE, HAS_MIN, SCIOT_ASSIGN_MAX_PAYLOAD_GE,
+         0),
+    FSTR(ASSIGN, INSTANCE, sciot_assign, instance, NONE, SCIOT_ASSIGN_INSTANCE_MAX_LEN),
 };
 SCIOT_STATIC_ASSERT(COUNT(ASSIGN_F) == SCIOT_ASSIGN_FIELD_COUNT, assign_fields);
 static const schema ASSIGN_S = {ASSIGN_F, (uint8_t)COUNT(ASSIGN_F)};
 
 /* SplitDecision */
 static const field SPLIT_F[] = {
-    FU32(SCIOT_SPLIT_DECISION_KEY_DECISION, 1, sciot_split_decision, decision, NONE),
-    FID(SCIOT_SPLIT_DECISION_KEY_MODEL, 1, sciot_split_decision, model),
-    FU16(SCIOT_SPLIT_DECISION_KEY_SPLIT, 1, sciot_split_decision, split),
-    FENUM(SCIOT_SPLIT_DECISION_KEY_MODE, 1, sciot_split_decision, mode, SPLIT_MODES),
-    FSTR(SCIOT_SPLIT_DECISION_KEY_REASON, 1, sciot_split_decision, reason, NONE,
+    FU32(SPLIT_DECISION, DECISION, sciot_split_decision, decision, NONE),
+    FID(SPLIT_DECISION, MODEL, sciot_split_decision, model),
+    FU16(SPLIT_DECISION, SPLIT, sciot_split_decision, split),
+    FENUM(SPLIT_DECISION, MODE, sciot_split_decision, mode, SPLIT_MODES),
+    FSTR(SPLIT_DECISION, REASON, sciot_split_decision, reason, NONE,
          SCIOT_SPLIT_DECISION_REASON_MAX_LEN),
-    FNUM(SCIOT_SPLIT_DECISION_KEY_PREDICTED_MS, 0, sciot_split_decision, predicted_ms,
-         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN, SCIOT_SPLIT_DECISION_PREDICTED_MS_GE,
-         0),
+    FNUM(SPLIT_DECISION, PREDICTED_MS, sciot_split_decision, predicted_ms,
+         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN | HAS_MAX,
+         SCIOT_SPLIT_DECISION_PREDICTED_MS_GE, SCIOT_SPLIT_DECISION_PREDICTED_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(SPLIT_F) == SCIOT_SPLIT_DECISION_FIELD_COUNT, split_fields);
 static const schema SPLIT_S = {SPLIT_F, (uint8_t)COUNT(SPLIT_F)};
 
 /* InferResult */
 static const field RESULT_F[] = {
-    FU32(SCIOT_INFER_RESULT_KEY_SEQ, 1, sciot_infer_result, seq, NONE),
-    FID(SCIOT_INFER_RESULT_KEY_MODEL, 1, sciot_infer_result, model),
-    FU16(SCIOT_INFER_RESULT_KEY_SPLIT, 1, sciot_infer_result, split),
-    FOBJS(SCIOT_INFER_RESULT_KEY_DETECTIONS, 1, sciot_infer_result, detections, n_detections,
-          DETECTION_S, sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
-    FOBJ(SCIOT_INFER_RESULT_KEY_OUTPUT, 1, sciot_infer_result, output, TENSOR_S, sciot_tensor),
-    FNUMS(SCIOT_INFER_RESULT_KEY_EDGE_MS, 1, sciot_infer_result, edge_ms,
-          SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
-    FNUM(SCIOT_INFER_RESULT_KEY_QUEUE_MS, 1, sciot_infer_result, queue_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_QUEUE_MS_GE, 0),
-    FNUM(SCIOT_INFER_RESULT_KEY_SERVICE_MS, 1, sciot_infer_result, service_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_SERVICE_MS_GE, 0),
+    FU32(INFER_RESULT, SEQ, sciot_infer_result, seq, NONE),
+    FID(INFER_RESULT, MODEL, sciot_infer_result, model),
+    FU16(INFER_RESULT, SPLIT, sciot_infer_result, split),
+    FOBJ(INFER_RESULT, OUTPUT, sciot_infer_result, output, TENSOR_S, sciot_wire_tensor),
+    FNUMS(INFER_RESULT, EDGE_MS, sciot_infer_result, edge_ms, SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
+    FNUM(INFER_RESULT, QUEUE_MS, sciot_infer_result, queue_ms, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_INFER_RESULT_QUEUE_MS_GE, SCIOT_INFER_RESULT_QUEUE_MS_LE),
+    FNUM(INFER_RESULT, SERVICE_MS, sciot_infer_result, service_ms, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_INFER_RESULT_SERVICE_MS_GE, SCIOT_INFER_RESULT_SERVICE_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(RESULT_F) == SCIOT_INFER_RESULT_FIELD_COUNT, result_fields);
 static const schema RESULT_S = {RESULT_F, (uint8_t)COUNT(RESULT_F)};
 
 /* Command */
 static const field COMMAND_F[] = {
-    FENUM(SCIOT_COMMAND_KEY_CMD, 1, sciot_command, cmd, COMMANDS),
-    FSTR(SCIOT_COMMAND_KEY_REASON, 1, sciot_command, reason, NONE, SCIOT_COMMAND_REASON_MAX_LEN),
+    FENUM(COMMAND, CMD, sciot_command, cmd, COMMANDS),
+    FSTR(COMMAND, REASON, sciot_command, reason, NONE, SCIOT_COMMAND_REASON_MAX_LEN),
 };
 SCIOT_STATIC_ASSERT(COUNT(COMMAND_F) == SCIOT_COMMAND_FIELD_COUNT, command_fields);
 static const schema COMMAND_S = {COMMAND_F, (uint8_t)COUNT(COMMAND_F)};
 
 /* ErrorReport */
 static const field ERROR_F[] = {
-    FENUM(SCIOT_ERROR_REPORT_KEY_CODE, 1, sciot_error_report, code, ERROR_CODES),
-    FSTR(SCIOT_ERROR_REPORT_KEY_REASON, 1, sciot_error_report, reason, NONE,
-         SCIOT_ERROR_REPORT_REASON_MAX_LEN),
-    FSTR(SCIOT_ERROR_REPORT_KEY_TOPIC, 1, sciot_error_report, topic, NONE,
-         SCIOT_ERROR_REPORT_TOPIC_MAX_LEN),
-    FINT(SCIOT_ERROR_REPORT_KEY_SEQ, 0, sciot_error_report, seq, HAS(sciot_error_report, has_seq),
-         0, 0, 0),
+    FENUM(ERROR_REPORT, CODE, sciot_error_report, code, ERROR_CODES),
+    FSTR(ERROR_REPORT, REASON, sciot_error_report, reason, NONE, SCIOT_ERROR_REPORT_REASON_MAX_LEN),
+    FSTR(ERROR_REPORT, TOPIC, sciot_error_report, topic, NONE, SCIOT_ERROR_REPORT_TOPIC_MAX_LEN),
+    FINT(ERROR_REPORT, SEQ, sciot_error_report, seq, HAS(sciot_error_report, has_seq), 0, 0, 0),
 };
 SCIOT_STATIC_ASSERT(COUNT(ERROR_F) == SCIOT_ERROR_REPORT_FIELD_COUNT, error_fields);
 static const schema ERROR_S = {ERROR_F, (uint8_t)COUNT(ERROR_F)};
 
 /* --- the decoder ----------------------------------------------------------------------- */
-
 
 typedef struct {
     sciot_mpr r;
@@ -400,8 +388,13 @@ static sciot_err invalid(dec *d, const char *what)
     return SCIOT_E_INVALID;
 }
 
+/* Also false for NaN and the infinities, which no field of the contract allows (every
+ * comparison with NaN is false). */
 static bool range_ok(const field *f, double v)
 {
+    if (!(v >= -DBL_MAX && v <= DBL_MAX)) {
+        return false;
+    }
     if ((f->flags & HAS_MIN) != 0u) {
         if ((f->flags & MIN_EXCL) != 0u ? !(v > f->min) : !(v >= f->min)) {
             return false;
@@ -507,8 +500,7 @@ static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
         *(uint32_t *)(void *)(base + f->aux) = len;
         return SCIOT_OK;
     }
-    default:
-        break;
+    default: break;
     }
     /* arrays and nested maps */
     if (f->type == F_OBJ) {
@@ -531,7 +523,7 @@ static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
                 double v;
                 if (!sciot_mpr_peek(&d->r, &t) ||
                     (t != SCIOT_MP_T_UINT && t != SCIOT_MP_T_INT && t != SCIOT_MP_T_FLOAT) ||
-                    !sciot_mpr_number(&d->r, &v)) {
+                    !sciot_mpr_number(&d->r, &v) || !range_ok(f, v)) {
                     return invalid(d, f->key);
                 }
                 nums->sum += v;
@@ -701,8 +693,8 @@ static sciot_err decode(const uint8_t *p, size_t n, size_t max_bytes, const sche
 sciot_err sciot_decode_service_state(const uint8_t *p, size_t n, sciot_service_state *out,
                                      const char **detail)
 {
-    sciot_err e = decode(p, n, SCIOT_SERVICE_STATE_MAX_BYTES, &SERVICE_STATE_S, out, sizeof *out,
-                         detail);
+    sciot_err e =
+        decode(p, n, SCIOT_SERVICE_STATE_MAX_BYTES, &SERVICE_STATE_S, out, sizeof *out, detail);
     if (e == SCIOT_OK && !out->has_protocol) {
         out->protocol = SCIOT_PROTOCOL_VERSION;
     }
@@ -761,8 +753,7 @@ sciot_err sciot_decode_infer_result(const uint8_t *p, size_t n, size_t max_bytes
     return decode(p, n, max_bytes, &RESULT_S, out, sizeof *out, detail);
 }
 
-sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out,
-                               const char **detail)
+sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out, const char **detail)
 {
     return decode(p, n, SCIOT_COMMAND_MAX_BYTES, &COMMAND_S, out, sizeof *out, detail);
 }
@@ -857,7 +848,7 @@ sciot_err sciot_encode_infer_request(const sciot_infer_request_out *m, uint8_t *
 {
     sciot_mpw w;
     uint8_t i, k;
-    if (m->n_tensors < 1 || m->n_tensors > SCIOT_MAX_TENSORS) {
+    if (m->n_tensors < 1 || m->n_tensors > SCIOT_MAX_BOUNDARY_TENSORS) {
         return SCIOT_E_ARG;
     }
     sciot_mpw_init(&w, buf, cap);
@@ -877,7 +868,7 @@ sciot_err sciot_encode_infer_request(const sciot_infer_request_out *m, uint8_t *
     KEY(&w, SCIOT_INFER_REQUEST_KEY_TENSORS);
     sciot_mpw_array(&w, m->n_tensors);
     for (i = 0; i < m->n_tensors; i++) {
-        const sciot_tensor_out *t = &m->tensors[i];
+        const sciot_tensor *t = &m->tensors[i];
         sciot_mpw_map(&w, 6);
         KEY(&w, SCIOT_TENSOR_KEY_INDEX);
         sciot_mpw_uint(&w, t->index);
@@ -910,12 +901,11 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
                                      size_t *len)
 {
     sciot_mpw w;
-    uint32_t i;
     if (m->reason >= COUNT(REASONS)) {
         return SCIOT_E_ARG;
     }
     sciot_mpw_init(&w, buf, cap);
-    sciot_mpw_map(&w, 6u + (m->has_rtt ? 2u : 0u));
+    sciot_mpw_map(&w, 5u + (m->has_rtt ? 2u : 0u));
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SEQ);
     sciot_mpw_uint(&w, m->seq);
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SESSION);
@@ -926,20 +916,6 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
     sciot_mpw_cstr(&w, REASONS[m->reason]);
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS);
     write_numbers(&w, m->device_ms, m->n_device_ms);
-    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS);
-    sciot_mpw_array(&w, m->n_detections);
-    for (i = 0; i < m->n_detections; i++) {
-        const sciot_detection *det = &m->detections[i];
-        sciot_mpw_map(&w, 4);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_CLS);
-        sciot_mpw_int(&w, det->cls);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_X);
-        sciot_mpw_int(&w, det->x);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_Y);
-        sciot_mpw_int(&w, det->y);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_SCORE);
-        sciot_mpw_f64(&w, det->score);
-    }
     if (m->has_rtt) {
         KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_RTT_MS);
         sciot_mpw_f64(&w, m->rtt_ms);

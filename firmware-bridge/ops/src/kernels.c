@@ -1,9 +1,9 @@
-/* int8 kernels; see sc_kernels.h for whose semantics each follows. */
-#include "sc_kernels.h"
+/* int8 kernels; see kernels.h for whose semantics each follows. */
+#include "kernels.h"
 
 #include <limits.h>
 
-int32_t sc_srdhm(int32_t a, int32_t b)
+int32_t sciot_srdhm(int32_t a, int32_t b)
 {
     if (a == b && a == INT32_MIN) {
         return INT32_MAX;
@@ -14,7 +14,7 @@ int32_t sc_srdhm(int32_t a, int32_t b)
     return (int32_t)((ab + nudge) / (INT64_C(1) << 31));
 }
 
-int32_t sc_rounding_divide_by_pot(int32_t x, int exponent)
+int32_t sciot_rounding_divide_by_pot(int32_t x, int exponent)
 {
     if (exponent <= 0) {
         return x;
@@ -39,14 +39,14 @@ static int32_t shl32(int32_t x, int left)
     return as_i32((uint32_t)x << left);
 }
 
-int32_t sc_mul_quantized_double(int32_t x, int32_t multiplier, int shift)
+int32_t sciot_mul_quantized_double(int32_t x, int32_t multiplier, int shift)
 {
     const int left = shift > 0 ? shift : 0;
     const int right = shift > 0 ? 0 : -shift;
-    return sc_rounding_divide_by_pot(sc_srdhm(shl32(x, left), multiplier), right);
+    return sciot_rounding_divide_by_pot(sciot_srdhm(shl32(x, left), multiplier), right);
 }
 
-int32_t sc_mul_quantized_single(int32_t x, int32_t multiplier, int shift)
+int32_t sciot_mul_quantized_single(int32_t x, int32_t multiplier, int shift)
 {
     const int total = 31 - shift; /* shift in [-31, 30] keeps this in [1, 62] */
     const int64_t round = INT64_C(1) << (total - 1);
@@ -60,11 +60,11 @@ int32_t sc_mul_quantized_single(int32_t x, int32_t multiplier, int shift)
     return (int32_t)r;
 }
 
-int32_t sc_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift)
+int32_t sciot_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift)
 {
     const int left = shift > 0 ? shift : 0;
     const int right = shift > 0 ? 0 : -shift;
-    const int32_t high = sc_srdhm(shl32(x, left), multiplier);
+    const int32_t high = sciot_srdhm(shl32(x, left), multiplier);
     if (right == 0) {
         return high;
     }
@@ -76,15 +76,12 @@ int32_t sc_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift)
     return (high + nudge) >> right;
 }
 
-int32_t sc_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift)
+int32_t sciot_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift)
 {
     switch (rounding) {
-    case SC_ROUND_SINGLE:
-        return sc_mul_quantized_single(x, multiplier, shift);
-    case SC_ROUND_DOUBLE_TIES_UP:
-        return sc_mul_quantized_ties_up(x, multiplier, shift);
-    default:
-        return sc_mul_quantized_double(x, multiplier, shift);
+    case SCIOT_ROUND_SINGLE: return sciot_mul_quantized_single(x, multiplier, shift);
+    case SCIOT_ROUND_DOUBLE_TIES_UP: return sciot_mul_quantized_ties_up(x, multiplier, shift);
+    default: return sciot_mul_quantized_double(x, multiplier, shift);
     }
 }
 
@@ -113,18 +110,18 @@ static int8_t clamp8(int32_t v, int32_t lo, int32_t hi)
 /* Accumulators add in uint32: the same two's complement result as TFLite's int32 sums
  * whenever those do not overflow (real models never do), and defined when a damaged
  * blob makes them. */
-static int8_t requantize(const sc_conv_params *p, uint32_t acc, int32_t oc)
+static int8_t requantize(const sciot_conv_params *p, uint32_t acc, int32_t oc)
 {
     if (p->bias != 0) {
-        acc += (uint32_t)sc_rd_i32(p->bias + 4 * oc);
+        acc += (uint32_t)sciot_rd_i32(p->bias + 4 * oc);
     }
-    const int32_t scaled = sc_mul_quantized(p->rounding, as_i32(acc),
-                                            sc_rd_i32(p->multiplier + 4 * oc),
-                                            (int)sc_rd_i32(p->shift + 4 * oc));
+    const int32_t scaled =
+        sciot_mul_quantized(p->rounding, as_i32(acc), sciot_rd_i32(p->multiplier + 4 * oc),
+                            (int)sciot_rd_i32(p->shift + 4 * oc));
     return clamp8_64((int64_t)scaled + p->output_offset, p->act_min, p->act_max);
 }
 
-void sc_conv2d_s8(const sc_conv_params *p)
+void sciot_conv2d_s8(const sciot_conv_params *p)
 {
     const int32_t in_c = p->in_c;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -145,11 +142,9 @@ void sc_conv2d_s8(const sc_conv_params *p)
                             continue;
                         }
                         const int8_t *in = p->input + (iy * p->in_w + ix) * in_c;
-                        const int8_t *f =
-                            p->filter + ((oc * p->k_h + ky) * p->k_w + kx) * in_c;
+                        const int8_t *f = p->filter + ((oc * p->k_h + ky) * p->k_w + kx) * in_c;
                         for (int32_t ic = 0; ic < in_c; ++ic) {
-                            acc += (uint32_t)((int32_t)f[ic] *
-                                              ((int32_t)in[ic] + p->input_offset));
+                            acc += (uint32_t)((int32_t)f[ic] * ((int32_t)in[ic] + p->input_offset));
                         }
                     }
                 }
@@ -159,7 +154,7 @@ void sc_conv2d_s8(const sc_conv_params *p)
     }
 }
 
-void sc_depthwise_conv2d_s8(const sc_conv_params *p)
+void sciot_depthwise_conv2d_s8(const sciot_conv_params *p)
 {
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t y0 = oy * p->stride_h - p->pad_h;
@@ -180,10 +175,8 @@ void sc_depthwise_conv2d_s8(const sc_conv_params *p)
                             if (ix < 0 || ix >= p->in_w) {
                                 continue;
                             }
-                            const int32_t v =
-                                p->input[(iy * p->in_w + ix) * p->in_c + ic];
-                            const int32_t f =
-                                p->filter[(ky * p->k_w + kx) * p->out_c + oc];
+                            const int32_t v = p->input[(iy * p->in_w + ix) * p->in_c + ic];
+                            const int32_t f = p->filter[(ky * p->k_w + kx) * p->out_c + oc];
                             acc += (uint32_t)(f * (v + p->input_offset));
                         }
                     }
@@ -194,20 +187,19 @@ void sc_depthwise_conv2d_s8(const sc_conv_params *p)
     }
 }
 
-void sc_add_s8(const sc_add_params *p)
+void sciot_add_s8(const sciot_add_params *p)
 {
     for (uint32_t i = 0; i < p->count; ++i) {
         const int32_t a = shl32(p->input1_offset + p->input1[i], (int)p->left_shift);
         const int32_t b = shl32(p->input2_offset + p->input2[i], (int)p->left_shift);
         const int32_t sa =
-            sc_mul_quantized(p->rounding, a, p->input1_multiplier, (int)p->input1_shift);
+            sciot_mul_quantized(p->rounding, a, p->input1_multiplier, (int)p->input1_shift);
         const int32_t sb =
-            sc_mul_quantized(p->rounding, b, p->input2_multiplier, (int)p->input2_shift);
+            sciot_mul_quantized(p->rounding, b, p->input2_multiplier, (int)p->input2_shift);
         const int32_t sum = as_i32((uint32_t)sa + (uint32_t)sb);
-        const int64_t raw =
-            (int64_t)sc_mul_quantized(p->rounding, sum, p->output_multiplier,
-                                      (int)p->output_shift) +
-            p->output_offset;
+        const int64_t raw = (int64_t)sciot_mul_quantized(p->rounding, sum, p->output_multiplier,
+                                                         (int)p->output_shift) +
+                            p->output_offset;
         p->output[i] = clamp8_64(raw, p->act_min, p->act_max);
     }
 }
@@ -229,7 +221,7 @@ static int32_t round_half_away(float x)
     return neg ? -t : t;
 }
 
-void sc_softmax_s8(const sc_softmax_params *p)
+void sciot_softmax_s8(const sciot_softmax_params *p)
 {
     const int8_t *in = p->input;
     int8_t *out = p->output;
@@ -247,11 +239,11 @@ void sc_softmax_s8(const sc_softmax_params *p)
         const uint8_t *base = p->table + 4 * (255 - max_val);
         float sum = 0.0f;
         for (uint32_t j = 0; j < p->depth; ++j) {
-            sum += sc_rd_f32(base + 4 * in[j]);
+            sum += sciot_rd_f32(base + 4 * in[j]);
         }
         const float inv = 1.0f / (sum * p->output_scale);
         for (uint32_t j = 0; j < p->depth; ++j) {
-            const float prob = sc_rd_f32(base + 4 * in[j]) * inv;
+            const float prob = sciot_rd_f32(base + 4 * in[j]) * inv;
             out[j] = clamp8(round_half_away(prob) + p->output_zero_point, -128, 127);
         }
         in += p->depth;

@@ -35,6 +35,20 @@ static uint8_t *read_all(FILE *f, size_t *len)
     return buf;
 }
 
+/* The tensors live at `split`, their bytes one after the other in buf. */
+static unsigned lay_out_boundary(const sciot_model *m, unsigned split, uint8_t *buf,
+                                 sciot_tensor *list)
+{
+    unsigned n = sciot_model_boundary_count(m, split);
+    size_t at = 0;
+    for (unsigned k = 0; k < n; ++k) {
+        sciot_model_boundary_tensor(m, split, k, &list[k]);
+        list[k].data = buf + at;
+        at += list[k].nbytes;
+    }
+    return n;
+}
+
 static uint32_t rng_state;
 
 static uint32_t next_random(void)
@@ -72,8 +86,8 @@ static int damage(const uint8_t *blob, size_t len, unsigned rounds)
                                      : next_random() % len;
             copy[at] ^= (uint8_t)(1u << (next_random() % 8));
         }
-        sc_model m;
-        if (!sc_model_open(&m, copy, len)) {
+        sciot_model m;
+        if (!sciot_model_open(&m, copy, len)) {
             continue;
         }
         ++accepted;
@@ -82,30 +96,17 @@ static int damage(const uint8_t *blob, size_t len, unsigned rounds)
         if (stop > m.num_ops) {
             stop = m.num_ops;
         }
-        size_t in_len = sc_model_boundary_bytes(&m, start);
-        size_t out_len = sc_model_boundary_bytes(&m, stop);
+        size_t in_len = sciot_model_boundary_bytes(&m, start);
+        size_t out_len = sciot_model_boundary_bytes(&m, stop);
         uint8_t *in = calloc(in_len ? in_len : 1, 1);
         uint8_t *out = malloc(out_len ? out_len : 1);
-        uint8_t *arena = malloc(sc_model_arena_size(&m) ? sc_model_arena_size(&m) : 1);
-        sc_tensor_in ins[SC_MAX_BOUNDARY_TENSORS];
-        sc_tensor_out outs[SC_MAX_BOUNDARY_TENSORS];
-        sc_tensor_io io = {ins, sc_model_boundary_count(&m, start), outs,
-                           sc_model_boundary_count(&m, stop)};
-        size_t at = 0;
-        for (unsigned k = 0; k < io.num_inputs; ++k) {
-            sc_tensor_info t;
-            sc_model_boundary_tensor(&m, start, k, &t);
-            ins[k] = (sc_tensor_in){t.index, in + at, t.nbytes};
-            at += t.nbytes;
-        }
-        at = 0;
-        for (unsigned k = 0; k < io.num_outputs; ++k) {
-            sc_tensor_info t;
-            sc_model_boundary_tensor(&m, stop, k, &t);
-            outs[k] = (sc_tensor_out){t.index, out + at, t.nbytes};
-            at += t.nbytes;
-        }
-        if (sc_model_run(&m, start, stop, &io, arena, sc_model_arena_size(&m), NULL) == SC_OK) {
+        uint8_t *arena = malloc(sciot_model_arena_size(&m) ? sciot_model_arena_size(&m) : 1);
+        sciot_tensor ins[SCIOT_MAX_BOUNDARY_TENSORS];
+        sciot_tensor outs[SCIOT_MAX_BOUNDARY_TENSORS];
+        unsigned n_in = lay_out_boundary(&m, start, in, ins);
+        unsigned n_out = lay_out_boundary(&m, stop, out, outs);
+        if (sciot_model_run(&m, start, stop, ins, n_in, outs, n_out, arena,
+                            sciot_model_arena_size(&m), NULL) == SCIOT_MODEL_OK) {
             ++ran;
         }
         free(arena);
@@ -146,42 +147,30 @@ int main(int argc, char **argv)
     uint8_t *blob = read_all(f, &blob_len);
     fclose(f);
     uint8_t *in = read_all(stdin, &in_len);
-    sc_model m;
-    if (blob == NULL || in == NULL || !sc_model_open(&m, blob, blob_len)) {
-        fprintf(stderr, "%s: %s\n", argv[1], blob == NULL ? "out of memory" : sc_strerror(m.error));
+    sciot_model m;
+    if (blob == NULL || in == NULL || !sciot_model_open(&m, blob, blob_len)) {
+        fprintf(stderr, "%s: %s\n", argv[1],
+                blob == NULL ? "out of memory" : sciot_model_strerror(m.error));
         return 1;
     }
     unsigned start = (unsigned)strtoul(argv[2], NULL, 10);
     unsigned stop = (unsigned)strtoul(argv[3], NULL, 10);
-    if (start > stop || stop > m.num_ops || sc_model_boundary_bytes(&m, start) != in_len) {
-        fprintf(stderr, "bad range [%u, %u) or %zu input bytes (want %zu)\n", start, stop,
-                in_len, start <= m.num_ops ? sc_model_boundary_bytes(&m, start) : 0);
+    if (start > stop || stop > m.num_ops || sciot_model_boundary_bytes(&m, start) != in_len) {
+        fprintf(stderr, "bad range [%u, %u) or %zu input bytes (want %zu)\n", start, stop, in_len,
+                start <= m.num_ops ? sciot_model_boundary_bytes(&m, start) : 0);
         return 1;
     }
-    size_t out_len = sc_model_boundary_bytes(&m, stop);
+    size_t out_len = sciot_model_boundary_bytes(&m, stop);
     uint8_t *out = malloc(out_len ? out_len : 1);
-    uint8_t *arena = malloc(sc_model_arena_size(&m) ? sc_model_arena_size(&m) : 1);
-    sc_tensor_in ins[SC_MAX_BOUNDARY_TENSORS];
-    sc_tensor_out outs[SC_MAX_BOUNDARY_TENSORS];
-    sc_tensor_io io = {ins, sc_model_boundary_count(&m, start), outs,
-                       sc_model_boundary_count(&m, stop)};
-    size_t at = 0;
-    for (unsigned k = 0; k < io.num_inputs; ++k) {
-        sc_tensor_info t;
-        sc_model_boundary_tensor(&m, start, k, &t);
-        ins[k] = (sc_tensor_in){t.index, in + at, t.nbytes};
-        at += t.nbytes;
-    }
-    at = 0;
-    for (unsigned k = 0; k < io.num_outputs; ++k) {
-        sc_tensor_info t;
-        sc_model_boundary_tensor(&m, stop, k, &t);
-        outs[k] = (sc_tensor_out){t.index, out + at, t.nbytes};
-        at += t.nbytes;
-    }
-    sc_err err = sc_model_run(&m, start, stop, &io, arena, sc_model_arena_size(&m), NULL);
-    if (err != SC_OK) {
-        fprintf(stderr, "run: %s\n", sc_strerror(err));
+    uint8_t *arena = malloc(sciot_model_arena_size(&m) ? sciot_model_arena_size(&m) : 1);
+    sciot_tensor ins[SCIOT_MAX_BOUNDARY_TENSORS];
+    sciot_tensor outs[SCIOT_MAX_BOUNDARY_TENSORS];
+    unsigned n_in = lay_out_boundary(&m, start, in, ins);
+    unsigned n_out = lay_out_boundary(&m, stop, out, outs);
+    sciot_model_err err = sciot_model_run(&m, start, stop, ins, n_in, outs, n_out, arena,
+                                          sciot_model_arena_size(&m), NULL);
+    if (err != SCIOT_MODEL_OK) {
+        fprintf(stderr, "run: %s\n", sciot_model_strerror(err));
         return 1;
     }
     fwrite(out, 1, out_len, stdout);

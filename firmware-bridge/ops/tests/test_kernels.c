@@ -1,6 +1,6 @@
 /*
  * Unit tests of the int8 kernels and the blob reader's first checks (cmocka).
- * Expected values are worked out by hand from the definitions in sc_kernels.h; the
+ * Expected values are worked out by hand from the definitions in kernels.h; the
  * model-level bit-exactness against LiteRT is tests/firmware/test_ops_bitexact.py.
  */
 #include <limits.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "sc_kernels.h"
+#include "kernels.h"
 #include "sciot_ops.h"
 
 #define Q_HALF (INT32_C(1) << 30) /* multiplier 0.5 */
@@ -21,58 +21,58 @@ static void test_srdhm(void **state)
 {
     (void)state;
     /* The one overflowing product saturates. */
-    assert_int_equal(sc_srdhm(INT32_MIN, INT32_MIN), INT32_MAX);
-    assert_int_equal(sc_srdhm(INT32_MIN, INT32_MAX), INT32_MIN + 1);
+    assert_int_equal(sciot_srdhm(INT32_MIN, INT32_MIN), INT32_MAX);
+    assert_int_equal(sciot_srdhm(INT32_MIN, INT32_MAX), INT32_MIN + 1);
     /* 3 * 0.5 = 1.5 rounds up; -3 * 0.5 = -1.5 rounds toward zero (gemmlowp's nudge). */
-    assert_int_equal(sc_srdhm(3, Q_HALF), 2);
-    assert_int_equal(sc_srdhm(-3, Q_HALF), -1);
-    assert_int_equal(sc_srdhm(-6, Q_HALF), -3);
-    assert_int_equal(sc_srdhm(1 << 30, 1 << 30), 1 << 29);
+    assert_int_equal(sciot_srdhm(3, Q_HALF), 2);
+    assert_int_equal(sciot_srdhm(-3, Q_HALF), -1);
+    assert_int_equal(sciot_srdhm(-6, Q_HALF), -3);
+    assert_int_equal(sciot_srdhm(1 << 30, 1 << 30), 1 << 29);
 }
 
 static void test_rounding_divide_by_pot(void **state)
 {
     (void)state;
-    assert_int_equal(sc_rounding_divide_by_pot(7, 0), 7);
-    assert_int_equal(sc_rounding_divide_by_pot(5, 1), 3);   /* 2.5 -> 3 */
-    assert_int_equal(sc_rounding_divide_by_pot(-5, 1), -3); /* -2.5 -> -3: away from zero */
-    assert_int_equal(sc_rounding_divide_by_pot(-7, 2), -2); /* -1.75 */
-    assert_int_equal(sc_rounding_divide_by_pot(INT32_MIN, 31), -1);
-    assert_int_equal(sc_rounding_divide_by_pot(INT32_MAX, 31), 1);
+    assert_int_equal(sciot_rounding_divide_by_pot(7, 0), 7);
+    assert_int_equal(sciot_rounding_divide_by_pot(5, 1), 3);   /* 2.5 -> 3 */
+    assert_int_equal(sciot_rounding_divide_by_pot(-5, 1), -3); /* -2.5 -> -3: away from zero */
+    assert_int_equal(sciot_rounding_divide_by_pot(-7, 2), -2); /* -1.75 */
+    assert_int_equal(sciot_rounding_divide_by_pot(INT32_MIN, 31), -1);
+    assert_int_equal(sciot_rounding_divide_by_pot(INT32_MAX, 31), 1);
 }
 
 static void test_roundings_differ_where_expected(void **state)
 {
     (void)state;
     /* -6 * 0.5 * 2^-1 = -1.5: ties away from zero, up, or up (one rounding). */
-    assert_int_equal(sc_mul_quantized_double(-6, Q_HALF, -1), -2);
-    assert_int_equal(sc_mul_quantized_ties_up(-6, Q_HALF, -1), -1);
-    assert_int_equal(sc_mul_quantized_single(-6, Q_HALF, -1), -1);
+    assert_int_equal(sciot_mul_quantized_double(-6, Q_HALF, -1), -2);
+    assert_int_equal(sciot_mul_quantized_ties_up(-6, Q_HALF, -1), -1);
+    assert_int_equal(sciot_mul_quantized_single(-6, Q_HALF, -1), -1);
     /* +1.5 rounds to 2 in all three. */
-    assert_int_equal(sc_mul_quantized_double(6, Q_HALF, -1), 2);
-    assert_int_equal(sc_mul_quantized_ties_up(6, Q_HALF, -1), 2);
-    assert_int_equal(sc_mul_quantized_single(6, Q_HALF, -1), 2);
+    assert_int_equal(sciot_mul_quantized_double(6, Q_HALF, -1), 2);
+    assert_int_equal(sciot_mul_quantized_ties_up(6, Q_HALF, -1), 2);
+    assert_int_equal(sciot_mul_quantized_single(6, Q_HALF, -1), 2);
     /* 3 * (1 - 2^-31) / 2 = 1.4999...: two roundings give 2, one gives 1. */
-    assert_int_equal(sc_mul_quantized_double(3, INT32_MAX, -1), 2);
-    assert_int_equal(sc_mul_quantized_ties_up(3, INT32_MAX, -1), 2);
-    assert_int_equal(sc_mul_quantized_single(3, INT32_MAX, -1), 1);
+    assert_int_equal(sciot_mul_quantized_double(3, INT32_MAX, -1), 2);
+    assert_int_equal(sciot_mul_quantized_ties_up(3, INT32_MAX, -1), 2);
+    assert_int_equal(sciot_mul_quantized_single(3, INT32_MAX, -1), 1);
     /* Positive shifts multiply first: 3 * 0.5 * 2^2 = 6. */
-    assert_int_equal(sc_mul_quantized_double(3, Q_HALF, 2), 6);
-    assert_int_equal(sc_mul_quantized_ties_up(3, Q_HALF, 2), 6);
-    assert_int_equal(sc_mul_quantized_single(3, Q_HALF, 2), 6);
+    assert_int_equal(sciot_mul_quantized_double(3, Q_HALF, 2), 6);
+    assert_int_equal(sciot_mul_quantized_ties_up(3, Q_HALF, 2), 6);
+    assert_int_equal(sciot_mul_quantized_single(3, Q_HALF, 2), 6);
     /* The largest right shift. */
-    assert_int_equal(sc_mul_quantized_double(INT32_MAX, INT32_MAX, -31), 1);
-    assert_int_equal(sc_mul_quantized_single(INT32_MIN, Q_HALF, -31), 0);
+    assert_int_equal(sciot_mul_quantized_double(INT32_MAX, INT32_MAX, -31), 1);
+    assert_int_equal(sciot_mul_quantized_single(INT32_MIN, Q_HALF, -31), 0);
     /* ruy's rounding shift where adding the nudge would overflow. */
-    assert_int_equal(sc_mul_quantized_ties_up(INT32_MIN, INT32_MIN, -1), 1 << 30);
-    assert_int_equal(sc_mul_quantized_ties_up(INT32_MIN, INT32_MIN, 0), INT32_MAX);
+    assert_int_equal(sciot_mul_quantized_ties_up(INT32_MIN, INT32_MIN, -1), 1 << 30);
+    assert_int_equal(sciot_mul_quantized_ties_up(INT32_MIN, INT32_MIN, 0), INT32_MAX);
     /* ruy's single rounding saturates instead of wrapping. */
-    assert_int_equal(sc_mul_quantized_single(INT32_MAX, INT32_MAX, 7), INT32_MAX);
-    assert_int_equal(sc_mul_quantized_single(INT32_MIN, INT32_MAX, 7), INT32_MIN);
+    assert_int_equal(sciot_mul_quantized_single(INT32_MAX, INT32_MAX, 7), INT32_MAX);
+    assert_int_equal(sciot_mul_quantized_single(INT32_MIN, INT32_MAX, 7), INT32_MIN);
     /* Dispatch. */
-    assert_int_equal(sc_mul_quantized(SC_ROUND_DOUBLE, -6, Q_HALF, -1), -2);
-    assert_int_equal(sc_mul_quantized(SC_ROUND_DOUBLE_TIES_UP, -6, Q_HALF, -1), -1);
-    assert_int_equal(sc_mul_quantized(SC_ROUND_SINGLE, 3, INT32_MAX, -1), 1);
+    assert_int_equal(sciot_mul_quantized(SCIOT_ROUND_DOUBLE, -6, Q_HALF, -1), -2);
+    assert_int_equal(sciot_mul_quantized(SCIOT_ROUND_DOUBLE_TIES_UP, -6, Q_HALF, -1), -1);
+    assert_int_equal(sciot_mul_quantized(SCIOT_ROUND_SINGLE, 3, INT32_MAX, -1), 1);
 }
 
 static uint8_t i32s[4][16];
@@ -89,10 +89,10 @@ static const uint8_t *le32(unsigned slot, const int32_t *v, unsigned n)
 }
 
 /* 2x2x1 input, 2x2 filter of ones; multiplier 1.0 (0.5 * 2^1). */
-static sc_conv_params conv_2x2(const int8_t *in, const int8_t *filter, int8_t *out)
+static sciot_conv_params conv_2x2(const int8_t *in, const int8_t *filter, int8_t *out)
 {
     static const int32_t mult[1] = {Q_HALF}, shift[1] = {1}, bias[1] = {5};
-    sc_conv_params p = {0};
+    sciot_conv_params p = {0};
     p.input = in;
     p.in_h = p.in_w = 2;
     p.in_c = 1;
@@ -106,7 +106,7 @@ static sc_conv_params conv_2x2(const int8_t *in, const int8_t *filter, int8_t *o
     p.stride_w = p.stride_h = p.dilation_w = p.dilation_h = 1;
     p.act_min = -128;
     p.act_max = 127;
-    p.rounding = SC_ROUND_DOUBLE;
+    p.rounding = SCIOT_ROUND_DOUBLE;
     return p;
 }
 
@@ -116,24 +116,24 @@ static void test_conv_valid_same_offsets_and_clamp(void **state)
     const int8_t in[4] = {1, 2, 3, 4}, ones[4] = {1, 1, 1, 1};
     int8_t out[4] = {0};
     /* VALID: one output, 1+2+3+4 + bias 5, output zero point -3. */
-    sc_conv_params p = conv_2x2(in, ones, out);
+    sciot_conv_params p = conv_2x2(in, ones, out);
     p.out_h = p.out_w = 1;
     p.output_offset = -3;
-    sc_conv2d_s8(&p);
+    sciot_conv2d_s8(&p);
     assert_int_equal(out[0], 12);
     /* The input zero point is subtracted from every tap inside the image. */
     p.input_offset = -1;
-    sc_conv2d_s8(&p);
+    sciot_conv2d_s8(&p);
     assert_int_equal(out[0], 8);
     /* Fused activation bounds. */
     p.act_max = 4;
-    sc_conv2d_s8(&p);
+    sciot_conv2d_s8(&p);
     assert_int_equal(out[0], 4);
     /* SAME, stride 1: total padding 1 goes bottom/right (pad 0 top/left); taps outside
      * the image contribute nothing. */
     p = conv_2x2(in, ones, out);
     p.out_h = p.out_w = 2;
-    sc_conv2d_s8(&p);
+    sciot_conv2d_s8(&p);
     assert_int_equal(out[0], 10 + 5);
     assert_int_equal(out[1], 6 + 5);
     assert_int_equal(out[2], 7 + 5);
@@ -143,7 +143,7 @@ static void test_conv_valid_same_offsets_and_clamp(void **state)
     p.out_h = p.out_w = 1;
     p.pad_h = p.pad_w = 1;
     p.stride_h = p.stride_w = 2;
-    sc_conv2d_s8(&p);
+    sciot_conv2d_s8(&p);
     assert_int_equal(out[0], 1 + 5);
 }
 
@@ -156,7 +156,7 @@ static void test_depthwise_multiplier(void **state)
     static const int32_t mult[4] = {Q_HALF, Q_HALF, Q_HALF, Q_HALF};
     static const int32_t shift[4] = {1, 1, 1, 1};
     int8_t out[4] = {0};
-    sc_conv_params p = {0};
+    sciot_conv_params p = {0};
     p.input = in;
     p.in_h = p.in_w = 1;
     p.in_c = 2;
@@ -171,7 +171,7 @@ static void test_depthwise_multiplier(void **state)
     p.stride_w = p.stride_h = p.dilation_w = p.dilation_h = 1;
     p.act_min = -128;
     p.act_max = 127;
-    sc_depthwise_conv2d_s8(&p);
+    sciot_depthwise_conv2d_s8(&p);
     assert_int_equal(out[0], 3);
     assert_int_equal(out[1], 6);
     assert_int_equal(out[2], 4);
@@ -184,7 +184,7 @@ static void test_add_same_scale_and_saturation(void **state)
     /* Inputs and output of one scale: each input * 0.5 after << 20, output * 2^-19. */
     const int8_t a[3] = {10, -100, 100}, b[3] = {-3, -100, 100};
     int8_t out[3] = {0};
-    sc_add_params p = {0};
+    sciot_add_params p = {0};
     p.input1 = a;
     p.input2 = b;
     p.output = out;
@@ -195,7 +195,7 @@ static void test_add_same_scale_and_saturation(void **state)
     p.output_shift = -18;
     p.act_min = -128;
     p.act_max = 127;
-    sc_add_s8(&p);
+    sciot_add_s8(&p);
     assert_int_equal(out[0], 7);
     assert_int_equal(out[1], -128);
     assert_int_equal(out[2], 127);
@@ -203,7 +203,7 @@ static void test_add_same_scale_and_saturation(void **state)
     p.input1_offset = -2;
     p.input2_offset = -1;
     p.output_offset = 5;
-    sc_add_s8(&p);
+    sciot_add_s8(&p);
     assert_int_equal(out[0], 9);
 }
 
@@ -225,8 +225,8 @@ static void test_softmax_uniform_and_peaked(void **state)
     }
     const int8_t in[6] = {5, 5, 5, 7, 6, -128};
     int8_t out[6] = {0};
-    sc_softmax_params p = {in, out, 2, 3, table, 1.0f / 256.0f, -128};
-    sc_softmax_s8(&p);
+    sciot_softmax_params p = {in, out, 2, 3, table, 1.0f / 256.0f, -128};
+    sciot_softmax_s8(&p);
     /* 1/3 * 256 = 85.33 -> 85. */
     assert_int_equal(out[0], 85 - 128);
     assert_int_equal(out[1], 85 - 128);
@@ -240,35 +240,34 @@ static void test_softmax_uniform_and_peaked(void **state)
 static void test_open_rejects_bad_blobs(void **state)
 {
     (void)state;
-    sc_model m;
+    sciot_model m;
     uint8_t blob[128];
     memset(blob, 0, sizeof blob);
-    assert_false(sc_model_open(&m, NULL, 10));
-    assert_int_equal(m.error, SC_ERR_ARG);
-    assert_false(sc_model_open(&m, blob, 4));
-    assert_int_equal(m.error, SC_ERR_TRUNCATED);
+    assert_false(sciot_model_open(&m, NULL, 10));
+    assert_int_equal(m.error, SCIOT_MODEL_E_ARG);
+    assert_false(sciot_model_open(&m, blob, 4));
+    assert_int_equal(m.error, SCIOT_MODEL_E_TRUNCATED);
     memcpy(blob, "XCMB", 4);
-    assert_false(sc_model_open(&m, blob, sizeof blob));
-    assert_int_equal(m.error, SC_ERR_MAGIC);
+    assert_false(sciot_model_open(&m, blob, sizeof blob));
+    assert_int_equal(m.error, SCIOT_MODEL_E_MAGIC);
     memcpy(blob, "SCMB", 4);
     blob[4] = 2;
-    assert_false(sc_model_open(&m, blob, sizeof blob));
-    assert_int_equal(m.error, SC_ERR_VERSION);
+    assert_false(sciot_model_open(&m, blob, sizeof blob));
+    assert_int_equal(m.error, SCIOT_MODEL_E_VERSION);
     blob[4] = 1;
     blob[6] = 96;
     blob[8] = 200; /* claims 200 bytes, has 128 */
-    assert_false(sc_model_open(&m, blob, sizeof blob));
-    assert_int_equal(m.error, SC_ERR_TRUNCATED);
+    assert_false(sciot_model_open(&m, blob, sizeof blob));
+    assert_int_equal(m.error, SCIOT_MODEL_E_TRUNCATED);
     blob[8] = 128; /* no ops, no tensors */
-    assert_false(sc_model_open(&m, blob, sizeof blob));
-    assert_int_equal(m.error, SC_ERR_MALFORMED);
+    assert_false(sciot_model_open(&m, blob, sizeof blob));
+    assert_int_equal(m.error, SCIOT_MODEL_E_MALFORMED);
     /* A model that failed to open answers no queries and runs nothing. */
-    assert_int_equal(sc_model_boundary_count(&m, 0), 0);
-    assert_int_equal(sc_model_arena_size(&m), 0);
-    assert_null(sc_model_op_name(&m, 0));
-    sc_tensor_io io = {0};
-    assert_int_equal(sc_model_run(&m, 0, 0, &io, NULL, 0, NULL), SC_ERR_ARG);
-    assert_string_equal(sc_strerror(SC_ERR_ARENA), "arena too small");
+    assert_int_equal(sciot_model_boundary_count(&m, 0), 0);
+    assert_int_equal(sciot_model_arena_size(&m), 0);
+    assert_null(sciot_model_op_name(&m, 0));
+    assert_int_equal(sciot_model_run(&m, 0, 0, NULL, 0, NULL, 0, NULL, 0, NULL), SCIOT_MODEL_E_ARG);
+    assert_string_equal(sciot_model_strerror(SCIOT_MODEL_E_ARENA), "arena too small");
 }
 
 int main(void)

@@ -20,7 +20,7 @@
 #include <time.h>
 
 #include "sciot/device.h"
-#include "sciot_ops.h"
+#include "sciot/ops_adapter.h"
 
 #define FW_VERSION "sciot-fw-host 0.1.0"
 
@@ -35,12 +35,9 @@ typedef struct {
     const char *host;
     int port;
     /* model */
-    sc_model model;
+    sciot_ops_adapter ops;
     uint8_t *blob;
     uint8_t *arena;
-    size_t arena_len;
-    double *op_ms;
-    uint16_t op_first;
     /* input */
     uint8_t *frames;
     size_t n_frames;
@@ -239,99 +236,6 @@ static bool hal_poll(void *user, uint32_t timeout_ms)
     return rc == MOSQ_ERR_SUCCESS && h->connected;
 }
 
-/* --- HAL: model through sciot_ops -------------------------------------------------------- */
-
-static sciot_dtype map_dtype(sc_dtype d)
-{
-    switch (d) {
-    case SC_DTYPE_INT8: return SCIOT_DTYPE_INT8;
-    case SC_DTYPE_UINT8: return SCIOT_DTYPE_UINT8;
-    case SC_DTYPE_INT16: return SCIOT_DTYPE_INT16;
-    case SC_DTYPE_INT32: return SCIOT_DTYPE_INT32;
-    case SC_DTYPE_FLOAT32: return SCIOT_DTYPE_FLOAT32;
-    }
-    return SCIOT_DTYPE_INT8;
-}
-
-static unsigned hal_boundary_count(void *user, uint16_t split)
-{
-    host_ctx *h = user;
-    return sc_model_boundary_count(&h->model, split);
-}
-
-static bool hal_boundary_tensor(void *user, uint16_t split, unsigned k, sciot_tensor_spec *out)
-{
-    host_ctx *h = user;
-    sc_tensor_info t;
-    unsigned i;
-    if (!sc_model_boundary_tensor(&h->model, split, k, &t) || t.ndims > SCIOT_MAX_DIMS) {
-        return false;
-    }
-    memset(out, 0, sizeof *out);
-    out->index = t.index;
-    out->dtype = (uint8_t)map_dtype(t.dtype);
-    out->ndim = (uint8_t)t.ndims;
-    for (i = 0; i < t.ndims; i++) {
-        out->shape[i] = t.dims[i];
-    }
-    out->scale = (double)t.scale;
-    out->zero_point = t.zero_point;
-    out->nbytes = t.nbytes;
-    return true;
-}
-
-static uint64_t timer_now(void *ctx)
-{
-    (void)ctx;
-    return mono_ns();
-}
-
-static void timer_done(void *ctx, unsigned op, uint64_t start, uint64_t end)
-{
-    host_ctx *h = ctx;
-    if (h->op_ms != NULL) {
-        h->op_ms[op - h->op_first] = (double)(end - start) / 1e6;
-    }
-}
-
-static bool hal_run_ops(void *user, uint16_t first, uint16_t last, const sciot_tensor_buf *in,
-                        unsigned n_in, sciot_tensor_buf *out, unsigned n_out, double *op_ms)
-{
-    host_ctx *h = user;
-    sc_tensor_in ins[SC_MAX_BOUNDARY_TENSORS];
-    sc_tensor_out outs[SC_MAX_BOUNDARY_TENSORS];
-    sc_tensor_io io;
-    sc_op_timer timer = {timer_now, timer_done, h};
-    sc_err e;
-    unsigned k;
-    if (n_in > SC_MAX_BOUNDARY_TENSORS || n_out > SC_MAX_BOUNDARY_TENSORS) {
-        return false;
-    }
-    for (k = 0; k < n_in; k++) {
-        ins[k].index = in[k].index;
-        ins[k].data = in[k].data;
-        ins[k].nbytes = in[k].nbytes;
-    }
-    for (k = 0; k < n_out; k++) {
-        outs[k].index = out[k].index;
-        outs[k].data = out[k].data;
-        outs[k].nbytes = out[k].nbytes;
-    }
-    io.inputs = ins;
-    io.num_inputs = n_in;
-    io.outputs = outs;
-    io.num_outputs = n_out;
-    h->op_ms = op_ms;
-    h->op_first = first;
-    e = sc_model_run(&h->model, first, last, &io, h->arena, h->arena_len, &timer);
-    h->op_ms = NULL;
-    if (e != SC_OK) {
-        log_json(h->id, "error", "run_ops failed", sc_strerror(e));
-        return false;
-    }
-    return true;
-}
-
 /* --- HAL: input ---------------------------------------------------------------------------- */
 
 static bool hal_capture(void *user, uint8_t *input, size_t nbytes)
@@ -387,59 +291,18 @@ static void hex(FILE *f, const uint8_t *p, size_t n)
     }
 }
 
-static const char *const PATHS[] = {"offload", "local", "fallback"};
-
-/* --- summary ------------------------------------------------------------------------------- */
-
-#define MAX_REASONS 16
+/* --- command line --------------------------------------------------------------------------- */
 
 typedef struct {
-    uint32_t count, offloaded, local, fallback, checked, matched;
-    uint64_t bytes_sent;
-    const char *reasons[MAX_REASONS];
-    char reason_text[MAX_REASONS][32];
-    uint32_t reason_n[MAX_REASONS];
-    unsigned n_reasons;
-    uint32_t *splits; /* per split point */
-    double *totals;
-    double *heads;
-} stats;
-
-static void count_reason(stats *s, const char *reason)
-{
-    unsigned i;
-    for (i = 0; i < s->n_reasons; i++) {
-        if (strcmp(s->reason_text[i], reason) == 0) {
-            s->reason_n[i]++;
-            return;
-        }
-    }
-    if (s->n_reasons < MAX_REASONS) {
-        snprintf(s->reason_text[s->n_reasons], sizeof s->reason_text[0], "%s", reason);
-        s->reason_n[s->n_reasons++] = 1;
-    }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* numpy's default (linear) percentile */
-static double percentile(double *v, uint32_t n, double q)
-{
-    double pos, frac;
-    uint32_t lo;
-    if (n == 0) {
-        return 0.0;
-    }
-    qsort(v, n, sizeof *v, cmp_double);
-    pos = q / 100.0 * (double)(n - 1u);
-    lo = (uint32_t)pos;
-    frac = pos - (double)lo;
-    return lo + 1u < n ? v[lo] + (v[lo + 1u] - v[lo]) * frac : v[lo];
-}
+    sciot_config cfg;
+    const char *host;
+    int port;
+    const char *model_path, *input_path, *records_path;
+    long count;        /* inferences to run; -1: none, only stay connected */
+    double interval_s; /* between inferences */
+    double duration_s; /* without --count: how long to stay connected (< 0: until a signal) */
+    double wait_s;     /* with --count: how long to wait for offloading before the first */
+} options;
 
 static void usage(const char *prog)
 {
@@ -465,24 +328,30 @@ static void usage(const char *prog)
             prog);
 }
 
-int main(int argc, char **argv)
+/* Fills o from the command line; -1 to go on, else the exit code (0 after --help). */
+static int parse_args(int argc, char **argv, options *o)
 {
-    static sciot_device dev;
-    static host_ctx h;
-    sciot_config cfg;
-    sciot_hal hal;
-    const char *model_path = NULL, *input_path = NULL, *records_path = NULL;
-    long count = -1;
-    double interval = 0, duration = -1, wait_s = 10;
-    size_t blob_len = 0, mem_len;
-    void *mem;
-    FILE *records = NULL;
-    stats st;
-    uint8_t *check_out;
     enum {
-        O_ID = 1, O_HOST, O_PORT, O_KIND, O_MODEL, O_COUNT, O_INTERVAL, O_DURATION, O_WAIT,
-        O_SPLIT, O_HB, O_KEEPALIVE, O_RESULT_TIMEOUT, O_MAX_PAYLOAD, O_RMIN, O_RMAX, O_INPUT,
-        O_RECORDS, O_SESSION, O_HELP
+        O_ID = 1,
+        O_HOST,
+        O_PORT,
+        O_KIND,
+        O_MODEL,
+        O_COUNT,
+        O_INTERVAL,
+        O_DURATION,
+        O_WAIT,
+        O_SPLIT,
+        O_HB,
+        O_KEEPALIVE,
+        O_RESULT_TIMEOUT,
+        O_MAX_PAYLOAD,
+        O_RMIN,
+        O_RMAX,
+        O_INPUT,
+        O_RECORDS,
+        O_SESSION,
+        O_HELP
     };
     static const struct option opts[] = {
         {"id", required_argument, 0, O_ID},
@@ -507,82 +376,109 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    int c;
+    sciot_config *cfg = &o->cfg;
     bool session_given = false;
-
-    sciot_config_defaults(&cfg);
-    cfg.fw = FW_VERSION;
-    h.host = "127.0.0.1";
-    h.port = 1883;
+    int c;
+    memset(o, 0, sizeof *o);
+    sciot_config_defaults(cfg);
+    cfg->fw = FW_VERSION;
+    o->host = "127.0.0.1";
+    o->port = 1883;
+    o->count = -1;
+    o->duration_s = -1;
+    o->wait_s = 10;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case O_ID: cfg.id = optarg; break;
-        case O_HOST: h.host = optarg; break;
-        case O_PORT: h.port = atoi(optarg); break;
-        case O_KIND: cfg.kind = optarg; break;
-        case O_MODEL: model_path = optarg; break;
-        case O_COUNT: count = atol(optarg); break;
-        case O_INTERVAL: interval = atof(optarg); break;
-        case O_DURATION: duration = atof(optarg); break;
-        case O_WAIT: wait_s = atof(optarg); break;
-        case O_SPLIT: cfg.split_pin = atoi(optarg); break;
-        case O_HB: cfg.heartbeat_interval_s = atof(optarg); break;
-        case O_KEEPALIVE: cfg.keepalive_s = (uint16_t)atoi(optarg); break;
-        case O_RESULT_TIMEOUT: cfg.result_timeout_s = atof(optarg); break;
-        case O_MAX_PAYLOAD: cfg.max_payload = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case O_RMIN: cfg.reconnect_min_s = atof(optarg); break;
-        case O_RMAX: cfg.reconnect_max_s = atof(optarg); break;
-        case O_INPUT: input_path = optarg; break;
-        case O_RECORDS: records_path = optarg; break;
+        case O_ID: cfg->id = optarg; break;
+        case O_HOST: o->host = optarg; break;
+        case O_PORT: o->port = atoi(optarg); break;
+        case O_KIND: cfg->kind = optarg; break;
+        case O_MODEL: o->model_path = optarg; break;
+        case O_COUNT: o->count = atol(optarg); break;
+        case O_INTERVAL: o->interval_s = atof(optarg); break;
+        case O_DURATION: o->duration_s = atof(optarg); break;
+        case O_WAIT: o->wait_s = atof(optarg); break;
+        case O_SPLIT: cfg->split_pin = atoi(optarg); break;
+        case O_HB: cfg->heartbeat_interval_s = atof(optarg); break;
+        case O_KEEPALIVE: cfg->keepalive_s = (uint16_t)atoi(optarg); break;
+        case O_RESULT_TIMEOUT: cfg->result_timeout_s = atof(optarg); break;
+        case O_MAX_PAYLOAD: cfg->max_payload = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case O_RMIN: cfg->reconnect_min_s = atof(optarg); break;
+        case O_RMAX: cfg->reconnect_max_s = atof(optarg); break;
+        case O_INPUT: o->input_path = optarg; break;
+        case O_RECORDS: o->records_path = optarg; break;
         case O_SESSION:
-            cfg.session = (uint32_t)strtoul(optarg, NULL, 10);
+            cfg->session = (uint32_t)strtoul(optarg, NULL, 10);
             session_given = true;
             break;
         case O_HELP: usage(argv[0]); return 0;
         default: usage(argv[0]); return 2;
         }
     }
-    if (model_path == NULL) {
+    if (o->model_path == NULL) {
         usage(argv[0]);
         return 2;
     }
-    h.id = cfg.id;
-    h.blob = read_file(model_path, &blob_len);
-    if (h.blob == NULL) {
-        fprintf(stderr, "sciot-fw-host: cannot read %s: %s\n", model_path, strerror(errno));
-        return 1;
-    }
-    if (!sc_model_open(&h.model, h.blob, blob_len)) {
-        fprintf(stderr, "sciot-fw-host: %s: %s\n", model_path, sc_strerror(h.model.error));
-        return 1;
-    }
-    cfg.model_id = h.model.model_id;
-    cfg.num_ops = (uint16_t)h.model.num_ops;
     if (!session_given) {
         /* like the Python device: seeded from the clock (firmware keeps it in NVS) */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        cfg.session = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+        cfg->session = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
     }
-    h.arena_len = sc_model_arena_size(&h.model);
-    h.arena = malloc(h.arena_len ? h.arena_len : 1u);
-    if (input_path != NULL) {
-        size_t len = 0, frame = sc_model_boundary_bytes(&h.model, 0);
-        h.frames = read_file(input_path, &len);
-        if (h.frames == NULL || frame == 0 || len == 0 || len % frame != 0) {
-            fprintf(stderr, "sciot-fw-host: %s: want a multiple of %zu bytes of int8 input\n",
-                    input_path, frame);
-            return 1;
-        }
-        h.n_frames = len / frame;
-    }
-    if (records_path != NULL && (records = fopen(records_path, "w")) == NULL) {
-        fprintf(stderr, "sciot-fw-host: cannot write %s: %s\n", records_path, strerror(errno));
-        return 1;
-    }
+    return -1;
+}
 
+/* --- setup ----------------------------------------------------------------------------------- */
+
+static uint64_t clock_ns(void *ctx)
+{
+    (void)ctx;
+    return mono_ns();
+}
+
+/* The blob, opened through the ops adapter, with its arena and the clock for op times. */
+static bool load_model(host_ctx *h, const char *path)
+{
+    size_t blob_len = 0, arena_len;
+    h->blob = read_file(path, &blob_len);
+    if (h->blob == NULL) {
+        fprintf(stderr, "sciot-fw-host: cannot read %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    if (!sciot_ops_adapter_open(&h->ops, h->blob, blob_len)) {
+        fprintf(stderr, "sciot-fw-host: %s: %s\n", path, h->ops.error_detail);
+        return false;
+    }
+    arena_len = sciot_ops_adapter_arena_size(&h->ops);
+    h->arena = malloc(arena_len + 1u);
+    if (h->arena == NULL || !sciot_ops_adapter_set_arena(&h->ops, h->arena, arena_len)) {
+        fprintf(stderr, "sciot-fw-host: no memory for the model's arena\n");
+        return false;
+    }
+    sciot_ops_adapter_set_clock(&h->ops, clock_ns, NULL, 1e6);
+    return true;
+}
+
+/* --input: whole frames of the model input's size, which hal_capture cycles through. */
+static bool load_frames(host_ctx *h, const char *path)
+{
+    size_t len = 0, frame = sciot_model_boundary_bytes(&h->ops.model, 0);
+    h->frames = read_file(path, &len);
+    if (h->frames == NULL || frame == 0 || len == 0 || len % frame != 0) {
+        fprintf(stderr, "sciot-fw-host: %s: want a multiple of %zu bytes of int8 input\n", path,
+                frame);
+        return false;
+    }
+    h->n_frames = len / frame;
+    return true;
+}
+
+/* The core's HAL: this file's clock, libmosquitto and input, the ops adapter's model. */
+static sciot_hal wire_hal(host_ctx *h)
+{
+    sciot_hal hal;
     memset(&hal, 0, sizeof hal);
-    hal.user = &h;
+    hal.user = h;
     hal.now_us = hal_now_us;
     hal.sleep_ms = hal_sleep_ms;
     hal.random = hal_random;
@@ -591,22 +487,285 @@ int main(int argc, char **argv)
     hal.publish = hal_publish;
     hal.subscribe = hal_subscribe;
     hal.poll = hal_poll;
-    hal.boundary_count = hal_boundary_count;
-    hal.boundary_tensor = hal_boundary_tensor;
-    hal.run_ops = hal_run_ops;
+    hal.model = sciot_ops_adapter_hal(&h->ops);
     hal.capture = hal_capture;
     hal.log = hal_log;
+    return hal;
+}
 
-    mem_len = sciot_device_memory(&cfg, &hal);
-    mem = mem_len ? malloc(mem_len) : NULL;
-    check_out = malloc(sc_model_boundary_bytes(&h.model, h.model.num_ops));
-    memset(&st, 0, sizeof st);
-    st.splits = calloc(cfg.num_ops + 1u, sizeof *st.splits);
-    st.totals = calloc(count > 0 ? (size_t)count : 1u, sizeof(double));
-    st.heads = calloc(count > 0 ? (size_t)count : 1u, sizeof(double));
+/* --- what the inferences did ---------------------------------------------------------------- */
+
+#define MAX_REASONS 16
+
+typedef struct {
+    uint32_t count, offloaded, local, fallback, checked, matched;
+    uint64_t bytes_sent;
+    char reason_text[MAX_REASONS][32];
+    uint32_t reason_n[MAX_REASONS];
+    unsigned n_reasons;
+    uint32_t *splits; /* per split point */
+    double *totals;   /* per inference */
+    double *heads;
+} run_stats;
+
+static bool stats_init(run_stats *s, unsigned num_ops, long count)
+{
+    size_t n = count > 0 ? (size_t)count : 1u;
+    memset(s, 0, sizeof *s);
+    s->splits = calloc(num_ops + 1u, sizeof *s->splits);
+    s->totals = calloc(n, sizeof *s->totals);
+    s->heads = calloc(n, sizeof *s->heads);
+    return s->splits != NULL && s->totals != NULL && s->heads != NULL;
+}
+
+static void stats_free(run_stats *s)
+{
+    free(s->splits);
+    free(s->totals);
+    free(s->heads);
+}
+
+static void count_reason(run_stats *s, const char *reason)
+{
+    unsigned i;
+    for (i = 0; i < s->n_reasons; i++) {
+        if (strcmp(s->reason_text[i], reason) == 0) {
+            s->reason_n[i]++;
+            return;
+        }
+    }
+    if (s->n_reasons < MAX_REASONS) {
+        snprintf(s->reason_text[s->n_reasons], sizeof s->reason_text[0], "%s", reason);
+        s->reason_n[s->n_reasons++] = 1;
+    }
+}
+
+/* Counts inference number i (0-based, below the --count the arrays were sized for). */
+static void stats_add(run_stats *s, const sciot_inference *rec, long i)
+{
+    s->count++;
+    s->offloaded += rec->path == SCIOT_PATH_OFFLOAD;
+    s->local += rec->path == SCIOT_PATH_LOCAL;
+    s->fallback += rec->path == SCIOT_PATH_FALLBACK;
+    s->bytes_sent += rec->sent_bytes;
+    s->splits[rec->split]++;
+    s->totals[i] = rec->total_ms;
+    s->heads[i] = rec->head_ms;
+    count_reason(s, rec->reason);
+}
+
+/* Like the Python device's verify=True: a whole local run on the same input must give the
+ * same output, so an offloaded result (the service's LiteRT tail) is checked bit for bit. */
+static void check_against_local(host_ctx *h, const sciot_device *dev, const sciot_inference *rec,
+                                uint8_t *scratch, run_stats *s)
+{
+    sciot_tensor in, out;
+    uint16_t last = (uint16_t)h->ops.model.num_ops;
+    if (!sciot_ops_adapter_boundary_tensor(&h->ops, 0, 0, &in) ||
+        !sciot_ops_adapter_boundary_tensor(&h->ops, last, 0, &out)) {
+        return;
+    }
+    in.data = dev->input;
+    out.data = scratch;
+    if (sciot_ops_adapter_run_ops(&h->ops, 0, last, &in, 1, &out, 1, NULL)) {
+        s->checked++;
+        s->matched += memcmp(scratch, rec->output, rec->output_bytes) == 0;
+    }
+}
+
+static const char *const PATHS[] = {"offload", "local", "fallback"};
+
+/* --records: one JSON line per inference, the output in hex. */
+static void write_record(FILE *f, const sciot_inference *rec)
+{
+    uint32_t d;
+    fprintf(f,
+            "{\"seq\": %u, \"split\": %u, \"path\": \"%s\", \"reason\": \"%s\", "
+            "\"head_ms\": %.6f, \"total_ms\": %.6f, \"sent_bytes\": %u, \"output\": \"",
+            rec->seq, rec->split, PATHS[rec->path], rec->reason, rec->head_ms, rec->total_ms,
+            rec->sent_bytes);
+    hex(f, rec->output, rec->output_bytes);
+    fprintf(f, "\", \"detections\": [");
+    for (d = 0; d < rec->n_detections; d++) {
+        fprintf(f, "%s[%lld, %lld, %lld, %.17g]", d ? ", " : "", (long long)rec->detections[d].cls,
+                (long long)rec->detections[d].x, (long long)rec->detections[d].y,
+                rec->detections[d].score);
+    }
+    fprintf(f, "]}\n");
+    fflush(f);
+}
+
+/* --- the run loop --------------------------------------------------------------------------- */
+
+static double seconds_since(uint64_t start_ns)
+{
+    return (double)(mono_ns() - start_ns) / 1e9;
+}
+
+/* Without --count: connected (heartbeats, decisions, commands) for duration_s, or until a
+ * signal when it is negative. */
+static void stay_connected(sciot_device *dev, double duration_s)
+{
+    uint64_t start = mono_ns();
+    while (!g_stop && (duration_s < 0 || seconds_since(start) < duration_s)) {
+        sciot_device_step(dev, 100);
+    }
+}
+
+/* Before the first of --count inferences: until the service has taken the device on. */
+static void wait_for_offload(sciot_device *dev, double wait_s)
+{
+    uint64_t start = mono_ns();
+    while (!g_stop && dev->mode != SCIOT_MODE_OFFLOAD && seconds_since(start) < wait_s) {
+        sciot_device_step(dev, 50);
+    }
+}
+
+/* Between inferences the device keeps stepping, so heartbeats and decisions go on. */
+static void step_until(sciot_device *dev, uint64_t deadline_ns)
+{
+    while (!g_stop && mono_ns() < deadline_ns) {
+        uint64_t left_ms = (deadline_ns - mono_ns()) / 1000000u;
+        sciot_device_step(dev, left_ms < 100 ? (uint32_t)left_ms : 100u);
+    }
+}
+
+/* --count inferences, --interval apart; each one counted, checked and recorded. */
+static void run_inferences(host_ctx *h, sciot_device *dev, const options *o, run_stats *st,
+                           FILE *records)
+{
+    long i;
+    uint8_t *scratch = malloc(sciot_model_boundary_bytes(&h->ops.model, h->ops.model.num_ops));
+    if (scratch == NULL) {
+        log_json(h->id, "error", "no memory for the local check", "");
+        return;
+    }
+    for (i = 0; i < o->count && !g_stop; i++) {
+        sciot_inference rec;
+        if (!sciot_device_infer(dev, &rec)) {
+            if (h->ops.error != SCIOT_OK) {
+                log_json(h->id, "error", "run_ops failed", h->ops.error_detail);
+            }
+            log_json(h->id, "error", "inference failed", dev->error_detail);
+            break;
+        }
+        check_against_local(h, dev, &rec, scratch, st);
+        stats_add(st, &rec, i);
+        if (records != NULL) {
+            write_record(records, &rec);
+        }
+        step_until(dev, mono_ns() + (uint64_t)(o->interval_s * 1e9));
+    }
+    free(scratch);
+}
+
+/* --- summary --------------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* numpy's default (linear) percentile */
+static double percentile(double *v, uint32_t n, double q)
+{
+    double pos, frac;
+    uint32_t lo;
+    if (n == 0) {
+        return 0.0;
+    }
+    qsort(v, n, sizeof *v, cmp_double);
+    pos = q / 100.0 * (double)(n - 1u);
+    lo = (uint32_t)pos;
+    frac = pos - (double)lo;
+    return lo + 1u < n ? v[lo] + (v[lo + 1u] - v[lo]) * frac : v[lo];
+}
+
+/* The "inference" block of the summary: counts, reasons, splits, latencies, the check. */
+static void print_inference_summary(run_stats *st, unsigned num_ops)
+{
+    bool first = true;
+    unsigned i;
+    printf(", \"inference\": {\"count\": %u, \"offloaded\": %u, \"local\": %u, "
+           "\"fallback\": %u, \"reasons\": {",
+           st->count, st->offloaded, st->local, st->fallback);
+    for (i = 0; i < st->n_reasons; i++) {
+        printf("%s\"%s\": %u", i ? ", " : "", st->reason_text[i], st->reason_n[i]);
+    }
+    printf("}, \"splits\": {");
+    for (i = 0; i <= num_ops; i++) {
+        if (st->splits[i]) {
+            printf("%s\"%u\": %u", first ? "" : ", ", i, st->splits[i]);
+            first = false;
+        }
+    }
+    printf("}, \"latency_ms\": {\"p50\": %.6f, \"p95\": %.6f}, "
+           "\"device_ms\": {\"p50\": %.6f}, \"bytes_sent\": %llu, "
+           "\"checked_against_local\": %u, \"all_match_local\": %s}",
+           percentile(st->totals, st->count, 50), percentile(st->totals, st->count, 95),
+           percentile(st->heads, st->count, 50), (unsigned long long)st->bytes_sent, st->checked,
+           st->checked > 0 && st->checked == st->matched ? "true" : "false");
+}
+
+/* One JSON line on stdout: the Python device's counters, plus the inference block. */
+static void print_summary(const sciot_device *dev, run_stats *st)
+{
+    const sciot_summary *s = &dev->summary;
+    printf("{\"device_id\": \"%s\", \"session\": %u, \"mode\": \"%s\", \"model\": ", dev->id,
+           dev->session, dev->mode == SCIOT_MODE_OFFLOAD ? "offload" : "local");
+    if (dev->has_assign) {
+        printf("\"%s\"", dev->assign_model);
+    } else {
+        printf("null");
+    }
+    printf(", \"kind\": \"%s\", \"connects\": %u, \"disconnects\": %u, \"heartbeats\": %u, "
+           "\"assignments\": %u, \"rebirths\": %u, \"fallbacks\": %u, \"resumes\": %u, "
+           "\"decisions\": %u, \"decisions_rejected\": %u, \"errors_received\": %u, "
+           "\"inferences\": %u, \"offloaded\": %u, \"local\": %u, \"fallbacks_local\": %u, "
+           "\"unanswered\": %u",
+           dev->cfg.kind, s->connects, s->disconnects, s->heartbeats, s->assignments, s->rebirths,
+           s->fallbacks, s->resumes, s->decisions, s->decisions_rejected, s->errors_received,
+           s->inferences, s->offloaded, s->local, s->fallbacks_local, s->unanswered);
+    if (st->count > 0) {
+        print_inference_summary(st, dev->cfg.num_ops);
+    }
+    printf("}\n");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    static sciot_device dev; /* large: not on the stack */
+    static host_ctx h;
+    options o;
+    sciot_hal hal;
+    run_stats st;
+    FILE *records = NULL;
+    size_t mem_len;
+    void *mem;
+    int exit_code = parse_args(argc, argv, &o);
+    if (exit_code >= 0) {
+        return exit_code;
+    }
+    h.id = o.cfg.id;
+    h.host = o.host;
+    h.port = o.port;
     h.dev = &dev;
-    if (mem == NULL || check_out == NULL || h.arena == NULL || st.splits == NULL ||
-        !sciot_device_init(&dev, &cfg, &hal, mem, mem_len)) {
+    if (!load_model(&h, o.model_path) || (o.input_path != NULL && !load_frames(&h, o.input_path))) {
+        return 1;
+    }
+    o.cfg.model_id = h.ops.model.model_id;
+    o.cfg.num_ops = (uint16_t)h.ops.model.num_ops;
+    if (o.records_path != NULL && (records = fopen(o.records_path, "w")) == NULL) {
+        fprintf(stderr, "sciot-fw-host: cannot write %s: %s\n", o.records_path, strerror(errno));
+        return 1;
+    }
+    hal = wire_hal(&h);
+    mem_len = sciot_device_memory(&o.cfg, &hal);
+    mem = mem_len ? malloc(mem_len) : NULL;
+    if (mem == NULL || !stats_init(&st, o.cfg.num_ops, o.count) ||
+        !sciot_device_init(&dev, &o.cfg, &hal, mem, mem_len)) {
         fprintf(stderr, "sciot-fw-host: init failed: %s (%s)\n", sciot_strerror(dev.error),
                 dev.error_detail ? dev.error_detail : "");
         return 1;
@@ -616,84 +775,13 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    {
-        uint64_t start = mono_ns();
-        if (count < 0) {
-            while (!g_stop && (duration < 0 || (double)(mono_ns() - start) / 1e9 < duration)) {
-                sciot_device_step(&dev, 100);
-            }
-        } else {
-            long i;
-            while (!g_stop && dev.mode != SCIOT_MODE_OFFLOAD &&
-                   (double)(mono_ns() - start) / 1e9 < wait_s) {
-                sciot_device_step(&dev, 50);
-            }
-            for (i = 0; i < count && !g_stop; i++) {
-                sciot_inference rec;
-                uint64_t next;
-                if (!sciot_device_infer(&dev, &rec)) {
-                    log_json(h.id, "error", "inference failed", dev.error_detail);
-                    break;
-                }
-                /* verify against a whole local run on the same input (like verify=True) */
-                {
-                    sc_tensor_info ti, to;
-                    sc_tensor_in in;
-                    sc_tensor_out out;
-                    sc_tensor_io io;
-                    sc_model_boundary_tensor(&h.model, 0, 0, &ti);
-                    sc_model_boundary_tensor(&h.model, h.model.num_ops, 0, &to);
-                    in.index = ti.index;
-                    in.data = dev.input;
-                    in.nbytes = ti.nbytes;
-                    out.index = to.index;
-                    out.data = check_out;
-                    out.nbytes = to.nbytes;
-                    io.inputs = &in;
-                    io.num_inputs = 1;
-                    io.outputs = &out;
-                    io.num_outputs = 1;
-                    if (sc_model_run(&h.model, 0, h.model.num_ops, &io, h.arena, h.arena_len,
-                                     NULL) == SC_OK) {
-                        st.checked++;
-                        st.matched += memcmp(check_out, rec.output, rec.output_bytes) == 0;
-                    }
-                }
-                st.count++;
-                st.offloaded += rec.path == SCIOT_PATH_OFFLOAD;
-                st.local += rec.path == SCIOT_PATH_LOCAL;
-                st.fallback += rec.path == SCIOT_PATH_FALLBACK;
-                st.bytes_sent += rec.sent_bytes;
-                st.splits[rec.split]++;
-                st.totals[i] = rec.total_ms;
-                st.heads[i] = rec.head_ms;
-                count_reason(&st, rec.reason);
-                if (records != NULL) {
-                    uint32_t d;
-                    fprintf(records,
-                            "{\"seq\": %u, \"split\": %u, \"path\": \"%s\", \"reason\": \"%s\", "
-                            "\"head_ms\": %.6f, \"total_ms\": %.6f, \"sent_bytes\": %u, "
-                            "\"output\": \"",
-                            rec.seq, rec.split, PATHS[rec.path], rec.reason, rec.head_ms,
-                            rec.total_ms, rec.sent_bytes);
-                    hex(records, rec.output, rec.output_bytes);
-                    fprintf(records, "\", \"detections\": [");
-                    for (d = 0; d < rec.n_detections; d++) {
-                        fprintf(records, "%s[%lld, %lld, %lld, %.17g]", d ? ", " : "",
-                                (long long)rec.detections[d].cls, (long long)rec.detections[d].x,
-                                (long long)rec.detections[d].y, rec.detections[d].score);
-                    }
-                    fprintf(records, "]}\n");
-                    fflush(records);
-                }
-                next = mono_ns() + (uint64_t)(interval * 1e9);
-                while (!g_stop && mono_ns() < next) {
-                    uint64_t left_ms = (next - mono_ns()) / 1000000u;
-                    sciot_device_step(&dev, left_ms < 100 ? (uint32_t)left_ms : 100u);
-                }
-            }
-        }
+    if (o.count < 0) {
+        stay_connected(&dev, o.duration_s);
+    } else {
+        wait_for_offload(&dev, o.wait_s);
+        run_inferences(&h, &dev, &o, &st, records);
     }
+
     sciot_device_stop(&dev);
     if (h.mosq != NULL) {
         mosquitto_destroy(h.mosq);
@@ -702,57 +790,11 @@ int main(int argc, char **argv)
     if (records != NULL) {
         fclose(records);
     }
-
-    {
-        const sciot_summary *s = &dev.summary;
-        unsigned i;
-        printf("{\"device_id\": \"%s\", \"session\": %u, \"mode\": \"%s\", \"model\": ", dev.id,
-               dev.session, dev.mode == SCIOT_MODE_OFFLOAD ? "offload" : "local");
-        if (dev.has_assign) {
-            printf("\"%s\"", dev.assign_model);
-        } else {
-            printf("null");
-        }
-        printf(", \"kind\": \"%s\", \"connects\": %u, \"disconnects\": %u, \"heartbeats\": %u, "
-               "\"assignments\": %u, \"rebirths\": %u, \"fallbacks\": %u, \"resumes\": %u, "
-               "\"decisions\": %u, \"decisions_rejected\": %u, \"errors_received\": %u, "
-               "\"inferences\": %u, \"offloaded\": %u, \"local\": %u, \"fallbacks_local\": %u, "
-               "\"unanswered\": %u",
-               cfg.kind, s->connects, s->disconnects, s->heartbeats, s->assignments, s->rebirths,
-               s->fallbacks, s->resumes, s->decisions, s->decisions_rejected, s->errors_received,
-               s->inferences, s->offloaded, s->local, s->fallbacks_local, s->unanswered);
-        if (st.count > 0) {
-            bool first = true;
-            printf(", \"inference\": {\"count\": %u, \"offloaded\": %u, \"local\": %u, "
-                   "\"fallback\": %u, \"reasons\": {",
-                   st.count, st.offloaded, st.local, st.fallback);
-            for (i = 0; i < st.n_reasons; i++) {
-                printf("%s\"%s\": %u", i ? ", " : "", st.reason_text[i], st.reason_n[i]);
-            }
-            printf("}, \"splits\": {");
-            for (i = 0; i <= cfg.num_ops; i++) {
-                if (st.splits[i]) {
-                    printf("%s\"%u\": %u", first ? "" : ", ", i, st.splits[i]);
-                    first = false;
-                }
-            }
-            printf("}, \"latency_ms\": {\"p50\": %.6f, \"p95\": %.6f}, "
-                   "\"device_ms\": {\"p50\": %.6f}, \"bytes_sent\": %llu, "
-                   "\"checked_against_local\": %u, \"all_match_local\": %s}",
-                   percentile(st.totals, st.count, 50), percentile(st.totals, st.count, 95),
-                   percentile(st.heads, st.count, 50), (unsigned long long)st.bytes_sent,
-                   st.checked, st.checked > 0 && st.checked == st.matched ? "true" : "false");
-        }
-        printf("}\n");
-        fflush(stdout);
-    }
+    print_summary(&dev, &st);
     free(mem);
     free(h.arena);
     free(h.blob);
     free(h.frames);
-    free(check_out);
-    free(st.splits);
-    free(st.totals);
-    free(st.heads);
+    stats_free(&st);
     return 0;
 }

@@ -68,7 +68,7 @@ _OP = struct.Struct("<BBBB4H2HBBBBhhHHiiIII")
 _ALIGN = 16
 NO_TENSOR = 0xFFFF
 NOWHERE = 0xFFFFFFFF
-MAX_BOUNDARY_TENSORS = 16  # SC_MAX_BOUNDARY_TENSORS, the wire's `tensors` limit
+MAX_BOUNDARY_TENSORS = 16  # InferRequest.tensors max_length (C: SCIOT_MAX_BOUNDARY_TENSORS)
 MAX_OP_INPUTS, MAX_OP_OUTPUTS = 4, 2
 
 # Tensor types: blob code and element size.

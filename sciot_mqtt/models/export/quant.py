@@ -2,7 +2,7 @@
 
 Everything that needs floating point or libm is done here, in Python, so the C kernels
 stay integer-only (softmax keeps a few float multiply-adds, as LiteRT's does).
-``requantize`` is the C kernels' ``sc_mul_quantized`` in numpy, for each rounding.
+``requantize`` is the C kernels' ``sciot_mul_quantized`` in numpy, for each rounding.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _srdhm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def requantize(
     acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, rounding: int
 ) -> np.ndarray:
-    """``sc_mul_quantized`` of sc_kernels.h on int64 arrays (broadcasting)."""
+    """``sciot_mul_quantized`` of kernels.h on int64 arrays (broadcasting)."""
     acc = np.asarray(acc, np.int64)
     m = np.asarray(multiplier, np.int64)
     shift = np.asarray(shift, np.int64)

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "sciot/msgs.h"
+#include "sciot/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,23 +34,27 @@ extern "C" {
 #define SCIOT_TOPIC_MAX 128
 #define SCIOT_TEXT_MAX 72
 
-/* One tensor live at a boundary, as the model runtime describes it. */
+/* The model's part of the HAL, with its own context: the ops adapter (sciot/ops_adapter.h)
+ * fills it for sciot_ops; a port that runs the operators elsewhere fills it itself. */
+/* A FOMO detection, decoded by the device from its own output for its inference record (the
+ * wire carries the raw output only). */
 typedef struct {
-    uint32_t index; /* manifest tensor index */
-    uint8_t dtype;  /* sciot_dtype */
-    uint8_t ndim;
-    int32_t shape[SCIOT_MAX_DIMS];
-    double scale;
-    int32_t zero_point;
-    uint32_t nbytes;
-} sciot_tensor_spec;
+    int64_t cls, x, y;
+    double score;
+} sciot_detection;
 
-/* A boundary tensor in memory the core owns. */
 typedef struct {
-    uint32_t index;
-    uint8_t *data;
-    uint32_t nbytes;
-} sciot_tensor_buf;
+    void *ctx;
+    /* The tensors live at boundary `split` (0..num_ops), in manifest order, described
+     * (data NULL). */
+    unsigned (*boundary_count)(void *ctx, uint16_t split);
+    bool (*boundary_tensor)(void *ctx, uint16_t split, unsigned k, sciot_tensor *out);
+    /* Run operators [first, last) from the tensors live at `first` (in, read only) into
+     * those live at `last` (out, written); every tensor has its data and nbytes set.
+     * op_ms[i] gets the time of operator first + i in milliseconds. */
+    bool (*run_ops)(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *in, unsigned n_in,
+                    sciot_tensor *out, unsigned n_out, double *op_ms);
+} sciot_model_hal;
 
 typedef struct {
     void *user;
@@ -60,23 +65,18 @@ typedef struct {
     /* 32 random bits for reconnect jitter (may be NULL: no jitter). */
     uint32_t (*random)(void *user);
     /* MQTT 3.1.1 clean session with a retained QoS 1 will; true once CONNACK arrived. */
-    bool (*connect)(void *user, const char *client_id, const char *will_topic,
-                    const uint8_t *will, size_t will_len, uint16_t keepalive_s);
+    bool (*connect)(void *user, const char *client_id, const char *will_topic, const uint8_t *will,
+                    size_t will_len, uint16_t keepalive_s);
     void (*disconnect)(void *user);
     /* QoS 1 publishes return once the message is handed to the transport. */
-    bool (*publish)(void *user, const char *topic, const uint8_t *payload, size_t len,
-                    uint8_t qos, bool retain);
+    bool (*publish)(void *user, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
+                    bool retain);
     bool (*subscribe)(void *user, const char *filter, uint8_t qos);
     /* Wait up to timeout_ms for traffic, delivering each complete message through
      * sciot_device_on_message(); false when the connection is lost. */
     bool (*poll)(void *user, uint32_t timeout_ms);
-    /* The model: tensors live at boundary `split` (0..num_ops), in manifest order. */
-    unsigned (*boundary_count)(void *user, uint16_t split);
-    bool (*boundary_tensor)(void *user, uint16_t split, unsigned k, sciot_tensor_spec *out);
-    /* Run operators [first, last) from the tensors live at `first` into those live at `last`;
-     * op_ms[i] gets the time of operator first + i in milliseconds. */
-    bool (*run_ops)(void *user, uint16_t first, uint16_t last, const sciot_tensor_buf *in,
-                    unsigned n_in, sciot_tensor_buf *out, unsigned n_out, double *op_ms);
+    /* The model (its own context). */
+    sciot_model_hal model;
     /* Fill the model input (boundary 0's single tensor) with the next image. */
     bool (*capture)(void *user, uint8_t *input, size_t nbytes);
     /* Optional: one log event (level 0 info, 1 warning), e.g. "decision rejected". */
@@ -106,10 +106,10 @@ typedef enum { SCIOT_PATH_OFFLOAD = 0, SCIOT_PATH_LOCAL, SCIOT_PATH_FALLBACK } s
 typedef struct {
     uint32_t seq;
     uint16_t split;
-    uint8_t path;          /* sciot_path */
-    const char *reason;    /* "answered", "local", "probe", "pinned", "timeout", ... */
-    double head_ms;        /* operators run on the device before sending */
-    double total_ms;       /* input to result on the device's clock */
+    uint8_t path;       /* sciot_path */
+    const char *reason; /* "answered", "local", "probe", "pinned", "timeout", ... */
+    double head_ms;     /* operators run on the device before sending */
+    double total_ms;    /* input to result on the device's clock */
     uint32_t sent_bytes;
     bool has_rtt;
     double rtt_ms;
@@ -138,7 +138,7 @@ typedef struct {
 typedef struct {
     sciot_config cfg;
     sciot_hal hal;
-    sciot_err error;         /* why the last call failed */
+    sciot_err error; /* why the last call failed */
     const char *error_detail;
 
     char id[SCIOT_DEVICE_ID_MAX_LEN + 1];
@@ -192,7 +192,7 @@ typedef struct {
     uint8_t *tx;
     size_t tx_cap;
     double *op_ms;
-    sciot_tensor_spec output_spec;
+    sciot_tensor output_tensor; /* the model's output, described; data: the output buffer */
 
     uint32_t n_detections;
     sciot_detection detections[SCIOT_MAX_DETECTIONS];
@@ -202,8 +202,8 @@ typedef struct {
 /* Bytes of memory sciot_device_init() needs for this model (0: the HAL's model is unusable). */
 size_t sciot_device_memory(const sciot_config *cfg, const sciot_hal *hal);
 
-bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal,
-                       void *mem, size_t mem_len);
+bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_hal *hal, void *mem,
+                       size_t mem_len);
 
 /* Connect when due (with backoff), publish heartbeats when due, receive for up to
  * timeout_ms. False only on a fault the caller must see (dev->error); a lost broker is not
@@ -225,7 +225,7 @@ uint16_t sciot_device_plan(sciot_device *dev, const char **reason, const sciot_d
 
 /* FOMO decode (sciot_mqtt/models/decode.py): cells whose best non-background probability
  * is at least threshold, best first. Returns how many were found (at most max). */
-uint32_t sciot_fomo_decode(const int8_t *out, const sciot_tensor_spec *spec, float threshold,
+uint32_t sciot_fomo_decode(const int8_t *out, const sciot_tensor *tensor, float threshold,
                            sciot_detection *dets, uint32_t max);
 
 #ifdef __cplusplus

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sciot/tensor.h"
 #include "sciot_protocol.h"
 
 #ifdef __cplusplus
@@ -40,21 +41,19 @@ typedef struct {
     uint32_t len;
 } sciot_str;
 
-typedef enum {
-    SCIOT_DTYPE_INT8 = 0,
-    SCIOT_DTYPE_UINT8,
-    SCIOT_DTYPE_INT16,
-    SCIOT_DTYPE_INT32,
-    SCIOT_DTYPE_FLOAT32
-} sciot_dtype;
-
 typedef enum { SCIOT_MODE_OFFLOAD = 0, SCIOT_MODE_LOCAL, SCIOT_MODE_PROBE } sciot_split_mode;
 typedef enum { SCIOT_REASON_LOCAL = 0, SCIOT_REASON_PROBE, SCIOT_REASON_PINNED } sciot_reason;
 
-#define SCIOT_MAX_DIMS SCIOT_TENSOR_SHAPE_MAX_LEN
-#define SCIOT_MAX_TENSORS SCIOT_INFER_REQUEST_TENSORS_MAX_LEN
 #define SCIOT_MAX_MODELS SCIOT_BIRTH_MODELS_MAX_LEN
 
+/*
+ * A tensor as a peer sent it: a read-only view into the received payload, checked against
+ * the contract only. It is not a sciot_tensor because it is not yet the model's: the
+ * contract bounds it differently (any 64-bit zero point, up to SCIOT_MAX_DIMS dims of
+ * 1..65535, an index up to 2^31-1), its bytes belong to the payload and must not be
+ * written, and it says nothing about whether it fits the model until the receiver compares
+ * it with the model's own description (as the device does with a result's output).
+ */
 typedef struct {
     int64_t index;
     uint8_t dtype; /* sciot_dtype */
@@ -64,7 +63,7 @@ typedef struct {
     int64_t zero_point;
     const uint8_t *data;
     uint32_t nbytes;
-} sciot_tensor;
+} sciot_wire_tensor;
 
 /* A list of numbers (e.g. device_ms) kept as a view: count and sum are checked at decode. */
 typedef struct {
@@ -128,11 +127,6 @@ typedef struct {
 } sciot_heartbeat;
 
 typedef struct {
-    int64_t cls, x, y;
-    double score;
-} sciot_detection;
-
-typedef struct {
     uint32_t seq;
     uint32_t session;
     sciot_str model;
@@ -140,7 +134,7 @@ typedef struct {
     bool has_decision;
     uint32_t decision;
     uint32_t n_tensors;
-    sciot_tensor tensors[SCIOT_MAX_TENSORS];
+    sciot_wire_tensor tensors[SCIOT_MAX_BOUNDARY_TENSORS];
     sciot_numbers device_ms;
     bool has_rtt_ms;
     double rtt_ms;
@@ -154,8 +148,6 @@ typedef struct {
     sciot_str model;
     uint8_t reason; /* sciot_reason */
     sciot_numbers device_ms;
-    uint32_t n_detections; /* all are validated; the first few are kept */
-    sciot_detection detections[8];
     bool has_rtt_ms;
     double rtt_ms;
     bool has_rtt_seq;
@@ -184,9 +176,7 @@ typedef struct {
     uint32_t seq;
     sciot_str model;
     uint16_t split;
-    uint32_t n_detections;
-    sciot_detection detections[8];
-    sciot_tensor output;
+    sciot_wire_tensor output;
     sciot_numbers edge_ms;
     double queue_ms;
     double service_ms;
@@ -203,7 +193,7 @@ typedef enum {
 #define SCIOT_X_ERR(NAME, STR) SCIOT_CODE_##NAME,
     SCIOT_ERROR_CODES(SCIOT_X_ERR)
 #undef SCIOT_X_ERR
-    SCIOT_CODE_COUNT_
+        SCIOT_CODE_COUNT_
 } sciot_error_code;
 
 typedef struct {
@@ -235,8 +225,7 @@ sciot_err sciot_decode_split_decision(const uint8_t *p, size_t n, sciot_split_de
 /* max_bytes: the device's own max_payload (the result topic's limit is the contract's). */
 sciot_err sciot_decode_infer_result(const uint8_t *p, size_t n, size_t max_bytes,
                                     sciot_infer_result *out, const char **detail);
-sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out,
-                               const char **detail);
+sciot_err sciot_decode_command(const uint8_t *p, size_t n, sciot_command *out, const char **detail);
 sciot_err sciot_decode_error_report(const uint8_t *p, size_t n, sciot_error_report *out,
                                     const char **detail);
 
@@ -259,17 +248,6 @@ sciot_err sciot_encode_heartbeat(uint32_t seq, uint32_t session, uint8_t mode, u
                                  size_t cap, size_t *len);
 
 typedef struct {
-    uint32_t index;
-    uint8_t dtype;
-    uint8_t ndim;
-    const int32_t *shape;
-    double scale;
-    int32_t zero_point;
-    const void *data;
-    uint32_t nbytes;
-} sciot_tensor_out;
-
-typedef struct {
     uint32_t seq;
     uint32_t session;
     const char *model;
@@ -277,7 +255,7 @@ typedef struct {
     bool has_decision;
     uint32_t decision;
     uint8_t n_tensors;
-    const sciot_tensor_out *tensors;
+    const sciot_tensor *tensors; /* the live tensors at split, data set */
     uint32_t n_device_ms;
     const double *device_ms;
     bool has_rtt;
@@ -295,8 +273,6 @@ typedef struct {
     uint8_t reason; /* sciot_reason */
     uint32_t n_device_ms;
     const double *device_ms;
-    uint32_t n_detections;
-    const sciot_detection *detections;
     bool has_rtt;
     double rtt_ms;
     uint32_t rtt_seq;

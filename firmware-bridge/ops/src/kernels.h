@@ -1,14 +1,14 @@
 /*
- * The int8 kernels behind sc_model_run(), exposed for the unit tests.
+ * The int8 kernels behind sciot_model_run(), exposed for the unit tests.
  *
  * Semantics follow TFLite's int8 kernels as LiteRT's builtin resolver runs them:
  * reference_integer_ops for DEPTHWISE_CONV_2D and ADD, the ruy GEMM's requantization for
  * CONV_2D (ties rounded up rather than away from zero), optimized_ops' float table for
  * SOFTMAX. Each op
- * says which requantization rounding it uses (SC_ROUND_*), so the blob decides.
+ * says which requantization rounding it uses (SCIOT_ROUND_*), so the blob decides.
  */
-#ifndef SC_KERNELS_H
-#define SC_KERNELS_H
+#ifndef SCIOT_KERNELS_H
+#define SCIOT_KERNELS_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,44 +18,43 @@
  * reference (one rounding of the 64-bit product). DOUBLE_TIES_UP: what ruy's x86 AVX2
  * kernels compute, and so what LiteRT's CONV_2D outputs on x86: the same high multiply,
  * then a shift that rounds ties toward +infinity. */
-enum { SC_ROUND_DOUBLE = 0, SC_ROUND_SINGLE = 1, SC_ROUND_DOUBLE_TIES_UP = 2 };
+enum { SCIOT_ROUND_DOUBLE = 0, SCIOT_ROUND_SINGLE = 1, SCIOT_ROUND_DOUBLE_TIES_UP = 2 };
 
 /* gemmlowp SaturatingRoundingDoublingHighMul. */
-int32_t sc_srdhm(int32_t a, int32_t b);
+int32_t sciot_srdhm(int32_t a, int32_t b);
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero (0..31). */
-int32_t sc_rounding_divide_by_pot(int32_t x, int exponent);
+int32_t sciot_rounding_divide_by_pot(int32_t x, int exponent);
 /* tflite::MultiplyByQuantizedMultiplier: x * m * 2^(shift - 31), two roundings. */
-int32_t sc_mul_quantized_double(int32_t x, int32_t multiplier, int shift);
+int32_t sciot_mul_quantized_double(int32_t x, int32_t multiplier, int shift);
 /* ruy::detail::MultiplyByQuantizedMultiplier: the same product, one rounding, saturated. */
-int32_t sc_mul_quantized_single(int32_t x, int32_t multiplier, int shift);
+int32_t sciot_mul_quantized_single(int32_t x, int32_t multiplier, int shift);
 /* SRDHM, then x / 2^right rounded with ties toward +infinity, as ruy's AVX2 kernels do. */
-int32_t sc_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift);
-/* One of the above, by SC_ROUND_*. */
-int32_t sc_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift);
+int32_t sciot_mul_quantized_ties_up(int32_t x, int32_t multiplier, int shift);
+/* One of the above, by SCIOT_ROUND_*. */
+int32_t sciot_mul_quantized(int rounding, int32_t x, int32_t multiplier, int shift);
 
 /* Little-endian reads from a byte buffer of any alignment. */
-static inline uint32_t sc_rd_u32(const uint8_t *p)
+static inline uint32_t sciot_rd_u32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
-static inline int32_t sc_rd_i32(const uint8_t *p)
+static inline int32_t sciot_rd_i32(const uint8_t *p)
 {
-    uint32_t u = sc_rd_u32(p);
+    uint32_t u = sciot_rd_u32(p);
     /* Two's complement without relying on an out-of-range conversion. */
     return u <= 0x7fffffffu ? (int32_t)u : -(int32_t)(~u) - 1;
 }
-static inline uint16_t sc_rd_u16(const uint8_t *p)
+static inline uint16_t sciot_rd_u16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | (p[1] << 8));
 }
-static inline float sc_rd_f32(const uint8_t *p)
+static inline float sciot_rd_f32(const uint8_t *p)
 {
     union {
         uint32_t u;
         float f;
     } v;
-    v.u = sc_rd_u32(p);
+    v.u = sciot_rd_u32(p);
     return v.f;
 }
 
@@ -66,7 +65,7 @@ typedef struct {
     int32_t input_offset; /* -input zero point */
     const int8_t *filter; /* conv: [out_c][k_h][k_w][in_c]; depthwise: [k_h][k_w][out_c] */
     int32_t k_h, k_w;
-    const uint8_t *bias;  /* int32 little-endian [out_c], or NULL */
+    const uint8_t *bias;       /* int32 little-endian [out_c], or NULL */
     const uint8_t *multiplier; /* int32 little-endian [out_c] */
     const uint8_t *shift;      /* int32 little-endian [out_c] */
     int8_t *output;
@@ -75,11 +74,11 @@ typedef struct {
     int32_t stride_w, stride_h, dilation_w, dilation_h, pad_w, pad_h;
     int32_t depth_multiplier; /* depthwise only */
     int32_t act_min, act_max;
-    int rounding; /* SC_ROUND_* */
-} sc_conv_params;
+    int rounding; /* SCIOT_ROUND_* */
+} sciot_conv_params;
 
-void sc_conv2d_s8(const sc_conv_params *p);
-void sc_depthwise_conv2d_s8(const sc_conv_params *p);
+void sciot_conv2d_s8(const sciot_conv_params *p);
+void sciot_depthwise_conv2d_s8(const sciot_conv_params *p);
 
 typedef struct {
     const int8_t *input1, *input2;
@@ -92,19 +91,19 @@ typedef struct {
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
     int rounding;
-} sc_add_params;
+} sciot_add_params;
 
-void sc_add_s8(const sc_add_params *p);
+void sciot_add_s8(const sciot_add_params *p);
 
 typedef struct {
     const int8_t *input;
     int8_t *output;
-    uint32_t rows, depth;   /* softmax over the last dimension, `depth` long */
-    const uint8_t *table;   /* 256 little-endian float32: table[255 - d] = exp(-scale*beta*d) */
+    uint32_t rows, depth; /* softmax over the last dimension, `depth` long */
+    const uint8_t *table; /* 256 little-endian float32: table[255 - d] = exp(-scale*beta*d) */
     float output_scale;
     int32_t output_zero_point;
-} sc_softmax_params;
+} sciot_softmax_params;
 
-void sc_softmax_s8(const sc_softmax_params *p);
+void sciot_softmax_s8(const sciot_softmax_params *p);
 
-#endif /* SC_KERNELS_H */
+#endif /* SCIOT_KERNELS_H */
