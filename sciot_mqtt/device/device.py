@@ -458,6 +458,11 @@ class Device:
         """One inference: split as planned, offload, and finish locally if the edge fails."""
         return await self._runner_or_fail().infer(image, verify=verify)
 
+    async def settle_measurements(self, timeout: float) -> None:
+        """Wait (up to `timeout` s) for measurements under way to end (benchmarks)."""
+        if self._inference is not None:
+            await self._inference.settle(timeout)
+
     def plan(self, package: ModelPackage) -> tuple[int, str, SplitDecision | None]:
         """The split for the next inference, why, and the decision followed (N: local)."""
         return self._runner_or_fail().plan(package)

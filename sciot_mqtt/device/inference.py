@@ -176,6 +176,9 @@ class InferenceRunner:
             return n, "local", decision
         return decision.split, "decision", decision
 
+    async def settle(self, timeout: float) -> None:
+        """Wait for measurements under way to end (none run beside inferences yet)."""
+
     # --- running --------------------------------------------------------------------------
 
     async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
@@ -321,6 +324,7 @@ class InferenceRunner:
             rtt_seq=rtt_seq,
         )
         payload = request.encode()
+        self.summary.user_uplink_bytes += len(payload)
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
         sent_at = time.perf_counter()
@@ -388,7 +392,14 @@ class InferenceRunner:
             rtt_ms=rtt_ms,
             rtt_seq=rtt_seq,
         )
+        payload = timings.encode()
+        if reason == "probe":
+            # A probe run replaces a user's inference to measure the device's times.
+            self.summary.measure_uplink_bytes += len(payload)
+            self.summary.measure_device_ms += sum(device_ms)
+        else:
+            self.summary.user_uplink_bytes += len(payload)
         with contextlib.suppress(ConnectionLostError):
             await mqtt.publish(
-                device_topic(self.device.device_id, DeviceTopic.TIMINGS), timings.encode(), qos=1
+                device_topic(self.device.device_id, DeviceTopic.TIMINGS), payload, qos=1
             )
