@@ -274,7 +274,7 @@ async def run_decisions_bench(
             "broker": "embedded amqtt, service in process",
             "service_settings": settings.model_dump(
                 include={"ema_alpha", "hysteresis_rel", "hysteresis_ms", "variance_window"}
-                | {"variance_cv", "measure_budget", "probe_probability", "explore_every"}
+                | {"variance_cv", "measure_budget"}
             ),
         },
         "runs": [],

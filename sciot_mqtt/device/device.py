@@ -202,6 +202,8 @@ class Device:
         self._stopping.set()
         runner, self._runner = self._runner, None
         await finish(runner, timeout=5)
+        if self._inference is not None:
+            await self._inference.close()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None
@@ -218,6 +220,8 @@ class Device:
             with contextlib.suppress(asyncio.CancelledError, ConnectionLostError):
                 await runner
         self._stopping.set()
+        if self._inference is not None:
+            await self._inference.close()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None

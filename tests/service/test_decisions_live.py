@@ -14,7 +14,6 @@ from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.network.link import LinkProfile
 from sciot_mqtt.protocol import DeviceTopic, SplitDecision, device_topic
 from sciot_mqtt.service import Service
-from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.testing.plugin import DeviceFactory
 
@@ -22,12 +21,6 @@ from sciot_mqtt.testing.plugin import DeviceFactory
 # than the edge, as a real device is, so the right answer stays clear on a loaded machine.
 ESP32 = "esp32s3:0.05"
 CRAWL = LinkProfile("crawl", latency_ms=30, jitter_ms=3, uplink_kbps=200, downlink_kbps=400, loss=0)
-
-
-@pytest.fixture
-def sciot_service_settings(sciot_service_settings: ServiceSettings) -> ServiceSettings:
-    # Routine probes are random; these tests want determinism.
-    return sciot_service_settings.model_copy(update={"probe_probability": 0.0})
 
 
 @pytest.fixture
@@ -76,10 +69,9 @@ async def test_slow_device_offloads_early_on_a_fast_link_and_goes_local_when_it_
     )
     assert local.reason.startswith("device only")
 
-    device.link.set_profile("wifi")  # and recovers: exploration notices it
-    await run_until(
-        device, images, offloading_early, limit=sciot_service.settings.explore_every + 10
-    )
+    device.link.set_profile("wifi")  # and recovers: a link check (paid from the budget:
+    # a tenth of about 255 ms a run pays one of about 150 ms lost in a few runs) notices it
+    await run_until(device, images, offloading_early, limit=20)
 
 
 async def test_two_devices_with_different_chips_get_different_splits(
@@ -104,7 +96,7 @@ async def test_two_devices_with_different_chips_get_different_splits(
     assert slow_choice.split < fast.decision.split
 
 
-async def test_a_noisy_operator_triggers_a_probe(
+async def test_a_noisy_operator_of_a_local_device_needs_no_probe(
     sciot_service: Service,
     sciot_device_factory: DeviceFactory,
     sciot_models: dict[str, ModelPackage],
@@ -114,25 +106,22 @@ async def test_a_noisy_operator_triggers_a_probe(
     package = sciot_models["fomo96"]
     device = await sciot_device_factory("jittery", network="congested", profile=ESP32)
     await device.wait_until(lambda: device.mode == "offload", timeout=10)
-    # On a congested link this chip runs locally, reporting every operator each time.
+    # On a congested link this chip runs locally, reporting every operator each time: a
+    # probe would measure nothing more, however unstable an operator looks.
     await run_until(
         device, images, lambda: device.decision is not None and device.decision.mode == "local", 10
     )
     mark = sciot_probe.mark()
     device.compute_emulator(package).noisy_ops[3] = 0.6
-    await run_until(
-        device,
-        images,
-        lambda: device.decision is not None and device.decision.mode == "probe",
-        limit=2 * sciot_service.settings.variance_window + 5,
-    )
-    probe = await sciot_probe.expect_message(
-        SplitDecision,
-        device_topic("jittery", DeviceTopic.SPLIT),
-        lambda d: d.mode == "probe",
-        since=mark,
-    )
-    assert probe.reason.startswith("unstable ops") and "3" in probe.reason.split()[-1]
+    for _ in range(2 * sciot_service.settings.variance_window + 5):
+        record = await device.infer(next(images))
+        assert record.reason != "probe"
+    published = [
+        SplitDecision.decode(m.payload)
+        for m in sciot_probe.messages[mark:]
+        if m.topic == device_topic("jittery", DeviceTopic.SPLIT)
+    ]
+    assert all(d.mode != "probe" for d in published), published
 
 
 async def test_hysteresis_holds_the_split_under_steady_noise(
