@@ -7,6 +7,9 @@ threads, through its emulated chip and link, and accounts for every `infer` it p
 A probe asked for while the device offloads is answered off the critical path: the user's
 inference runs at its split, then the operators it did not run are timed one at a time while
 the chip is idle, giving way to users' inferences between operators (topics.md, rule 1).
+An offload the service itself predicts slower than this device's own device-only time is a
+link check: the request goes out beside a local run, which serves the user; its round trip
+is measured and reported as any other.
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ class InferenceRunner:
         # The chip computes one thing at a time: users' heads and tails, and refresh ops.
         self._chip = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None  # a probe answered beside inferences
+        self._checks: set[asyncio.Task[None]] = set()  # link checks sent beside local runs
+        self._local_ms: float | None = None  # EMA of this device's device-only compute time
 
     # --- replies from the service (called by the device's receive loop) ---------------
 
@@ -202,19 +207,47 @@ class InferenceRunner:
         return decision
 
     async def settle(self, timeout: float) -> None:
-        """Wait (up to `timeout` s) for a refresh under way to end."""
-        task = self._refresh
-        if task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout)
+        """Wait (up to `timeout` s) for a refresh or link checks under way to end."""
+        tasks = {*self._checks, *([self._refresh] if self._refresh else [])}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def close(self) -> None:
-        """Stop a refresh under way (the device is leaving)."""
-        task, self._refresh = self._refresh, None
-        if task is not None:
+        """Stop measurements under way (the device is leaving)."""
+        tasks = {*self._checks, *([self._refresh] if self._refresh else [])}
+        self._refresh = None
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def _observe_local(self, compute_ms: float) -> None:
+        last = self._local_ms
+        self._local_ms = compute_ms if last is None else last + 0.2 * (compute_ms - last)
+
+    def _is_link_check(self, followed: SplitDecision | None) -> bool:
+        """An offload predicted slower than running everything here only measures the link:
+        the user need not wait for it."""
+        return (
+            followed is not None
+            and followed.predicted_ms is not None
+            and self._local_ms is not None
+            and followed.predicted_ms > self._local_ms
+        )
+
+    async def _check_link(
+        self,
+        package: ModelPackage,
+        seq: int,
+        split: int,
+        followed: SplitDecision | None,
+        tensors: dict[str, np.ndarray],
+        device_ms: list[float],
+    ) -> None:
+        """Offload inference `seq` for its round trip only (reported with the next message)."""
+        with contextlib.suppress(_Fallback):
+            await self._offload(package, seq, split, followed, tensors, device_ms, measuring=True)
 
     # --- running --------------------------------------------------------------------------
 
@@ -239,7 +272,22 @@ class InferenceRunner:
         if split == package.num_ops:
             output = tensors[package.output.name]
             path = "local"
+            self._observe_local(sum(device_ms))
             await self._publish_timings(package, seq, reason, device_ms)
+        elif self._is_link_check(followed):
+            # One check at a time: the decision stays until the service sees the request.
+            reason = "link check in flight"
+            if not self._checks:
+                check = asyncio.create_task(
+                    self._check_link(package, seq, split, followed, tensors, device_ms),
+                    name=f"link-check-{self.device.device_id}",
+                )
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+                reason = "link check beside"
+            async with self._chip:
+                output = await self._run_tail(package, emulator, split, tensors)
+            path = "local"
         else:
             try:
                 output, sent, reply, rtt_ms = await self._offload(
@@ -385,6 +433,8 @@ class InferenceRunner:
         followed: SplitDecision | None,
         tensors: dict[str, np.ndarray],
         device_ms: list[float],
+        *,
+        measuring: bool = False,
     ) -> tuple[np.ndarray, int, InferResult, float]:
         mqtt = self.device.mqtt
         if mqtt is None or self.device.assignment is None:
@@ -407,7 +457,10 @@ class InferenceRunner:
             rtt_seq=rtt_seq,
         )
         payload = request.encode()
-        self.summary.user_uplink_bytes += len(payload)
+        if measuring:
+            self.summary.measure_uplink_bytes += len(payload)
+        else:
+            self.summary.user_uplink_bytes += len(payload)
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
         sent_at = time.perf_counter()
