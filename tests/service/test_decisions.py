@@ -141,7 +141,7 @@ def test_a_refresh_that_could_change_the_split_is_paid_from_the_budget() -> None
     # faster, it would win, so their times are worth refreshing, as the budget allows.
     model, edge = make_model(budget=0.5)
     model.on_local_run([5.0, 5.0, 5.0])
-    modes = []
+    modes: list[str] = []
     for seq in range(30):
         decision = model.decide(edge, 0.0, after_probe=modes[-1:] == ["probe"])
         modes.append(decision.mode)
