@@ -358,7 +358,8 @@ def plot_decisions(report: dict[str, Any], path: Path) -> None:
         ]
         for offset, (label, figures) in enumerate(bars):
             means = [f["mean_ms"] for f in figures]
-            p95 = [f["p95_ms"] - f["mean_ms"] for f in figures]
+            # A few slow outliers can put the mean above p95: no whisker then.
+            p95 = [max(0.0, f["p95_ms"] - f["mean_ms"]) for f in figures]
             ax.bar(
                 x + (offset - 1) * width,
                 means,
