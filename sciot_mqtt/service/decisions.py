@@ -219,6 +219,8 @@ class DeviceCostModel:
         self.settings = settings
         self.device = OperatorTimes(n_ops, settings.alpha, settings.window)
         self.link = LinkEstimate(settings)
+        # The best link fitted so far (latency ms, ms per byte): it may come back.
+        self.best_link: tuple[float, float] | None = None
         self.current: Decision | None = None
         self.last_curve: list[float] | None = None
         self.budget = MeasureBudget(settings.measure_budget)
@@ -248,7 +250,11 @@ class DeviceCostModel:
         sent = self._sent.pop(seq, None)
         if sent is None or sent.service_ms is None:
             return
-        self.link.observe(sent.nbytes, rtt_ms - sent.service_ms)
+        link = self.link
+        link.observe(sent.nbytes, rtt_ms - sent.service_ms)
+        best = self.best_link
+        if best is None or link.predict(self.bytes_at[0]) < best[0] + self.bytes_at[0] * best[1]:
+            self.best_link = (link.latency_ms, link.ms_per_byte)
 
     def on_local_run(self, device_ms: Sequence[float], *, probe: bool = False) -> None:
         if len(device_ms) == self.n_ops:
@@ -348,13 +354,13 @@ class DeviceCostModel:
 
     def _link_check_if_worth_it(self, curve: Sequence[float]) -> Decision | None:
         """Local by cost, the link is not measured: check it by offloading once at the best
-        offloading split when a plausibly better link would win and the budget pays what the
-        user's inference may lose by it."""
+        offloading split when a plausibly better link (four times better, or as good as the
+        best seen) would win and the budget pays what the user's inference may lose by it."""
         n = self.n_ops
         margin = switch_margin(curve[n], self.settings.rel_margin, self.settings.abs_margin_ms)
         link = self.link
         if not link_check_could_matter(
-            curve, self.bytes_at, link.latency_ms, link.ms_per_byte, margin
+            curve, self.bytes_at, link.latency_ms, link.ms_per_byte, margin, self.best_link
         ):
             return None
         offload = best_split(curve[:n], self.bytes_at[:n])

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 # How much better than estimated things may plausibly have become since last measured: an
 # operator twice as fast (the cost model resets an operator that moved by more than half),
-# a link four times better (a congested link recovering, a handover to a better cell).
+# a link four times better (a congested link recovering, a handover to a better cell), or
+# as good as the best link the device has had.
 PLAUSIBLE_OP_SPEEDUP = 0.5
 PLAUSIBLE_LINK_GAIN = 4.0
 CREDIT_CAP_INFERENCES = 40  # the budget saves up at most this many inferences' worth
@@ -52,14 +53,18 @@ def link_check_could_matter(
     latency_ms: float,
     ms_per_byte: float,
     margin_ms: float,
+    best_seen: tuple[float, float] | None = None,
 ) -> bool:
     """Could a plausibly better link make an offloading split beat device-only (the last
-    point of `curve`)?"""
+    point of `curve`)? Plausible: four times better, or as good as the best seen (latency,
+    ms per byte), whichever is better."""
     n = len(curve) - 1
     for s in range(n):
         link_now = latency_ms + bytes_at[s] * ms_per_byte
-        better = curve[s] - link_now + link_now / PLAUSIBLE_LINK_GAIN
-        if better < curve[n] - margin_ms:
+        hoped = link_now / PLAUSIBLE_LINK_GAIN
+        if best_seen is not None:
+            hoped = min(hoped, best_seen[0] + bytes_at[s] * best_seen[1])
+        if curve[s] - link_now + hoped < curve[n] - margin_ms:
             return True
     return False
 
