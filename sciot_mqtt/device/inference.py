@@ -258,6 +258,7 @@ class InferenceRunner:
         seq = self._seq
         self._seq = (self._seq + 1) & U32_MAX
         split, reason, followed = self.plan(package)
+        planned = reason  # "pinned" by the device's own setting: probes are not for it
         if reason == "probe" and followed is not None:
             self._probed = followed.decision
         started = time.perf_counter()  # a wait for the chip (a refresh op) is the user's
@@ -274,7 +275,7 @@ class InferenceRunner:
             path = "local"
             self._observe_local(sum(device_ms))
             await self._publish_timings(package, seq, reason, device_ms)
-        elif self._is_link_check(followed):
+        elif planned == "decision" and self._is_link_check(followed):
             # One check at a time: the decision stays until the service sees the request.
             reason = "link check in flight"
             if not self._checks:
@@ -307,7 +308,8 @@ class InferenceRunner:
             whole = await self.compute.run(lambda: self.compute.runner(package).run_whole(x))
             matches = bool(np.asarray(whole).tobytes() == output.tobytes())
         self._count(path, reason)
-        probe = self._probe_to_refresh(package, split) if path == "offload" else None
+        refresh = path == "offload" and planned == "decision"
+        probe = self._probe_to_refresh(package, split) if refresh else None
         if probe is not None:
             self._probed = probe.decision
             self._refresh = asyncio.create_task(
