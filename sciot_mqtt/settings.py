@@ -70,8 +70,9 @@ class ServiceSettings(BaseSettings):
     hysteresis_ms: float = Field(1.0, ge=0, description="absolute gain needed to move (ms)")
     variance_window: int = Field(10, ge=3, description="per-operator samples for variance")
     variance_cv: float = Field(0.15, gt=0, description="CV marking an operator unstable")
-    probe_probability: float = Field(0.05, ge=0, le=1, description="chance of a routine probe")
-    explore_every: int = Field(6, ge=1, description="local devices try offloading every N")
+    measure_budget: float = Field(
+        0.1, ge=0, le=1, description="share of a device's inference time measuring may cost"
+    )
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
     max_devices: int = Field(

@@ -211,6 +211,8 @@ class Device:
     async def stop(self) -> None:
         """Leave cleanly: retained `online: false`, then disconnect."""
         await self._supervisor.stop()
+        if self._inference is not None:
+            await self._inference.close()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None
@@ -222,6 +224,8 @@ class Device:
         if self._mqtt is not None:
             self._mqtt.sever()
         await self._supervisor.kill()
+        if self._inference is not None:
+            await self._inference.close()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None
@@ -445,6 +449,11 @@ class Device:
     async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
         """One inference: split as planned, offload, and finish locally if the edge fails."""
         return await self._runner_or_fail().infer(image, verify=verify)
+
+    async def settle_measurements(self, timeout: float) -> None:
+        """Wait (up to `timeout` s) for measurements under way to end (benchmarks)."""
+        if self._inference is not None:
+            await self._inference.settle(timeout)
 
     def plan(self, package: ModelPackage) -> tuple[int, str, SplitDecision | None]:
         """The split for the next inference, why, and the decision followed (N: local)."""
