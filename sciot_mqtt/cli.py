@@ -59,6 +59,12 @@ _SERVICE_FLAGS = (
     "max_payload",
     "split",
     "workers",
+    "placement",
+    "capacity",
+    "tier",
+    "tier_high",
+    "tier_low",
+    "handover_timeout",
     "model_cache",
     "log_level",
     "log_format",
@@ -93,6 +99,24 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-payload", type=int, help="largest accepted payload in bytes")
     p.add_argument("--split", type=int, help="split point told to every device")
     p.add_argument("--workers", type=int, help="threads running model tails (2)")
+    p.add_argument(
+        "--placement",
+        choices=["hash", "least-loaded", "tiered"],
+        help="how the instances on one broker share the devices (hash)",
+    )
+    p.add_argument("--capacity", type=float, help="this instance's weight in the placement (1)")
+    p.add_argument("--tier", choices=["edge", "cloud"], help="`tiered`: its tier (edge)")
+    p.add_argument(
+        "--tier-high", type=float, help="`tiered`: queue per capacity making an edge busy (4)"
+    )
+    p.add_argument(
+        "--tier-low", type=float, help="`tiered`: queue per capacity below which it has room (1)"
+    )
+    p.add_argument(
+        "--handover-timeout",
+        type=float,
+        help="seconds a clean stop waits for the fleet to take its devices (5)",
+    )
     p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
