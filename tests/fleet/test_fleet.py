@@ -161,8 +161,11 @@ async def test_kill_9_of_an_instance_its_devices_move_within_5_s_and_nothing_is_
         spawn(argv, cli_env, tmp_path, "victim") as victim,
     ):
         await watch.expect_message(ServiceState, state_topic, lambda s: s.online, timeout=60)
+        # Pinned at split 12 so that every inference crosses an instance (the decision engine
+        # would keep these host-speed devices local).
         devices = [
-            await sciot_device_factory(f"dev-{i:02d}", broker=sciot_mosquitto) for i in range(12)
+            await sciot_device_factory(f"dev-{i:02d}", broker=sciot_mosquitto, split=12)
+            for i in range(12)
         ]
         await until_each(devices, on({"a", "b", "victim"}), 30)
         on_victim = [d for d in devices if d.assignment and d.assignment.instance == "victim"]

@@ -15,6 +15,7 @@ from sciot_mqtt.protocol import (
 from sciot_mqtt.service.fleet import Fleet, Place, Rebirth, Release
 from sciot_mqtt.service.placement import (
     HashPlacement,
+    LeastLoadedPlacement,
     Member,
     TieredPlacement,
     ranked,
@@ -169,3 +170,13 @@ def test_a_snapshot_is_republished_only_on_a_material_change() -> None:
     assert material_change(old, snapshot(link_ms=13.0))
     assert material_change(old, snapshot(session=2))
     assert material_change(old, snapshot(device_ms=None))
+
+
+def test_least_loaded_places_on_the_shortest_queue_per_capacity_and_keeps_placed_ones() -> None:
+    policy = LeastLoadedPlacement()
+    a, b, c = member("a"), member("b", 2.0), member("c")
+    a.queue, b.queue, c.queue = 3.0, 4.0, 0.0
+    c.draining = True  # not taking devices
+    view = View([a, b, c], devices=3)
+    assert policy.choose(view, "x", birth()) is b  # 4 / 2 < 3 / 1
+    assert policy.keeps(view, "x", birth(), a)
