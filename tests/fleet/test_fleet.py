@@ -68,6 +68,20 @@ async def until_each(
     return time.monotonic() - start
 
 
+async def until_any(
+    devices: list[Device], predicate: Callable[[Device], bool], timeout: float
+) -> None:
+    """Wait until `predicate` holds for some device."""
+    waits = [asyncio.create_task(d.wait_until(lambda d=d: predicate(d), timeout)) for d in devices]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    assert any(predicate(d) for d in devices), placement(devices)
+
+
 def on(live: set[str]) -> Callable[[Device], bool]:
     """Offloading, to an instance of `live`."""
     return lambda d: (
@@ -221,3 +235,40 @@ async def test_kill_9_of_an_instance_its_devices_move_within_5_s_and_nothing_is_
         # The survivors started the victim's devices from its snapshots, not from scratch.
         restored = sum(s.fleet.restored for s in fleet.values())
         assert restored >= len(on_victim), restored
+
+
+async def test_tiered_devices_go_to_the_cloud_while_the_edge_is_busy_and_come_back(
+    sciot_mosquitto: BrokerAddress,
+    sciot_models: dict[str, ModelPackage],
+    sciot_device_factory: DeviceFactory,
+) -> None:
+    # Thresholds low enough that four devices streaming make the edge busy, and an idle edge
+    # has room again.
+    tiers = {"tier_high": 0.05, "tier_low": 0.01, "placement": "tiered"}
+    edge = instance_settings("e", tier="edge", **tiers)
+    cloud = instance_settings("k", tier="cloud", **tiers)
+    async with instances(sciot_mosquitto, sciot_models, edge, cloud):
+        devices = [
+            await sciot_device_factory(f"t-{i}", broker=sciot_mosquitto, split=12) for i in range(4)
+        ]
+        await until_each(devices, on({"e"}), 20)  # the edge first
+        images = synthetic_images(seed=7)
+        running = True
+        lost: list[BaseException] = []
+
+        async def stream(device: Device) -> None:
+            while running:
+                record = await device.infer(next(images))
+                if not record.reason:
+                    lost.append(AssertionError(record))
+
+        tasks = [asyncio.create_task(stream(d)) for d in devices]
+        try:
+            # Busy edge: some device escalates to the cloud.
+            await until_any(devices, on({"k"}), 30)
+        finally:
+            running = False
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)] and not lost
+        # Idle edge: every device comes back (one per cooldown, none flapping meanwhile).
+        await until_each(devices, on({"e"}), 30)
