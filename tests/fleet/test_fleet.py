@@ -24,7 +24,8 @@ from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import ServiceSettings
-from sciot_mqtt.testing import DeviceFactory, MqttProbe
+from sciot_mqtt.testing import MqttProbe
+from sciot_mqtt.testing.plugin import DeviceFactory
 from sciot_mqtt.transport import BrokerAddress
 from tests.processes import spawn
 

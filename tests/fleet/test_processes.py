@@ -11,7 +11,8 @@ import pytest
 from sciot_mqtt.broker import free_port, until_accepting
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
-from sciot_mqtt.testing import DeviceFactory, MqttProbe
+from sciot_mqtt.testing import MqttProbe
+from sciot_mqtt.testing.plugin import DeviceFactory
 from sciot_mqtt.transport import BrokerAddress
 from tests.processes import spawn
 
