@@ -265,7 +265,8 @@ async def test_handover_to_another_instance_without_going_local(
     device with an `assign` naming it, and the device sends its requests there from then on,
     offloading all along (another instance's state changes nothing for it)."""
     device_id = _device_id(kind)
-    other = sciot_service_settings.model_copy(update={"instance": "conf2"})
+    # A tiny capacity: the device hashes to the first instance and stays there until it stops.
+    other = sciot_service_settings.model_copy(update={"instance": "conf2", "capacity": 0.001})
     async with Service(sciot_service_settings, sciot_broker, packages=sciot_models) as first:
         await first.connected(timeout=10)
         dev = await launcher.start(kind, device_id, interval=0.2)
