@@ -75,10 +75,12 @@ class FleetState(Protocol):
     def online_devices(self) -> int: ...
 
 
-LOAD_BOUND = 0.1
+LOAD_BOUND = 0.0
 """`hash`: an instance takes at most (1 + this) times its weighted share of the online
-devices; a device whose hash winner is full goes to its next choice (consistent hashing with
-bounded loads, Mirrokni et al. 2018), so a few dozen devices spread by weight, not by luck."""
+devices, rounded up; a device whose hash winner is full goes to its next choice (consistent
+hashing with bounded loads, Mirrokni et al. 2018), so a few dozen devices spread by weight,
+not by luck. 0: the share itself, the fewest moves when an instance joins (a looser bound
+leaves room that pulls devices between the old instances)."""
 
 
 def bound(member: Member, serving: Sequence[Member], devices: int) -> int:
@@ -124,9 +126,9 @@ class HashPlacement:
 
     def keeps(self, fleet: FleetState, device_id: str, birth: Birth | None, owner: Member) -> bool:
         """It stays while its owner is within bound and no instance it prefers has room."""
-        if birth is None:
-            return True  # nothing to judge by until its birth is known
-        serving = _serving(fleet, birth)
+        # Without its birth (an instance that joined after it), its models are unknown:
+        # judged among every instance; a move then asks for its birth first.
+        serving = _serving(fleet, birth) if birth is not None else fleet.eligible()
         devices = fleet.online_devices()
         for member in ranked(device_id, serving):
             if member.name == owner.name:

@@ -72,7 +72,7 @@ def test_hash_skips_an_instance_at_its_bound_and_moves_a_device_back_when_it_has
     a, b = member("a"), member("b")
     device = next(d for d in (f"dev-{i}" for i in range(100)) if ranked(d, [a, b])[0] is a)
     full = View([a, b], devices=10)
-    a.served = 6  # ceil(1.1 * 10 / 2) = 6: full
+    a.served = 5  # its share, 10 / 2: full
     assert policy.choose(full, device, birth()) is b
     b.served = 5
     assert policy.keeps(full, device, birth(), b)  # where it went, while a is full
