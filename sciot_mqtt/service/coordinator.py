@@ -143,7 +143,7 @@ class FleetCoordinator:
         if not self.fleet.others_eligible():
             return len(self.fleet.held)
         self.me.draining = True
-        for record in self.host.registry:
+        for record in list(self.host.registry):  # (it changes while publishing)
             if not record.released:
                 await self._publish_snapshot(record, force=True)
         await self.host.publish_own_state()
