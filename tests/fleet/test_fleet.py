@@ -65,7 +65,11 @@ async def until_each(
     """Wait until `predicate` holds for every device (checked on each change of each); the
     time it took."""
     start = time.monotonic()
-    await asyncio.gather(*(d.wait_until(lambda d=d: predicate(d), timeout) for d in devices))
+    try:
+        await asyncio.gather(*(d.wait_until(lambda d=d: predicate(d), timeout) for d in devices))
+    except TimeoutError:
+        state = {d.device_id: (d.mode, d.assignment and d.assignment.instance) for d in devices}
+        raise AssertionError(f"not within {timeout} s: {state}") from None
     return time.monotonic() - start
 
 
