@@ -132,6 +132,7 @@ class InferenceRunner:
         self.summary = summary
         self._seq = 0
         self._pending: dict[int, asyncio.Future[_Reply]] = {}
+        self._pending_to: dict[int, str] = {}  # the instance each request was sent to
         self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
         self._probed: int | None = None  # decision number of the probe already answered
         # The chip computes one thing at a time: users' heads and tails, and refresh ops.
@@ -152,9 +153,12 @@ class InferenceRunner:
         if report.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
             waiting.set_result((report, nbytes))
 
-    def abandon_offloads(self, why: str) -> None:
-        """The device stopped offloading: requests in flight finish locally now."""
-        for future in self._pending.values():
+    def abandon_offloads(self, why: str, *, instance: str | None = None) -> None:
+        """The device stopped offloading, or `instance` went away: requests in flight (to
+        it) finish locally now."""
+        for seq, future in self._pending.items():
+            if instance is not None and self._pending_to.get(seq) != instance:
+                continue
             if not future.done():
                 future.set_exception(_Fallback(why))
 
@@ -439,7 +443,8 @@ class InferenceRunner:
         measuring: bool = False,
     ) -> tuple[np.ndarray, int, InferResult, float]:
         mqtt = self.device.mqtt
-        if mqtt is None or self.device.assignment is None:
+        assignment = self.device.assignment
+        if mqtt is None or assignment is None:
             raise _Fallback("disconnected")
         if self.device.mode != "offload":
             # The service went away while the head ran: nobody would fail this request's
@@ -465,11 +470,13 @@ class InferenceRunner:
             self.summary.user_uplink_bytes += len(payload)
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
+        # The instance serving the device now: the request goes to it alone (topics.md, "Fleet").
+        self._pending_to[seq] = assignment.instance
         sent_at = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.result_timeout):
                 await self.link.uplink(len(payload))
-                await self._publish_request(mqtt, payload, future)
+                await self._publish_request(mqtt, payload, future, assignment.instance)
                 reply, reply_bytes = await future
                 await self.link.downlink(reply_bytes)
         except TimeoutError:
@@ -478,6 +485,7 @@ class InferenceRunner:
             raise _Fallback("disconnected") from None
         finally:
             self._pending.pop(seq, None)
+            self._pending_to.pop(seq, None)
         if isinstance(reply, ErrorReport):
             raise _Fallback(f"error:{reply.code.value}")
         rtt = (time.perf_counter() - sent_at) * 1000
@@ -489,7 +497,7 @@ class InferenceRunner:
         return output, len(payload), reply, rtt
 
     async def _publish_request(
-        self, mqtt: MqttSession, payload: bytes, future: asyncio.Future[_Reply]
+        self, mqtt: MqttSession, payload: bytes, future: asyncio.Future[_Reply], instance: str
     ) -> None:
         """Publish an `infer` (QoS 1), giving up as soon as the device falls back.
 
@@ -497,7 +505,7 @@ class InferenceRunner:
         inference until the client's own timeout instead of finishing it locally at once.
         """
         self.summary.requests_sent += 1
-        topic = device_topic(self.device.device_id, DeviceTopic.INFER)
+        topic = device_topic(self.device.device_id, DeviceTopic.INFER, instance)
         publishing = asyncio.ensure_future(mqtt.publish(topic, payload, qos=1))
         try:
             waits: set[asyncio.Future[Any]] = {publishing, future}
@@ -520,8 +528,9 @@ class InferenceRunner:
         refresh: bool = False,
     ) -> None:
         mqtt = self.device.mqtt
-        if mqtt is None:
-            return
+        assignment = self.device.assignment
+        if mqtt is None or assignment is None:
+            return  # no instance serves it: nobody to tell
         # A refresh leaves the round trip to the next inference's message.
         rtt_ms, rtt_seq = (None, None) if refresh else self._take_rtt()
         timings = LocalTimings(
@@ -541,7 +550,9 @@ class InferenceRunner:
             self.summary.user_uplink_bytes += len(payload)
         with contextlib.suppress(ConnectionLostError):
             await mqtt.publish(
-                device_topic(self.device.device_id, DeviceTopic.TIMINGS), payload, qos=1
+                device_topic(self.device.device_id, DeviceTopic.TIMINGS, assignment.instance),
+                payload,
+                qos=1,
             )
 
 
