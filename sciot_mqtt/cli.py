@@ -63,7 +63,6 @@ _SERVICE_FLAGS = (
     "log_level",
     "log_format",
     "credentials_file",
-    "username",
     "password_file",
     "tls_ca",
     "tls_cert",
@@ -109,8 +108,10 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--credentials-file",
         help="embedded broker: password file (sciot-mqtt creds); enables logins and ACLs",
     )
-    p.add_argument("--username", help="the service's broker account (service)")
-    p.add_argument("--password-file", help="file holding the service account's password")
+    p.add_argument(
+        "--password-file",
+        help="file holding the password of the instance's account (sciot-service-INSTANCE)",
+    )
     _add_tls_flags(p)
     p.set_defaults(handler=_cmd_up)
 
@@ -160,7 +161,7 @@ def _service_broker(settings: ServiceSettings) -> BrokerAddress:
     if settings.credentials_file is not None and credentials is None:
         raise ConfigurationError(
             f"the embedded broker requires logins ({settings.credentials_file}): give the "
-            f"service account's password (`sciot-mqtt creds add {settings.username}`, then "
+            f"service account's password (`sciot-mqtt creds add {settings.account}`, then "
             "--password-file or SCIOT_PASSWORD_FILE)"
         )
     # The embedded broker's port is known once it listens (port 0); only the login is set here.
@@ -174,6 +175,7 @@ async def _run_up(
     swarm: tuple[list[DevicePlan], Mix] | None = None,
 ) -> None:
     from sciot_mqtt.broker import EmbeddedBroker
+    from sciot_mqtt.broker.limits import max_packet_size
     from sciot_mqtt.models.catalog import resolve_packages
     from sciot_mqtt.service import Service
 
@@ -182,7 +184,10 @@ async def _run_up(
         if not settings.external_broker:
             broker = await stack.enter_async_context(
                 EmbeddedBroker(
-                    settings.host, settings.port, credentials_file=settings.credentials_file
+                    settings.host,
+                    settings.port,
+                    credentials_file=settings.credentials_file,
+                    max_packet_size=max_packet_size(settings.max_payload),
                 )
             )
             address = dataclasses.replace(broker.address, credentials=address.credentials)

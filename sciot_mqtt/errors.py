@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     BAD_SPLIT = "bad_split"  # split point outside 0..N of the model
     TENSOR_MISMATCH = "tensor_mismatch"  # tensors differ from the manifest at that split
     OVERLOADED = "overloaded"  # the service's inference queue is full; run it locally
+    DEVICE_LIMIT = "device_limit"  # the service holds as many devices as it may; run locally
     INTERNAL = "internal"  # the service failed on a valid message; it is logged
 
 

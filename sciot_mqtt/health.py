@@ -2,20 +2,22 @@
 
 Alive means a `stats` message of the instance arrives through the broker within the timeout:
 that needs the broker up, the login accepted and the service's loop running (a retained
-`online: true` alone would outlive a hung service). It reads the same settings as `up`.
+`online: true` alone would outlive a hung service). It reads the same settings as `up`, and
+logs in as the instance's health account (`sciot-health-INSTANCE`, `health_password`), never
+as the service: a client id belongs to one account, so that would take the service's session.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from typing import Any
 
 from sciot_mqtt.broker.exposure import is_loopback
 from sciot_mqtt.errors import ConnectionLostError
 from sciot_mqtt.protocol import ServiceStats, ServiceTopic, service_topic
+from sciot_mqtt.protocol.accounts import health_client_id
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import BrokerAddress, MqttSession
 
@@ -34,7 +36,7 @@ def _address(settings: ServiceSettings) -> BrokerAddress:
     if not settings.external_broker and not is_loopback(host):
         host = "127.0.0.1"  # the embedded broker binds every interface; reach it locally
     return BrokerAddress(
-        host, settings.port, tls=settings.broker_tls(), credentials=settings.broker_credentials()
+        host, settings.port, tls=settings.broker_tls(), credentials=settings.health_credentials()
     )
 
 
@@ -43,7 +45,7 @@ async def service_alive(address: BrokerAddress, instance: str, timeout: float) -
     topic = service_topic(instance, ServiceTopic.STATS)
     try:
         async with asyncio.timeout(timeout):
-            async with MqttSession(address, client_id=f"sciot-health-{os.getpid()}") as mqtt:
+            async with MqttSession(address, client_id=health_client_id(instance)) as mqtt:
                 await mqtt.subscribe(topic, qos=0)
                 async for message in mqtt.messages():
                     if message.topic == topic:

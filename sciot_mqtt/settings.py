@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.logs import LogFormat
+from sciot_mqtt.protocol.accounts import health_client_id, service_client_id
 from sciot_mqtt.protocol.topics import DEVICE_ID_PATTERN
 from sciot_mqtt.transport import BrokerAddress, Credentials, TlsConfig
 
@@ -73,24 +74,51 @@ class ServiceSettings(BaseSettings):
     explore_every: int = Field(6, ge=1, description="local devices try offloading every N")
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
+    max_devices: int = Field(
+        10_000, ge=1, description="devices held at most; births beyond get `device_limit`"
+    )
+    evict_after: float = Field(
+        3600.0, gt=0, description="seconds a device stays offline before it is forgotten"
+    )
+    reply_rate: float = Field(
+        500.0, gt=0, description="rebirth commands and error replies per second, all devices"
+    )
     model_cache: str | None = Field(None, description="prepared-model cache directory")
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: LogFormat = Field("auto", description="auto, json or console")
     credentials_file: str | None = Field(
         None, description="embedded broker: password file; enables logins and ACLs"
     )
-    username: str = Field("service", description="the service's broker account")
-    password: SecretStr | None = Field(None, description="its password")
+    password: SecretStr | None = Field(
+        None, description="password of the instance's account, sciot-service-INSTANCE"
+    )
     password_file: str | None = Field(None, description="file holding its password")
+    health_password: SecretStr | None = Field(
+        None, description="`health`: password of the account sciot-health-INSTANCE"
+    )
+    health_password_file: str | None = Field(None, description="file holding that password")
     tls_ca: str | None = Field(None, description="CA file: connect with TLS, trusting it")
     tls_cert: str | None = Field(None, description="client certificate (PEM)")
     tls_key: str | None = Field(None, description="client key (PEM)")
 
     _split_models = field_validator("models", mode="before")(_split_list)
 
+    @property
+    def account(self) -> str:
+        """The instance's broker account, which is also its client id."""
+        return service_client_id(self.instance)
+
     def broker_credentials(self) -> Credentials | None:
         password = _read_password(self.password, self.password_file)
-        return Credentials(self.username, password) if password is not None else None
+        return Credentials(self.account, password) if password is not None else None
+
+    def health_credentials(self) -> Credentials | None:
+        """The login of `sciot-mqtt health`: an account of its own, so that checking never
+        takes over the service's session (a client id is bound to its account)."""
+        password = _read_password(self.health_password, self.health_password_file)
+        return (
+            Credentials(health_client_id(self.instance), password) if password is not None else None
+        )
 
     def broker_tls(self) -> TlsConfig | None:
         return _tls(self.tls_ca, self.tls_cert, self.tls_key)

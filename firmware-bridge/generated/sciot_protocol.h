@@ -4,12 +4,14 @@
 #ifndef SCIOT_PROTOCOL_H
 #define SCIOT_PROTOCOL_H
 
-#define SCIOT_PROTOCOL_VERSION 1
+#define SCIOT_PROTOCOL_VERSION 2
 #define SCIOT_NAMESPACE "sciot/v1"
 #define SCIOT_DEVICE_ID_MAX_LEN 64
 #define SCIOT_CONTROL_MAX_BYTES 4096u
 #define SCIOT_TENSOR_MAX_BYTES 16777216u
 #define SCIOT_U32_MAX 4294967295u
+/* Every duration in ms is 0..SCIOT_TIMING_MAX_MS; no float may be NaN or infinite */
+#define SCIOT_TIMING_MAX_MS 10000000.0
 
 /* Last topic level of sciot/v1/dev/{id}/... */
 #define SCIOT_DEV_TOPIC_BIRTH "birth"
@@ -38,8 +40,9 @@
 #define SCIOT_ERROR_CODE_BAD_SPLIT "bad_split"
 #define SCIOT_ERROR_CODE_TENSOR_MISMATCH "tensor_mismatch"
 #define SCIOT_ERROR_CODE_OVERLOADED "overloaded"
+#define SCIOT_ERROR_CODE_DEVICE_LIMIT "device_limit"
 #define SCIOT_ERROR_CODE_INTERNAL "internal"
-#define SCIOT_ERROR_CODE_COUNT 12
+#define SCIOT_ERROR_CODE_COUNT 13
 /* X(NAME, "code") for every error code */
 #define SCIOT_ERROR_CODES(X) \
     X(MALFORMED, "malformed") \
@@ -53,6 +56,7 @@
     X(BAD_SPLIT, "bad_split") \
     X(TENSOR_MISMATCH, "tensor_mismatch") \
     X(OVERLOADED, "overloaded") \
+    X(DEVICE_LIMIT, "device_limit") \
     X(INTERNAL, "internal")
 
 /* ServiceState: Retained presence of a service instance; its will carries `online: false`. */
@@ -227,9 +231,12 @@
 #define SCIOT_INFER_REQUEST_KEY_DEVICE_MS "device_ms"
 #define SCIOT_INFER_REQUEST_REQ_DEVICE_MS 1
 #define SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN 65535u
+#define SCIOT_INFER_REQUEST_DEVICE_MS_ITEM_GE 0u
+#define SCIOT_INFER_REQUEST_DEVICE_MS_ITEM_LE 10000000.0
 #define SCIOT_INFER_REQUEST_KEY_RTT_MS "rtt_ms"
 #define SCIOT_INFER_REQUEST_REQ_RTT_MS 0
 #define SCIOT_INFER_REQUEST_RTT_MS_GE 0u
+#define SCIOT_INFER_REQUEST_RTT_MS_LE 10000000.0
 #define SCIOT_INFER_REQUEST_KEY_RTT_SEQ "rtt_seq"
 #define SCIOT_INFER_REQUEST_REQ_RTT_SEQ 0
 #define SCIOT_INFER_REQUEST_RTT_SEQ_GE 0u
@@ -247,7 +254,7 @@
     X(INFER_REQUEST, RTT_MS, "rtt_ms", 0) \
     X(INFER_REQUEST, RTT_SEQ, "rtt_seq", 0)
 
-/* LocalTimings: A device-only run: every operator's time and the local result. */
+/* LocalTimings: A device-only run: every operator's time (the device keeps its result). */
 #define SCIOT_LOCAL_TIMINGS_TOPIC SCIOT_DEV_TOPIC_TIMINGS
 #define SCIOT_LOCAL_TIMINGS_QOS 1
 #define SCIOT_LOCAL_TIMINGS_RETAIN 0
@@ -271,17 +278,17 @@
 #define SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS "device_ms"
 #define SCIOT_LOCAL_TIMINGS_REQ_DEVICE_MS 1
 #define SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN 65535u
-#define SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS "detections"
-#define SCIOT_LOCAL_TIMINGS_REQ_DETECTIONS 1
-#define SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN 4096u
+#define SCIOT_LOCAL_TIMINGS_DEVICE_MS_ITEM_GE 0u
+#define SCIOT_LOCAL_TIMINGS_DEVICE_MS_ITEM_LE 10000000.0
 #define SCIOT_LOCAL_TIMINGS_KEY_RTT_MS "rtt_ms"
 #define SCIOT_LOCAL_TIMINGS_REQ_RTT_MS 0
 #define SCIOT_LOCAL_TIMINGS_RTT_MS_GE 0u
+#define SCIOT_LOCAL_TIMINGS_RTT_MS_LE 10000000.0
 #define SCIOT_LOCAL_TIMINGS_KEY_RTT_SEQ "rtt_seq"
 #define SCIOT_LOCAL_TIMINGS_REQ_RTT_SEQ 0
 #define SCIOT_LOCAL_TIMINGS_RTT_SEQ_GE 0u
 #define SCIOT_LOCAL_TIMINGS_RTT_SEQ_LE 4294967295u
-#define SCIOT_LOCAL_TIMINGS_FIELD_COUNT 8
+#define SCIOT_LOCAL_TIMINGS_FIELD_COUNT 7
 /* X(message, FIELD, "key", required) for every field, in contract order */
 #define SCIOT_LOCAL_TIMINGS_FIELDS(X) \
     X(LOCAL_TIMINGS, SEQ, "seq", 1) \
@@ -289,7 +296,6 @@
     X(LOCAL_TIMINGS, MODEL, "model", 1) \
     X(LOCAL_TIMINGS, REASON, "reason", 1) \
     X(LOCAL_TIMINGS, DEVICE_MS, "device_ms", 1) \
-    X(LOCAL_TIMINGS, DETECTIONS, "detections", 1) \
     X(LOCAL_TIMINGS, RTT_MS, "rtt_ms", 0) \
     X(LOCAL_TIMINGS, RTT_SEQ, "rtt_seq", 0)
 
@@ -351,6 +357,7 @@
 #define SCIOT_SPLIT_DECISION_KEY_PREDICTED_MS "predicted_ms"
 #define SCIOT_SPLIT_DECISION_REQ_PREDICTED_MS 0
 #define SCIOT_SPLIT_DECISION_PREDICTED_MS_GE 0u
+#define SCIOT_SPLIT_DECISION_PREDICTED_MS_LE 10000000.0
 #define SCIOT_SPLIT_DECISION_FIELD_COUNT 6
 /* X(message, FIELD, "key", required) for every field, in contract order */
 #define SCIOT_SPLIT_DECISION_FIELDS(X) \
@@ -377,27 +384,27 @@
 #define SCIOT_INFER_RESULT_REQ_SPLIT 1
 #define SCIOT_INFER_RESULT_SPLIT_GE 0u
 #define SCIOT_INFER_RESULT_SPLIT_LE 65535u
-#define SCIOT_INFER_RESULT_KEY_DETECTIONS "detections"
-#define SCIOT_INFER_RESULT_REQ_DETECTIONS 1
-#define SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN 4096u
 #define SCIOT_INFER_RESULT_KEY_OUTPUT "output"
 #define SCIOT_INFER_RESULT_REQ_OUTPUT 1
 #define SCIOT_INFER_RESULT_KEY_EDGE_MS "edge_ms"
 #define SCIOT_INFER_RESULT_REQ_EDGE_MS 1
 #define SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN 65535u
+#define SCIOT_INFER_RESULT_EDGE_MS_ITEM_GE 0u
+#define SCIOT_INFER_RESULT_EDGE_MS_ITEM_LE 10000000.0
 #define SCIOT_INFER_RESULT_KEY_QUEUE_MS "queue_ms"
 #define SCIOT_INFER_RESULT_REQ_QUEUE_MS 1
 #define SCIOT_INFER_RESULT_QUEUE_MS_GE 0u
+#define SCIOT_INFER_RESULT_QUEUE_MS_LE 10000000.0
 #define SCIOT_INFER_RESULT_KEY_SERVICE_MS "service_ms"
 #define SCIOT_INFER_RESULT_REQ_SERVICE_MS 1
 #define SCIOT_INFER_RESULT_SERVICE_MS_GE 0u
-#define SCIOT_INFER_RESULT_FIELD_COUNT 8
+#define SCIOT_INFER_RESULT_SERVICE_MS_LE 10000000.0
+#define SCIOT_INFER_RESULT_FIELD_COUNT 7
 /* X(message, FIELD, "key", required) for every field, in contract order */
 #define SCIOT_INFER_RESULT_FIELDS(X) \
     X(INFER_RESULT, SEQ, "seq", 1) \
     X(INFER_RESULT, MODEL, "model", 1) \
     X(INFER_RESULT, SPLIT, "split", 1) \
-    X(INFER_RESULT, DETECTIONS, "detections", 1) \
     X(INFER_RESULT, OUTPUT, "output", 1) \
     X(INFER_RESULT, EDGE_MS, "edge_ms", 1) \
     X(INFER_RESULT, QUEUE_MS, "queue_ms", 1) \
@@ -540,27 +547,5 @@
     X(TENSOR, SCALE, "scale", 1) \
     X(TENSOR, ZERO_POINT, "zero_point", 1) \
     X(TENSOR, DATA, "data", 1)
-
-/* DetectionItem: One FOMO detection: an object centroid on the output grid. */
-#define SCIOT_DETECTION_ITEM_KEY_CLS "cls"
-#define SCIOT_DETECTION_ITEM_REQ_CLS 1
-#define SCIOT_DETECTION_ITEM_CLS_GE 1u
-#define SCIOT_DETECTION_ITEM_KEY_X "x"
-#define SCIOT_DETECTION_ITEM_REQ_X 1
-#define SCIOT_DETECTION_ITEM_X_GE 0u
-#define SCIOT_DETECTION_ITEM_KEY_Y "y"
-#define SCIOT_DETECTION_ITEM_REQ_Y 1
-#define SCIOT_DETECTION_ITEM_Y_GE 0u
-#define SCIOT_DETECTION_ITEM_KEY_SCORE "score"
-#define SCIOT_DETECTION_ITEM_REQ_SCORE 1
-#define SCIOT_DETECTION_ITEM_SCORE_GE 0u
-#define SCIOT_DETECTION_ITEM_SCORE_LE 1u
-#define SCIOT_DETECTION_ITEM_FIELD_COUNT 4
-/* X(message, FIELD, "key", required) for every field, in contract order */
-#define SCIOT_DETECTION_ITEM_FIELDS(X) \
-    X(DETECTION_ITEM, CLS, "cls", 1) \
-    X(DETECTION_ITEM, X, "x", 1) \
-    X(DETECTION_ITEM, Y, "y", 1) \
-    X(DETECTION_ITEM, SCORE, "score", 1)
 
 #endif /* SCIOT_PROTOCOL_H */

@@ -371,15 +371,13 @@ static void answer_infer(const uint8_t *p, size_t n)
     for (i = 0; i < 12; i++) {
         out[i] = 0x55;
     }
-    sciot_mpw_map(&w, 8);
+    sciot_mpw_map(&w, 7);
     sciot_mpw_cstr(&w, "seq");
     sciot_mpw_uint(&w, r.seq);
     sciot_mpw_cstr(&w, "model");
     sciot_mpw_cstr(&w, "fake");
     sciot_mpw_cstr(&w, "split");
     sciot_mpw_uint(&w, r.split);
-    sciot_mpw_cstr(&w, "detections");
-    sciot_mpw_array(&w, 0);
     sciot_mpw_cstr(&w, "output");
     sciot_mpw_map(&w, 6);
     sciot_mpw_cstr(&w, "index");
@@ -428,8 +426,8 @@ static void connect_announces_in_order(void **state)
     (void)state;
     sciot_device_step(&DEV, 10);
     assert_true(DEV.connected);
-    assert_int_equal(DEV.session, 42); /* incremented before the connection */
-    assert_string_equal(F.client_id, "sciot-dev-d1");
+    assert_int_equal(DEV.session, 42);      /* incremented before the connection */
+    assert_string_equal(F.client_id, "d1"); /* the device id: its account (topics.md) */
     assert_string_equal(F.will_topic, "sciot/v1/dev/d1/state");
     assert_int_equal(sciot_decode_device_state(F.will, F.will_len, &will, NULL), SCIOT_OK);
     assert_false(will.online);
@@ -562,11 +560,11 @@ static void service_offline_falls_back_and_resumes(void **state)
         assert_int_equal(t.reason, SCIOT_REASON_LOCAL);
         assert_int_equal(t.device_ms.count, NUM_OPS);
         assert_true(t.device_ms.sum == 4.5);
-        /* every cell passes 0.5; the one holding 127 comes first */
-        assert_int_equal(t.n_detections, 4);
-        assert_int_equal(t.detections[0].x, 0);
-        assert_int_equal(t.detections[0].y, 0);
-        assert_true(t.detections[0].score == 255.0 / 256.0);
+        /* every cell passes 0.5; the one holding 127 comes first (the record keeps them) */
+        assert_int_equal(rec.n_detections, 4);
+        assert_int_equal(rec.detections[0].x, 0);
+        assert_int_equal(rec.detections[0].y, 0);
+        assert_true(rec.detections[0].score == 255.0 / 256.0);
     }
     /* back online: local until it answers the birth it asks for (cmd rebirth) */
     send_service(true);

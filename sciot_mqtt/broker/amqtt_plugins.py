@@ -21,6 +21,7 @@ from amqtt.session import Session
 
 from sciot_mqtt.broker.acl import Access, allowed
 from sciot_mqtt.creds import CredentialsError, PasswordFile
+from sciot_mqtt.protocol.accounts import parse_account
 
 _log = logging.getLogger("sciot.broker.access")
 
@@ -57,8 +58,12 @@ class _Accounts:
 
 
 class SciotAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no types
-    """Logins from the password file; no anonymous clients; a will only on a topic the
-    account may publish (Mosquitto 2 refuses such a CONNECT the same way)."""
+    """Logins from the password file; no anonymous clients; the client id must be the
+    account's name (`protocol.accounts`: what Mosquitto's `use_username_as_clientid` makes
+    it), so no login takes over another's session; a will only on a topic the account may
+    publish (Mosquitto 2 refuses such a CONNECT the same way).
+
+    `amqtt_fixes.FixedBroker` asks this before it looks at any stored session."""
 
     @dataclass
     class Config:
@@ -75,6 +80,19 @@ class SciotAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no t
             return False
         if not self._accounts.verify(username, password):
             _log.info("refused client %s: bad credentials for %s", session.client_id, username)
+            return False
+        if parse_account(username) is None:
+            _log.info(
+                "refused client %s: %s is no account of the contract", session.client_id, username
+            )
+            return False
+        if session.client_id != username:
+            _log.info(
+                "refused client %s: account %s may connect only as client %s",
+                session.client_id,
+                username,
+                username,
+            )
             return False
         will = session.will_topic if session.will_flag else None
         if will is not None and not allowed(username, will, Access.WRITE):

@@ -9,11 +9,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from amqtt.broker import Broker
-from amqtt.contexts import Action
 from amqtt.errors import BrokerError
-from amqtt.session import Session
 
+from sciot_mqtt.broker.amqtt_fixes import FixedBroker
 from sciot_mqtt.broker.exposure import require_credentials_off_loopback
 from sciot_mqtt.creds import PasswordFile
 from sciot_mqtt.errors import ConfigurationError
@@ -23,49 +21,17 @@ _log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 2.0
 
 
-class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no types
-    """amqtt 0.12 with its retained-message leak closed.
-
-    On every CONNECT amqtt sends the new client the retained messages of every filter *any*
-    client subscribed to, and on SUBSCRIBE it sends retained messages without asking the
-    topic plugins. Both would hand one device another's retained `state`, `assign` and
-    `split`. Here retained messages go only to a session subscribed to the filter, and only
-    those its account may read.
-    """
-
-    async def _publish_retained_messages_for_subscription(
-        self, subscription: tuple[str, int], session: Session
-    ) -> None:
-        topic_filter, qos = subscription
-        subscribers = self._subscriptions.get(topic_filter, [])
-        if not any(s.client_id == session.client_id for s, _ in subscribers):
-            return
-        handler = self._get_handler(session)
-        if handler is None:
-            return
-        sends = []
-        for topic, retained in list(self._retained_messages.items()):
-            if not self._matches(topic, topic_filter):
-                continue
-            if not await self._topic_filtering(session, topic, Action.RECEIVE):
-                continue
-            sends.append(
-                asyncio.ensure_future(
-                    handler.mqtt_publish(
-                        retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
-                    )
-                )
-            )
-        if sends:
-            await asyncio.wait(sends)
-
-
 class EmbeddedBroker:
     """amqtt on `host:port` (port 0: a free port, read back after binding).
 
     Without `credentials_file` anyone may connect, so only a loopback `host` is accepted.
     With it (a Mosquitto password file, see `sciot_mqtt.creds`) clients log in and the
     project's ACLs apply, exactly as with the shipped Mosquitto configuration.
+
+    A client's id must then be its account's name (`sciot_mqtt.protocol.accounts`), so no
+    login can take over another's session; one that fails to log in changes nothing.
+    `max_packet_size` closes the connection of a client that announces a larger packet,
+    before its body is read (`amqtt_fixes`).
 
     Retained messages live in memory, so they are gone when the broker stops; use Mosquitto
     with persistence for deployments that must survive a broker restart.
@@ -77,15 +43,17 @@ class EmbeddedBroker:
         port: int = 1883,
         *,
         credentials_file: Path | str | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
         require_credentials_off_loopback(host, credentials_file is not None, "the embedded broker")
         if credentials_file is not None:
             # Fail here, with our message, rather than deep inside amqtt's plugin loading.
             PasswordFile.load(credentials_file)
         self._credentials_file = credentials_file
+        self._max_packet_size = max_packet_size
         self._host = host
         self._port = port
-        self._broker: Broker | None = None
+        self._broker: FixedBroker | None = None
         self._address: BrokerAddress | None = None
 
     @property
@@ -117,7 +85,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._broker = _Broker(self._config())
+        self._broker = FixedBroker(self._config(), max_packet_size=self._max_packet_size)
         amqtt_log = logging.getLogger("amqtt.broker")
         amqtt_log.setLevel(logging.CRITICAL)  # its start-up traceback would repeat our error
         try:

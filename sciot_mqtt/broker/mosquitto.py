@@ -45,7 +45,10 @@ class MosquittoBroker:
     """Runs the `mosquitto` binary with a generated config on loopback.
 
     Without `password_file` anonymous clients are allowed, and then only a loopback `host`
-    is accepted. With it (and `acl_file`) anonymous clients are refused and the ACLs apply.
+    is accepted. With it (and `acl_file`) anonymous clients are refused, the ACLs apply and,
+    as in the shipped `mosquitto/mosquitto.conf`, every listener replaces a client's id by
+    its username (`use_username_as_clientid`), so no login takes over another's session.
+    `max_packet_size` disconnects a client that announces a larger packet.
     `tls` adds a TLS listener (`tls_address`). `extra_config` lines are appended to the
     generated file; `config_file` replaces it entirely (then `port` must match what the
     file says). `kill()` and `start()` let tests crash and restart the broker; with
@@ -63,6 +66,7 @@ class MosquittoBroker:
         config_file: Path | None = None,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        max_packet_size: int | None = None,
         tls: TlsListener | None = None,
         workdir: Path | None = None,
         binary: str = "mosquitto",
@@ -83,6 +87,7 @@ class MosquittoBroker:
         self._port = port or free_port(host)
         self._password_file = password_file
         self._acl_file = acl_file
+        self._max_packet_size = max_packet_size
         self._tls = tls
         self._tls_port = (tls.port or free_port(host)) if tls is not None else None
         self._persistence = persistence
@@ -121,8 +126,11 @@ class MosquittoBroker:
     def _write_config(self) -> Path:
         if self._config_file is not None:
             return self._config_file
+        # Per listener, like the shipped configuration: a login's client id is its username.
+        bind_ids = ["use_username_as_clientid true"] if self._password_file else []
         lines = [
             f"listener {self._port} {self._host}",
+            *bind_ids,
             f"allow_anonymous {'false' if self._password_file else 'true'}",
             "set_tcp_nodelay true",
             "log_dest stdout",
@@ -142,9 +150,12 @@ class MosquittoBroker:
             lines.append(f"password_file {self._password_file}")
         if self._acl_file is not None:
             lines.append(f"acl_file {self._acl_file}")
+        if self._max_packet_size is not None:
+            lines.append(f"max_packet_size {self._max_packet_size}")
         if self._tls is not None:
             lines += [
                 f"listener {self._tls_port} {self._host}",
+                *bind_ids,
                 f"cafile {self._tls.ca_file}",
                 f"certfile {self._tls.cert_file}",
                 f"keyfile {self._tls.key_file}",

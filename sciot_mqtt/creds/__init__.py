@@ -7,7 +7,6 @@ manage it without the Mosquitto tools installed.
 
 from sciot_mqtt.creds.passwd import (
     DEFAULT_CREDENTIALS_FILE,
-    SERVICE_ACCOUNT,
     CredentialsError,
     PasswordFile,
     check_account_name,
@@ -18,7 +17,6 @@ from sciot_mqtt.creds.passwd import (
 
 __all__ = [
     "DEFAULT_CREDENTIALS_FILE",
-    "SERVICE_ACCOUNT",
     "CredentialsError",
     "PasswordFile",
     "check_account_name",

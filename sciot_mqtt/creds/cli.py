@@ -10,12 +10,12 @@ from pathlib import Path
 
 from sciot_mqtt.creds.passwd import (
     DEFAULT_CREDENTIALS_FILE,
-    SERVICE_ACCOUNT,
     CredentialsError,
     PasswordFile,
     check_account_name,
     generate_password,
 )
+from sciot_mqtt.protocol.accounts import Role, parse_account
 
 ENV_FILE = "SCIOT_CREDENTIALS_FILE"
 
@@ -24,8 +24,9 @@ def add_creds_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = sub.add_parser(
         "creds",
         help="manage broker accounts (a Mosquitto password file both brokers read)",
-        description=f"Accounts are device ids, plus {SERVICE_ACCOUNT!r} for the service. The "
-        f"file is Mosquitto 2's password_file format. Default file: ${ENV_FILE}, else "
+        description="Accounts are device ids, sciot-service-INSTANCE for each service instance "
+        "and sciot-health-INSTANCE for its health check; a client's id is its account name. "
+        f"The file is Mosquitto 2's password_file format. Default file: ${ENV_FILE}, else "
         f"{DEFAULT_CREDENTIALS_FILE} (what compose.yaml mounts).",
     )
     p.add_argument(
@@ -34,7 +35,7 @@ def add_creds_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     actions = p.add_subparsers(dest="creds_action", required=True)
 
     add = actions.add_parser("add", help="add an account or change its password")
-    add.add_argument("account", help=f"device id, or {SERVICE_ACCOUNT!r}")
+    add.add_argument("account", help="device id, sciot-service-INSTANCE, or sciot-health-INSTANCE")
     source = add.add_mutually_exclusive_group()
     source.add_argument("--password", help="the password (visible in the process list)")
     source.add_argument("--password-file", type=Path, help="read the password from this file")
@@ -81,7 +82,7 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    check_account_name(args.account)
+    account = check_account_name(args.account)
     path = _file(args)
     store = PasswordFile.load(path, missing_ok=True)
     password, generated = _password(args)
@@ -93,6 +94,22 @@ def _cmd_add(args: argparse.Namespace) -> int:
         print(password)
     verb = "changed the password of" if replaced else "added"
     print(f"{verb} {args.account} in {path}", file=sys.stderr)
+    if not replaced and account.role is not Role.DEVICE:
+        # Mosquitto's ACL names every service instance's accounts; the embedded broker
+        # needs nothing more.
+        instances = sorted(
+            {
+                found.scope
+                for found in map(parse_account, store.accounts())
+                if found is not None and found.role is not Role.DEVICE
+            }
+        )
+        flags = " ".join(f"--instance {name}" for name in instances)
+        print(
+            f"for Mosquitto, give instance {account.scope} its ACL entries: "
+            f"python -m sciot_mqtt.broker.acl --write mosquitto/acl {flags}",
+            file=sys.stderr,
+        )
     return 0
 
 

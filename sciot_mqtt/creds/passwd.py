@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sciot_mqtt.errors import ConfigurationError
-from sciot_mqtt.protocol.topics import is_valid_device_id
+from sciot_mqtt.protocol.accounts import Account, parse_account
 
 # Relative to the working directory: the repository root, where compose.yaml mounts it from.
 DEFAULT_CREDENTIALS_FILE = Path("mosquitto/passwd")
-# The account the service connects with; no device may use this id.
-SERVICE_ACCOUNT = "service"
 
 _SCHEME = "$7$"
 _ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; its broker checks against the stored count
@@ -69,13 +67,17 @@ def generate_password() -> str:
     return secrets.token_urlsafe(18)
 
 
-def check_account_name(name: str) -> None:
-    """Accounts are device ids (the topic level the ACLs substitute) or the service account."""
-    if name != SERVICE_ACCOUNT and not is_valid_device_id(name):
+def check_account_name(name: str) -> Account:
+    """Accounts are device ids (the topic level the ACLs substitute), `sciot-service-NAME` for
+    service instance NAME, or `sciot-health-NAME` for its health check."""
+    account = parse_account(name)
+    if account is None:
         raise CredentialsError(
-            f"{name!r} is not a valid device id (1-64 of A-Z a-z 0-9 _ . -, "
-            "starting with a letter or digit)"
+            f"{name!r} is no account name: a device id (1-64 of A-Z a-z 0-9 _ . -, starting "
+            "with a letter or digit, not with `sciot-`), sciot-service-INSTANCE or "
+            "sciot-health-INSTANCE"
         )
+    return account
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from sciot_mqtt.protocol import (
     parse_topic,
     service_filter,
 )
+from sciot_mqtt.protocol.accounts import device_client_id
 from sciot_mqtt.settings import DeviceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
 
@@ -263,7 +264,7 @@ class Device:
         will = DeviceState(online=False, session=self._session)
         async with MqttSession(
             self.broker,
-            client_id=f"sciot-dev-{self.device_id}",
+            client_id=device_client_id(self.device_id),
             will=LastWill(device_topic(self.device_id, DeviceTopic.STATE), will.encode()),
             keepalive=self.settings.keepalive,
             # A broker that never acknowledges (amqtt has dropped a SUBSCRIBE now and then)

@@ -23,7 +23,6 @@ from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.protocol import (
     U32_MAX,
     Assign,
-    DetectionItem,
     DeviceMode,
     DeviceTopic,
     ErrorReport,
@@ -199,7 +198,7 @@ class InferenceRunner:
         if split == package.num_ops:
             output = tensors[package.output.name]
             path = "local"
-            await self._publish_timings(package, seq, reason, device_ms, output)
+            await self._publish_timings(package, seq, reason, device_ms)
         else:
             try:
                 output, sent, reply, rtt_ms = await self._offload(
@@ -375,7 +374,6 @@ class InferenceRunner:
         seq: int,
         reason: str,
         device_ms: list[float],
-        output: np.ndarray,
     ) -> None:
         mqtt = self.device.mqtt
         if mqtt is None:
@@ -387,10 +385,6 @@ class InferenceRunner:
             model=package.model_id,
             reason="probe" if reason == "probe" else "pinned" if reason == "pinned" else "local",
             device_ms=device_ms,
-            detections=[
-                DetectionItem(cls=d.class_id, x=d.x, y=d.y, score=min(1.0, float(d.score)))
-                for d in package.decode(output)
-            ],
             rtt_ms=rtt_ms,
             rtt_seq=rtt_seq,
         )

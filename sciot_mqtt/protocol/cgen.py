@@ -26,6 +26,7 @@ from sciot_mqtt.protocol.messages import (
     ALL_MESSAGES,
     CONTROL_MAX_BYTES,
     TENSOR_MAX_BYTES,
+    TIMING_MAX_MS,
     U32_MAX,
     Strict,
 )
@@ -178,6 +179,10 @@ def render() -> str:
     lines.append(f"#define SCIOT_CONTROL_MAX_BYTES {CONTROL_MAX_BYTES}u")
     lines.append(f"#define SCIOT_TENSOR_MAX_BYTES {TENSOR_MAX_BYTES}u")
     lines.append(f"#define SCIOT_U32_MAX {U32_MAX}u")
+    lines.append(
+        "/* Every duration in ms is 0..SCIOT_TIMING_MAX_MS; no float may be NaN or infinite */"
+    )
+    lines.append(f"#define SCIOT_TIMING_MAX_MS {_c_number(TIMING_MAX_MS)}")
     lines.append("")
     lines.append("/* Last topic level of sciot/v1/dev/{id}/... */")
     for kind in DeviceTopic:

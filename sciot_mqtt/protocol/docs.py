@@ -56,7 +56,10 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
         ("maxItems", "items <= {}"),
     ):
         if key in prop:
-            text = text.format(prop[key])
+            value = prop[key]
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # 10000000, not 10000000.0
+            text = text.format(value)
             limits.append(text.replace("4294967295", "2^32-1"))
     if "pattern" in prop:
         limits.append(f"pattern `{prop['pattern']}`")
@@ -126,6 +129,8 @@ def render_error_codes() -> str:
         ErrorCode.TENSOR_MISMATCH: "tensors differ from the manifest at that split "
         "(names, dtype, shape, quantization or byte count)",
         ErrorCode.OVERLOADED: "the inference queue is full; the device should run it locally",
+        ErrorCode.DEVICE_LIMIT: "the service holds `max_devices` devices, none of them offline; "
+        "the device runs locally (and may try again after a while)",
         ErrorCode.INTERNAL: "the service failed on a valid message (a bug; it is logged)",
     }
     for code in ErrorCode:

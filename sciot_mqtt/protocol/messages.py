@@ -8,10 +8,11 @@ newer sender can add optional fields without breaking older receivers.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Self
+import math
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
 from sciot_mqtt.protocol.topics import (
@@ -29,6 +30,19 @@ ModelId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN.pattern, max_length=64)
 CONTROL_MAX_BYTES = 4096
 """Size limit of every control payload (all but tensors), in bytes."""
 
+TIMING_MAX_MS = 1e7
+"""Largest duration the contract carries, in ms (about 2.8 hours).
+
+Far beyond any real operator, round trip or queue wait (an operator on the slowest chip takes
+seconds, a result is given up after seconds), so no honest sender reaches it; yet small enough
+that the cost model's sums over 65,535 operators stay ordinary numbers. Without it one device
+could feed its cost model 1e300 and get decisions with 300-digit predictions."""
+DurationMs = Annotated[float, Field(ge=0, le=TIMING_MAX_MS)]
+"""A measured or predicted duration in ms: finite (as every float), 0 to `TIMING_MAX_MS`."""
+
+_DECODING = {"decoding": True}
+"""Validation context of `Message.decode`: what arrives from the wire, never adjusted."""
+
 Publisher = Literal["device", "service"]
 DeviceMode = Literal["offload", "local"]
 """What a device does now (its heartbeat says it): send tensors, or run everything itself."""
@@ -39,7 +53,9 @@ SplitMode = Literal["offload", "local", "probe"]
 class Strict(BaseModel):
     """Strict types, unknown keys ignored (forward compatibility), immutable."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # No NaN or infinity in any float: msgpack can carry them, but no field means them, and
+    # one would poison every average and comparison it reaches.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class Message(Strict):
@@ -78,7 +94,7 @@ class Message(Strict):
                 f"{cls.TOPIC.value} payload must be a msgpack map, got {type(data).__name__}",
             )
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context=_DECODING)
         except ValidationError as exc:
             raise ProtocolError(ErrorCode.INVALID, _summarize(cls, exc)) from exc
 
@@ -166,7 +182,7 @@ class Birth(Message):
     TOPIC = DeviceTopic.BIRTH
     PUBLISHER = "device"
 
-    protocol: int = Field(description="protocol version the device speaks (1)")
+    protocol: int = Field(description="protocol version the device speaks (2)")
     session: U32 = Field(description="session counter of this connection, also in its will")
     kind: ShortText = Field(description='device kind, e.g. "python", "esp32s3"')
     models: list[ModelId] = Field(
@@ -220,15 +236,6 @@ class Tensor(Strict):
     )
 
 
-class DetectionItem(Strict):
-    """One FOMO detection: an object centroid on the output grid."""
-
-    cls: int = Field(ge=1, description="output channel of the class (0 is background)")
-    x: int = Field(ge=0, description="grid column")
-    y: int = Field(ge=0, description="grid row")
-    score: float = Field(ge=0, le=1, description="class probability")
-
-
 class InferRequest(Message):
     """The device ran operators [0, split) and sends the tensors live at that boundary."""
 
@@ -246,17 +253,17 @@ class InferRequest(Message):
     tensors: list[Tensor] = Field(
         min_length=1, max_length=16, description="live tensors at `split`, in manifest order"
     )
-    device_ms: list[float] = Field(
+    device_ms: list[DurationMs] = Field(
         max_length=65535, description="time of each operator [0, split) on the device (ms)"
     )
-    rtt_ms: float | None = Field(
-        default=None, ge=0, description="round trip the device measured for `rtt_seq` (ms)"
+    rtt_ms: DurationMs | None = Field(
+        default=None, description="round trip the device measured for `rtt_seq` (ms)"
     )
     rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
 
 
 class LocalTimings(Message):
-    """A device-only run: every operator's time and the local result."""
+    """A device-only run: every operator's time (the device keeps its result)."""
 
     TOPIC = DeviceTopic.TIMINGS
     PUBLISHER = "device"
@@ -268,12 +275,11 @@ class LocalTimings(Message):
     reason: Literal["local", "probe", "pinned"] = Field(
         description="why it ran locally: no service, asked to probe, or split pinned to N"
     )
-    device_ms: list[float] = Field(
+    device_ms: list[DurationMs] = Field(
         max_length=65535, description="time of each operator [0, N) on the device (ms)"
     )
-    detections: list[DetectionItem] = Field(max_length=4096)
-    rtt_ms: float | None = Field(
-        default=None, ge=0, description="as in `infer`: a round trip not yet reported"
+    rtt_ms: DurationMs | None = Field(
+        default=None, description="as in `infer`: a round trip not yet reported"
     )
     rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
 
@@ -291,13 +297,12 @@ class InferResult(Message):
     seq: U32 = Field(description="the request's `seq`")
     model: ModelId
     split: int = Field(ge=0, le=65535, description="the request's `split`")
-    detections: list[DetectionItem] = Field(max_length=4096)
     output: Tensor = Field(description="the raw model output")
-    edge_ms: list[float] = Field(
+    edge_ms: list[DurationMs] = Field(
         max_length=65535, description="time of each operator [split, N) at the edge (ms)"
     )
-    queue_ms: float = Field(ge=0, description="time the request waited for a worker (ms)")
-    service_ms: float = Field(ge=0, description="receive to publish, in the service (ms)")
+    queue_ms: DurationMs = Field(description="time the request waited for a worker (ms)")
+    service_ms: DurationMs = Field(description="receive to publish, in the service (ms)")
 
 
 class Assign(Message):
@@ -328,7 +333,20 @@ class SplitDecision(Message):
         description="offload: send at `split`; local: run everything; probe: a timed local run"
     )
     reason: ShortText = Field(description="why, in a few words")
-    predicted_ms: float | None = Field(default=None, ge=0, description="predicted latency")
+    predicted_ms: DurationMs | None = Field(
+        default=None, description="predicted latency (ms); a longer prediction is sent as the limit"
+    )
+
+    @field_validator("predicted_ms", mode="before")
+    @classmethod
+    def _saturate_prediction(cls, value: Any, info: ValidationInfo) -> Any:
+        """A prediction is a sum over operators and a fitted link: in-range inputs can still
+        add up past `TIMING_MAX_MS`. The sender says "at least the limit" rather than fail;
+        a receiver (`decode`) still rejects anything out of range."""
+        decoding = info.context is not None and info.context.get("decoding", False)
+        if not decoding and isinstance(value, float) and math.isfinite(value):
+            return min(value, TIMING_MAX_MS)
+        return value
 
 
 class Command(Message):

@@ -14,13 +14,13 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import structlog
 
 from sciot_mqtt.errors import ConnectionLostError, ErrorCode, ProtocolError
-from sciot_mqtt.protocol import DetectionItem, DeviceTopic, InferRequest, InferResult, Message
+from sciot_mqtt.protocol import DeviceTopic, InferRequest, InferResult, Message
 from sciot_mqtt.protocol.tensors import decode_tensors, encode_tensor
 from sciot_mqtt.service.planner import SplitPlanner
 from sciot_mqtt.service.recent import Seen, digest
@@ -220,7 +220,6 @@ class InferencePipeline:
             seq=request.seq,
             model=request.model,
             split=request.split,
-            detections=detections_of(job.package, outcome.output),
             output=encode_tensor(job.package.output, outcome.output),
             edge_ms=outcome.edge_op_ms,
             queue_ms=outcome.queue_s * 1000,
@@ -257,14 +256,3 @@ class InferencePipeline:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def detections_of(package: ModelPackage, output: Any) -> list[DetectionItem]:
-    """FOMO detections of an output; empty for models whose output is not a FOMO grid."""
-    array = np.asarray(output)
-    if array.ndim not in (3, 4) or array.shape[-1] < 2:
-        return []
-    return [
-        DetectionItem(cls=d.class_id, x=d.x, y=d.y, score=min(1.0, max(0.0, float(d.score))))
-        for d in package.decode(array)
-    ]

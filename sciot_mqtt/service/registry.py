@@ -53,6 +53,7 @@ class DeviceRecord:
     hb_gaps: int = 0
     late_wills_ignored: int = 0
     last_rebirth_request: float | None = None
+    offline_since: float | None = None  # when it went offline; evicted `evict_after` later
     decision: SplitDecision | None = None  # the last `split` published (or recovered)
     cost: DeviceCostModel | None = None  # what is learnt of its timing, for `model`
     recent: RecentRequests = field(default_factory=RecentRequests)  # QoS 1 redeliveries
@@ -89,7 +90,10 @@ class Registry:
     max_payload: int
     missed_heartbeats: int = 3
     offline_grace: float = 15.0
+    max_devices: int = 10_000  # records held at most: births beyond are refused
+    evict_after: float = 3600.0  # seconds offline before a record is dropped
     clock: Callable[[], float] = time.monotonic
+    evicted: int = 0  # records dropped so far, to make room or after `evict_after`
     _devices: dict[str, DeviceRecord] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[DeviceRecord]:
@@ -131,9 +135,15 @@ class Registry:
         # its counter is lower (a device that lost its counter must still be able to join).
         record = self._devices.get(device_id)
         if record is None:
-            record = DeviceRecord(device_id, birth.session, Presence.ONLINE, now)
-            self._devices[device_id] = record
+            record = self._new(device_id, birth.session, Presence.ONLINE)
+            if record is None:
+                raise ProtocolError(
+                    ErrorCode.DEVICE_LIMIT,
+                    f"this service holds {self.max_devices} devices, all online; "
+                    "run this one locally or add a service instance",
+                )
         record.session = birth.session
+        record.offline_since = None
         record.birth = birth
         record.model = model
         record.presence = Presence.ONLINE
@@ -154,7 +164,8 @@ class Registry:
         record = self._devices.get(device_id)
         if record is None:
             presence = Presence.ONLINE if state.online else Presence.OFFLINE
-            self._devices[device_id] = DeviceRecord(device_id, state.session, presence, now)
+            if self._new(device_id, state.session, presence) is None:
+                return Reaction()  # full: its birth will be refused with `device_limit`
             # A retained `online` seen at start-up: the device is out there, but this service
             # has not heard its birth; ask for it instead of waiting for a reconnect.
             return Reaction(rebirth=state.online and retained)
@@ -187,7 +198,7 @@ class Registry:
     def on_recovered_assign(self, device_id: str, assign: Assign) -> None:
         """A retained `assign` read back at start-up: remember the model it named."""
         record = self._recovered(device_id, assign.session)
-        if record.model is None:
+        if record is not None and record.model is None:
             record.model = assign.model
             if not record.registered:
                 record.session = assign.session  # a record made by a recovered `split` first
@@ -195,14 +206,30 @@ class Registry:
     def on_recovered_split(self, device_id: str, decision: SplitDecision) -> None:
         """A retained `split` read back at start-up: the decision in force, numbering goes on."""
         record = self._recovered(device_id, 0)
-        if record.decision is None:
+        if record is not None and record.decision is None:
             record.decision = decision
 
-    def _recovered(self, device_id: str, session: int) -> DeviceRecord:
+    def _recovered(self, device_id: str, session: int) -> DeviceRecord | None:
         record = self._devices.get(device_id)
         if record is None:
-            record = DeviceRecord(device_id, session, Presence.OFFLINE, self.clock())
-            self._devices[device_id] = record
+            record = self._new(device_id, session, Presence.OFFLINE)
+        return record
+
+    def _new(self, device_id: str, session: int, presence: Presence) -> DeviceRecord | None:
+        """A record for a device not known yet; None when the registry is full of online
+        or stale devices (the longest-offline record makes room otherwise)."""
+        if len(self._devices) >= self.max_devices:
+            offline = [r for r in self._devices.values() if r.presence is Presence.OFFLINE]
+            if not offline:
+                return None
+            oldest = min(offline, key=lambda r: r.offline_since or r.last_seen)
+            del self._devices[oldest.device_id]
+            self.evicted += 1
+        now = self.clock()
+        record = DeviceRecord(device_id, session, presence, now)
+        if presence is Presence.OFFLINE:
+            record.offline_since = now
+        self._devices[device_id] = record
         return record
 
     def touch_all(self) -> None:
@@ -227,10 +254,13 @@ class Registry:
     # --- time -----------------------------------------------------------------------------
 
     def sweep(self) -> list[Transition]:
-        """Apply heartbeat timeouts; call often (a few times per heartbeat interval)."""
+        """Apply heartbeat timeouts and evict long-offline records; call often (a few times
+        per heartbeat interval). An evicted device's retained topics stay on the broker; if
+        it comes back it registers as a new one."""
         now = self.clock()
         stale_after = self.missed_heartbeats * self.hb_interval
         moved = []
+        gone = []
         for record in self._devices.values():
             if record.presence is Presence.ONLINE and now - record.last_seen > stale_after:
                 record.stale_since = now
@@ -241,14 +271,23 @@ class Registry:
                 and now - record.stale_since > self.offline_grace
             ):
                 moved.append(self._move(record, Presence.OFFLINE, "stale past grace period"))
+            elif (
+                record.presence is Presence.OFFLINE
+                and record.offline_since is not None
+                and now - record.offline_since > self.evict_after
+            ):
+                gone.append(record.device_id)
+        for device_id in gone:
+            del self._devices[device_id]
+        self.evicted += len(gone)
         return [t for t in moved if t is not None]
 
-    @staticmethod
-    def _move(record: DeviceRecord, after: Presence, why: str) -> Transition | None:
+    def _move(self, record: DeviceRecord, after: Presence, why: str) -> Transition | None:
         before = record.presence
         if before is after:
             return None
         record.presence = after
         if after is not Presence.STALE:
             record.stale_since = None
+        record.offline_since = self.clock() if after is Presence.OFFLINE else None
         return Transition(record.device_id, before, after, why)

@@ -40,6 +40,8 @@ from sciot_mqtt.protocol import (
     parse_topic,
     service_topic,
 )
+from sciot_mqtt.protocol.accounts import service_client_id
+from sciot_mqtt.service.limits import TokenBucket
 from sciot_mqtt.service.pipeline import InferencePipeline
 from sciot_mqtt.service.planner import SplitPlanner
 from sciot_mqtt.service.registry import DeviceRecord, Reaction, Registry, Transition
@@ -83,7 +85,11 @@ class Service:
             max_payload=settings.max_payload,
             missed_heartbeats=settings.missed_heartbeats,
             offline_grace=settings.offline_grace,
+            max_devices=settings.max_devices,
+            evict_after=settings.evict_after,
         )
+        # Replies any client can provoke (rebirths, errors) share one budget.
+        self.replies = TokenBucket(settings.reply_rate, 2 * settings.reply_rate)
         self.counters = Counters()
         # Tracebacks of handler failures; the testing kit fails a test that leaves any.
         self.internal_errors: list[str] = []
@@ -195,7 +201,7 @@ class Service:
         will = ServiceState(online=False, instance=self.instance)
         async with MqttSession(
             self.broker,
-            client_id=f"sciot-service-{self.instance}",
+            client_id=service_client_id(self.instance),
             will=LastWill(service_topic(self.instance, ServiceTopic.STATE), will.encode()),
             keepalive=self.settings.keepalive,
         ) as mqtt:
@@ -265,6 +271,8 @@ class Service:
         self.counters.errors += 1
         if topic is DeviceTopic.INFER:
             self.counters.infer_rejected += 1
+        if not self.replies.take():
+            return  # flooded: counted (stats, and the log's summary), not answered
         self._log.warning(
             "message rejected",
             device_id=device_id[:80],
@@ -280,7 +288,7 @@ class Service:
             await self.send(device_id, report)
 
     async def _request_rebirth(self, device_id: str, why: str) -> None:
-        if self.registry.should_request_rebirth(device_id):
+        if self.registry.should_request_rebirth(device_id) and self.replies.take():
             self._log.info("rebirth requested", device_id=device_id, reason=why)
             await self.send(device_id, Command(cmd="rebirth", reason=why))
 
@@ -449,8 +457,17 @@ class Service:
 
     async def _publish_stats(self, mqtt: MqttSession) -> None:
         reporter = StatsReporter(self.instance, self.counters)
+        refused, evicted = self.replies.refused, self.registry.evicted
         while True:
             await asyncio.sleep(self.settings.stats_interval)
+            if self.replies.refused > refused or self.registry.evicted > evicted:
+                self._log.warning(
+                    "limits applied",
+                    replies_dropped=self.replies.refused - refused,
+                    devices_forgotten=self.registry.evicted - evicted,
+                    devices=len(self.registry),
+                )
+                refused, evicted = self.replies.refused, self.registry.evicted
             stats = reporter.message(self.registry.counts())
             await mqtt.publish(
                 service_topic(self.instance, ServiceTopic.STATS), stats.encode(), qos=0

@@ -23,8 +23,9 @@ import pytest
 import yaml
 
 from sciot_mqtt.broker import MosquittoBroker, free_port
-from sciot_mqtt.creds import SERVICE_ACCOUNT, PasswordFile, generate_password
+from sciot_mqtt.creds import PasswordFile, generate_password
 from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
+from sciot_mqtt.protocol.accounts import health_client_id, service_client_id
 from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.transport import Credentials
 from tests.processes import spawn
@@ -32,7 +33,13 @@ from tests.security.certs import ScratchCA
 
 REPO = Path(__file__).parents[2]
 COMMITTED = {"./mosquitto/mosquitto.conf", "./mosquitto/acl"}
-OPERATOR_PROVIDED = {"./mosquitto/passwd", "./mosquitto/certs", "./mosquitto/service.password"}
+OPERATOR_PROVIDED = {
+    "./mosquitto/passwd",
+    "./mosquitto/certs",
+    "./mosquitto/service.password",
+    "./mosquitto/health.password",
+}
+SERVICE, HEALTH = service_client_id("edge"), health_client_id("edge")
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +60,14 @@ class NativeCompose:
 
 def _operator_files(root: Path) -> tuple[dict[str, str], ScratchCA]:
     """What README.md tells an operator to create, made the same way."""
-    passwords = {SERVICE_ACCOUNT: generate_password(), "cam-1": generate_password()}
+    accounts = (SERVICE, HEALTH, "cam-1", "operator")
+    passwords = {account: generate_password() for account in accounts}
     store = PasswordFile.load(root / "mosquitto" / "passwd", missing_ok=True)
     for account, password in passwords.items():
         store.add(account, password)
     store.save()
-    (root / "mosquitto" / "service.password").write_text(passwords[SERVICE_ACCOUNT] + "\n")
+    (root / "mosquitto" / "service.password").write_text(passwords[SERVICE] + "\n")
+    (root / "mosquitto" / "health.password").write_text(passwords[HEALTH] + "\n")
     ca = ScratchCA(root / "mosquitto" / "certs")
     ca.issue("server", "mosquitto", server_names=("mosquitto", "localhost", "127.0.0.1"))
     return passwords, ca
@@ -162,8 +171,9 @@ async def test_compose_configuration_serves_devices_natively(
         env["SCIOT_STATS_INTERVAL"] = "1"  # the health check below waits for one stats message
         argv = [*cli, *_dockerfile_command()]
         async with spawn(argv, env, tmp_path, "service") as up:
+            # Watched with an account of its own: the service's would take the service's session.
             login = dataclasses.replace(
-                broker.address, credentials=Credentials(SERVICE_ACCOUNT, passwords[SERVICE_ACCOUNT])
+                broker.address, credentials=Credentials("operator", passwords["operator"])
             )
             state_topic = service_topic(env["SCIOT_INSTANCE"], ServiceTopic.STATE)
             async with MqttProbe(login, state_topic, client_id="operator") as probe:

@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 
 from sciot_mqtt.broker import MosquittoBroker, free_port
-from sciot_mqtt.creds import SERVICE_ACCOUNT, PasswordFile
+from sciot_mqtt.creds import PasswordFile
 from sciot_mqtt.errors import ConnectionLostError
 from sciot_mqtt.protocol import DeviceTopic, device_topic
+from sciot_mqtt.protocol.accounts import service_client_id
 from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.transport import BrokerAddress, Credentials, MqttSession, TlsConfig
 from tests.security.certs import ScratchCA
 
 REPO = Path(__file__).parents[2]
+SERVICE = service_client_id("edge")  # the account the committed ACL names
 # What Debian's mosquitto package installs as /etc/mosquitto/mosquitto.conf.
 DEBIAN_MAIN = """\
 pid_file /run/mosquitto/mosquitto.pid
@@ -51,6 +53,13 @@ async def test_readme_conf_d_snippet_on_debians_main_config(tmp_path: Path) -> N
         return re.sub(r"(?<![\w/])/(etc|var|run)/", lambda m: f"{root}/{m[1]}/", text)
 
     plain, tls = free_port(), free_port()
+    # The same guarantees as the shipped mosquitto.conf: client ids bound on every listener,
+    # the same packet limit.
+    shipped = (REPO / "mosquitto" / "mosquitto.conf").read_text()
+    for block in re.split(r"^listener ", _readme_snippet(), flags=re.M)[1:]:
+        assert re.search(r"^use_username_as_clientid true$", block, flags=re.M), block
+    limit = re.compile(r"^max_packet_size \d+$", flags=re.M)
+    assert limit.findall(_readme_snippet()) == limit.findall(shipped) != []
     snippet = _readme_snippet().replace("listener 1883 ", f"listener {plain} ")
     snippet = snippet.replace("listener 8883", f"listener {tls}")
     (root / "etc/mosquitto/conf.d/sciot.conf").write_text(moved(snippet))
@@ -58,7 +67,7 @@ async def test_readme_conf_d_snippet_on_debians_main_config(tmp_path: Path) -> N
     (root / "etc/mosquitto/mosquitto.conf").write_text(main)
 
     store = PasswordFile.load(root / "etc/mosquitto/passwd", missing_ok=True)
-    store.add(SERVICE_ACCOUNT, "service-pw")
+    store.add(SERVICE, "service-pw")
     store.add("cam-1", "cam-pw")
     store.save()
     shutil.copy(REPO / "mosquitto" / "acl", root / "etc/mosquitto/acl")
@@ -72,9 +81,9 @@ async def test_readme_conf_d_snippet_on_debians_main_config(tmp_path: Path) -> N
         with pytest.raises(ConnectionLostError, match="requires a username and password"):
             async with MqttSession(local, client_id="anonymous"):
                 pass
-        service = dataclasses.replace(local, credentials=Credentials(SERVICE_ACCOUNT, "service-pw"))
+        service = dataclasses.replace(local, credentials=Credentials(SERVICE, "service-pw"))
         topic = device_topic("cam-1", DeviceTopic.HB)
-        async with MqttProbe(service, topic, client_id="service") as probe:
+        async with MqttProbe(service, topic, client_id=SERVICE) as probe:
             device = BrokerAddress(
                 "127.0.0.1",
                 tls,

@@ -20,7 +20,6 @@ from sciot_mqtt.protocol import (
     Assign,
     Birth,
     Command,
-    DetectionItem,
     DeviceCounts,
     DeviceState,
     ErrorReport,
@@ -87,10 +86,6 @@ VALID: dict[str, Message] = {
         model="fomo96",
         reason="probe",
         device_ms=[1.0, 2.0, 0.5],
-        detections=[
-            DetectionItem(cls=1, x=3, y=4, score=0.99609375),
-            DetectionItem(cls=2, x=11, y=0, score=0.5),
-        ],
     ),
     "assign": Assign(
         model="fomo96", session=70000, hb_interval_s=0.5, max_payload=262144, instance="edge"
@@ -107,7 +102,6 @@ VALID: dict[str, Message] = {
         seq=300,
         model="fomo96",
         split=7,
-        detections=[DetectionItem(cls=1, x=3, y=4, score=0.75)],
         output=_TENSOR.model_copy(update={"index": 67}),
         edge_ms=[0.25, 0.5],
         queue_ms=0.0,
@@ -131,6 +125,11 @@ def _raw(value: object) -> bytes:
 
 
 _SPLIT = VALID["split_decision"].model_dump(exclude_none=True)
+_NAN, _INF = float("nan"), float("inf")
+
+
+def _infer(changes: dict[str, object]) -> bytes:
+    return _raw(VALID["infer_request"].model_dump(exclude_none=True) | changes)
 
 
 def _duplicate_split(first: object, last: object) -> bytes:
@@ -191,6 +190,47 @@ BROKEN: dict[str, tuple[str, bytes]] = {
     "error_report__unknown_code__invalid": (
         "error_report",
         _raw(VALID["error_report"].model_dump(mode="json") | {"code": "nope"}),
+    ),
+    # Timings: finite, >= 0 and at most TIMING_MAX_MS (1e7 ms); no float is NaN or infinite.
+    "infer_request__device_ms_nan__invalid": ("infer_request", _infer({"device_ms": [1.0, _NAN]})),
+    "infer_request__device_ms_negative__invalid": (
+        "infer_request",
+        _infer({"device_ms": [1.0, -0.5]}),
+    ),
+    "infer_request__device_ms_over_limit__invalid": (
+        "infer_request",
+        _infer({"device_ms": [1.0, 1.5e7]}),
+    ),
+    "infer_request__rtt_inf__invalid": ("infer_request", _infer({"rtt_ms": _INF})),
+    "infer_request__rtt_over_limit__invalid": ("infer_request", _infer({"rtt_ms": 1e190})),
+    "infer_request__rtt_at_limit__ok": ("infer_request", _infer({"rtt_ms": 1e7})),
+    "infer_request__scale_nan__invalid": (
+        "infer_request",
+        _infer({"tensors": [_TENSOR.model_dump() | {"scale": _NAN}]}),
+    ),
+    "local_timings__device_ms_inf__invalid": (
+        "local_timings",
+        _raw(VALID["local_timings"].model_dump() | {"device_ms": [1.0, _INF, 0.5]}),
+    ),
+    "infer_result__queue_nan__invalid": (
+        "infer_result",
+        _raw(VALID["infer_result"].model_dump() | {"queue_ms": _NAN}),
+    ),
+    "infer_result__edge_ms_over_limit__invalid": (
+        "infer_result",
+        _raw(VALID["infer_result"].model_dump() | {"edge_ms": [0.25, 2e7]}),
+    ),
+    "split_decision__predicted_inf__invalid": (
+        "split_decision",
+        _raw(_SPLIT | {"predicted_ms": _INF}),
+    ),
+    "split_decision__predicted_over_limit__invalid": (
+        "split_decision",
+        _raw(_SPLIT | {"predicted_ms": 1e8}),
+    ),
+    "service_stats__uptime_inf__invalid": (
+        "service_stats",
+        _raw(VALID["service_stats"].model_dump(exclude_none=True) | {"uptime_s": _INF}),
     ),
 }
 

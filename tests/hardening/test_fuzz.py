@@ -31,6 +31,7 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.errors import ConfigurationError, ProtocolError
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Birth,
     DeviceState,
     DeviceTopic,
@@ -70,7 +71,7 @@ def templates(package: ModelPackage) -> dict[DeviceTopic, dict[str, Any]]:
     """A valid payload per device topic, as the mutations' starting point."""
     return {
         DeviceTopic.BIRTH: {
-            "protocol": 1,
+            "protocol": PROTOCOL_VERSION,
             "session": 5,
             "kind": "t",
             "models": ["fomo96"],
@@ -329,7 +330,13 @@ async def test_fuzzed_device_topics(
     async with broker:
         address: BrokerAddress = broker.address
         async with (
-            Service(service_settings(max_payload=MAX_PAYLOAD), address, packages=packages) as svc,
+            # Every malformed message is answered here, so the reply budget is lifted; the
+            # budget itself is tested in tests/security/test_floods.py.
+            Service(
+                service_settings(max_payload=MAX_PAYLOAD, reply_rate=1e6),
+                address,
+                packages=packages,
+            ) as svc,
             MqttProbe(address, "sciot/v1/dev/+/error", client_id="errors") as errors,
             MqttSession(address, client_id="fuzzer") as fuzzer,
         ):

@@ -11,6 +11,7 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     U32_MAX,
     Birth,
     DeviceTopic,
@@ -24,7 +25,9 @@ from tests.hardening.support import request
 
 
 async def register(service: Service, probe: MqttProbe, device_id: str, session: int) -> None:
-    birth = Birth(protocol=1, session=session, kind="t", models=["fomo96"], max_payload=10**6)
+    birth = Birth(
+        protocol=PROTOCOL_VERSION, session=session, kind="t", models=["fomo96"], max_payload=10**6
+    )
     await probe.publish(device_topic(device_id, DeviceTopic.BIRTH), birth.encode())
     await service.wait_until(
         lambda: (
@@ -136,7 +139,9 @@ async def test_ids_are_validated_and_every_rejection_is_logged_with_the_device_i
 ) -> None:
     package = sciot_models["fomo96"]
     await register(sciot_service, sciot_probe, "valid-1", session=3)
-    good_birth = Birth(protocol=1, session=1, kind="t", models=["fomo96"], max_payload=4096)
+    good_birth = Birth(
+        protocol=PROTOCOL_VERSION, session=1, kind="t", models=["fomo96"], max_payload=4096
+    )
     cases: list[tuple[str, DeviceTopic, bytes, str]] = [
         ("x" * 65, DeviceTopic.BIRTH, good_birth.encode(), "invalid_device_id"),
         ("caf\u00e9", DeviceTopic.BIRTH, good_birth.encode(), "invalid_device_id"),

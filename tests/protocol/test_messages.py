@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import msgpack
 import pytest
+from pydantic import ValidationError
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
 from sciot_mqtt.protocol import (
@@ -15,13 +17,16 @@ from sciot_mqtt.protocol import (
     DeviceTopic,
     ErrorReport,
     Heartbeat,
+    LocalTimings,
     ServiceAddress,
     ServiceTopic,
+    SplitDecision,
     device_topic,
     is_valid_device_id,
     parse_topic,
 )
 from sciot_mqtt.protocol.docs import update
+from sciot_mqtt.protocol.messages import TIMING_MAX_MS
 
 BIRTH = Birth(protocol=1, session=9, kind="python", models=["fomo96"], max_payload=65536)
 
@@ -124,3 +129,39 @@ def test_topics_md_tables_match_the_code() -> None:
     assert update(current) == current, (
         "topics.md is out of date: python -m sciot_mqtt.protocol.docs --write topics.md"
     )
+
+
+def test_a_sender_caps_a_long_prediction_and_a_receiver_rejects_it() -> None:
+    """The service's prediction sums many in-range terms; it saturates rather than fail, and
+    what arrives over the limit is invalid, as in the C decoder (tests/golden)."""
+    decision = SplitDecision(
+        decision=1, model="m", split=3, mode="offload", reason="r", predicted_ms=3e9
+    )
+    assert decision.predicted_ms == TIMING_MAX_MS
+    assert SplitDecision.decode(decision.encode()) == decision
+    raw = msgpack.unpackb(decision.encode()) | {"predicted_ms": 3e9}
+    with pytest.raises(ProtocolError) as caught:
+        SplitDecision.decode(msgpack.packb(raw))
+    assert caught.value.code is ErrorCode.INVALID
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0])
+def test_no_sender_builds_a_non_finite_or_negative_timing(bad: float) -> None:
+    with pytest.raises(ValidationError):
+        SplitDecision(decision=1, model="m", split=3, mode="offload", reason="r", predicted_ms=bad)
+    with pytest.raises(ValidationError):
+        LocalTimings(
+            seq=1, session=1, model="m", reason="local", device_ms=[1.0, bad], detections=[]
+        )
+
+
+def test_a_measured_time_over_the_limit_is_not_sent() -> None:
+    with pytest.raises(ValidationError):
+        LocalTimings(
+            seq=1,
+            session=1,
+            model="m",
+            reason="local",
+            device_ms=[TIMING_MAX_MS * 2],
+            detections=[],
+        )

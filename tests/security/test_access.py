@@ -1,7 +1,7 @@
 """Logins and topic ACLs on both brokers, with real clients, the real service and the model.
 
 Every broker here runs with the same password file (written by `sciot_mqtt.creds`) and the
-same rules: Mosquitto with the committed `mosquitto/acl`, amqtt with the project's plugins.
+same rules: Mosquitto with the generated ACL, amqtt with the project's plugins.
 """
 
 from __future__ import annotations
@@ -10,14 +10,9 @@ import asyncio
 import contextlib
 import dataclasses
 import struct
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
-from sciot_mqtt.broker.acl import Access, rules_for
-from sciot_mqtt.creds import SERVICE_ACCOUNT
-from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.errors import AccessDeniedError, ConnectionLostError
 from sciot_mqtt.models import ModelPackage
@@ -31,16 +26,9 @@ from sciot_mqtt.protocol import (
     device_topic,
 )
 from sciot_mqtt.service import Service
-from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.transport import Credentials, Inbound, MqttSession
-from tests.security.conftest import SecuredBroker
-
-SERVICE_READS = [
-    rule.topic
-    for rule in rules_for(SERVICE_ACCOUNT)
-    if rule.access.allows(Access.READ) and rule.topic.startswith("sciot/")
-]
+from tests.security.conftest import OPERATOR, SecuredBroker, device_on
 
 
 def _birth(session: int = 1) -> bytes:
@@ -48,50 +36,6 @@ def _birth(session: int = 1) -> bytes:
         protocol=PROTOCOL_VERSION, session=session, kind="python", models=["fomo96"],
         max_payload=262_144,
     ).encode()  # fmt: skip
-
-
-def _service_settings() -> ServiceSettings:
-    return ServiceSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        instance="secure",
-        heartbeat_interval=0.5,
-        stats_interval=0.5,
-        offline_grace=1.0,
-        keepalive=5,
-    )
-
-
-@pytest_asyncio.fixture
-async def service(
-    secured_broker: SecuredBroker, sciot_models: dict[str, ModelPackage]
-) -> AsyncIterator[Service]:
-    address = secured_broker.as_user(SERVICE_ACCOUNT)
-    async with Service(_service_settings(), address, packages=sciot_models) as running:
-        await running.connected(timeout=10)
-        yield running
-    assert not running.internal_errors
-
-
-@pytest_asyncio.fixture
-async def observer(secured_broker: SecuredBroker) -> AsyncIterator[MqttProbe]:
-    """Sees what the service account may see."""
-    address = secured_broker.as_user(SERVICE_ACCOUNT)
-    async with MqttProbe(address, *SERVICE_READS, client_id="observer") as probe:
-        yield probe
-
-
-@contextlib.asynccontextmanager
-async def _device(
-    broker: SecuredBroker, device_id: str, models: dict[str, ModelPackage]
-) -> AsyncIterator[Device]:
-    settings = DeviceSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        id=device_id,
-        heartbeat_interval=0.5,
-        keepalive=5,
-    )
-    async with Device(settings, broker.as_user(device_id), packages=models) as device:
-        yield device
 
 
 def _under(device_id: str, messages: list[Inbound]) -> list[str]:
@@ -185,7 +129,7 @@ async def test_a_device_cannot_leave_a_will_for_another(
     # Its own will, after that one: once it arrives, the forged one would have.
     own = DeviceState(online=False, session=1).encode()
     code = await _crash_with_will(
-        secured_broker, "dev-a-2", "dev-a", device_topic("dev-a", DeviceTopic.STATE), own
+        secured_broker, "dev-a", "dev-a", device_topic("dev-a", DeviceTopic.STATE), own
     )
     assert code == 0
     await observer.expect(device_topic("dev-a", DeviceTopic.STATE), timeout=10)
@@ -201,7 +145,7 @@ async def test_a_device_reads_nothing_of_anothers(
     """dev-a tries `#`, dev-b's results and decisions, after dev-b's retained state and
     decisions exist and while it infers; dev-a gets only what is its own."""
     received: list[Inbound] = []
-    async with _device(secured_broker, "dev-b", sciot_models) as b:
+    async with device_on(secured_broker, "dev-b", sciot_models) as b:
         await b.wait_until(lambda: b.mode == "offload", timeout=15)
         await observer.expect(device_topic("dev-b", DeviceTopic.SPLIT), timeout=10)
         # dev-b's state, assign and split are retained on the broker now: a subscription
@@ -243,7 +187,7 @@ async def test_a_device_reads_nothing_of_anothers(
                 # A marker dev-a may read, sent after dev-b's traffic: once it is here,
                 # anything of dev-b's the broker would have delivered to dev-a is here too.
                 async with MqttSession(
-                    secured_broker.as_user(SERVICE_ACCOUNT), client_id="marker"
+                    secured_broker.as_user(OPERATOR), client_id=OPERATOR
                 ) as service_side:
                     marker = Command(cmd="rebirth", reason="test").encode()
                     await service_side.publish(own_cmd, marker)
@@ -262,7 +206,7 @@ async def test_a_device_with_credentials_works_end_to_end(
     observer: MqttProbe,
     sciot_models: dict[str, ModelPackage],
 ) -> None:
-    async with _device(secured_broker, "dev-a", sciot_models) as device:
+    async with device_on(secured_broker, "dev-a", sciot_models) as device:
         await device.wait_until(lambda: device.mode == "offload", timeout=15)
         assert device.assignment is not None and device.assignment.model == "fomo96"
         images = synthetic_images(seed=2)

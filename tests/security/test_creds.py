@@ -66,14 +66,19 @@ def test_creds_command_adds_lists_and_removes(
     secret.write_text("from-a-file\n")
     other = tmp_path / "elsewhere" / "passwd"
     env = cli_env | {"SCIOT_CREDENTIALS_FILE": str(other)}
-    assert (
-        _creds(cli, env, tmp_path, "add", "service", "--password-file", str(secret)).returncode == 0
-    )
-    assert PasswordFile.load(other).verify("service", "from-a-file")
+    service = _creds(cli, env, tmp_path, "add", "sciot-service-b", "--password-file", str(secret))
+    assert service.returncode == 0, service.stderr
+    assert PasswordFile.load(other).verify("sciot-service-b", "from-a-file")
     assert "from-a-file" not in other.read_text()
+    # A service instance's accounts need their lines in Mosquitto's ACL: the command says how.
+    assert "python -m sciot_mqtt.broker.acl --write mosquitto/acl --instance b" in service.stderr
+    health = _creds(cli, env, tmp_path, "add", "sciot-health-a", "--password", "h")
+    assert health.returncode == 0, health.stderr
+    assert "--instance a --instance b" in health.stderr
 
-    bad = _creds(cli, cli_env, tmp_path, "add", "cam/2", "--password", "x")
-    assert bad.returncode == 1 and "not a valid device id" in bad.stderr
+    for bad_name in ("cam/2", "sciot-dev-x", "sciot-service-", "sciot-service-a/b"):
+        bad = _creds(cli, cli_env, tmp_path, "add", bad_name, "--password", "x")
+        assert bad.returncode == 1 and "is no account name" in bad.stderr, bad_name
     no_tty = _creds(cli, cli_env, tmp_path, "add", "cam-2")
     assert no_tty.returncode == 1 and "--generate" in no_tty.stderr
 

@@ -87,7 +87,7 @@ def test_service_refuses_to_start_exposed_without_credentials(
 
     passwd = tmp_path / "passwd"
     store = PasswordFile.load(passwd, missing_ok=True)
-    store.add("service", "pw")
+    store.add("sciot-service-edge", "pw")
     store.save()
     no_login = _up(cli, cli_env, tmp_path, "--host", "0.0.0.0", "--credentials-file", str(passwd))
     assert no_login.returncode == 1
@@ -105,13 +105,17 @@ async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
 async def test_up_with_logins_on_every_interface(
     cli: list[str], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The README's embedded set-up: every interface, logins required, the service logs in."""
+    """The README's embedded set-up: every interface, logins required, the service logs in,
+    and so does its health check, with an account of its own."""
     passwd, secret = tmp_path / "passwd", tmp_path / "service.password"
+    health_secret = tmp_path / "health.password"
     store = PasswordFile.load(passwd, missing_ok=True)
-    store.add("service", "service-pw")
+    store.add("sciot-service-edge", "service-pw")
+    store.add("sciot-health-edge", "health-pw")
     store.add("cam-1", "cam-pw")
     store.save()
     secret.write_text("service-pw\n")
+    health_secret.write_text("health-pw\n")
     port = free_port()
     env = cli_env | {"SCIOT_STATS_INTERVAL": "0.5"}
     argv = [*cli, "up", "--host", "0.0.0.0", "--port", str(port)]
@@ -129,10 +133,11 @@ async def test_up_with_logins_on_every_interface(
             "SCIOT_HOST": "0.0.0.0",
             "SCIOT_PORT": str(port),
             "SCIOT_PASSWORD_FILE": str(secret),
+            "SCIOT_HEALTH_PASSWORD_FILE": str(health_secret),
         }
         code, output = await _run([*cli, "health"], health_env)
         assert code == 0, output
-        wrong = health_env | {"SCIOT_PASSWORD": "not-it"}
+        wrong = health_env | {"SCIOT_HEALTH_PASSWORD": "not-it"}
         code, output = await _run([*cli, "health", "--timeout", "5"], wrong)
         assert code == 1 and "check the username and password" in output
         up.signal(signal.SIGTERM)

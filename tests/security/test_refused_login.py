@@ -10,7 +10,7 @@ from sciot_mqtt.errors import AccessDeniedError
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from tests.processes import spawn
-from tests.security.conftest import SecuredBroker
+from tests.security.conftest import INSTANCE, SERVICE, SecuredBroker
 
 
 async def test_device_with_a_wrong_password_stops_with_the_reason(
@@ -28,8 +28,8 @@ async def test_device_with_a_wrong_password_stops_with_the_reason(
 async def test_service_with_a_wrong_password_stops_with_the_reason(
     secured_broker: SecuredBroker,
 ) -> None:
-    settings = ServiceSettings(_env_file=None, instance="edge")  # type: ignore[call-arg]
-    address = secured_broker.as_user("service", "wrong-password")
+    settings = ServiceSettings(_env_file=None, instance=INSTANCE)  # type: ignore[call-arg]
+    address = secured_broker.as_user(SERVICE, "wrong-password")
     async with Service(settings, address) as service:
         await service.ended()
         assert not service.alive

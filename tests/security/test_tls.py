@@ -14,12 +14,13 @@ import pytest_asyncio
 
 from sciot_mqtt.broker import MosquittoBroker
 from sciot_mqtt.broker.mosquitto import TlsListener
-from sciot_mqtt.creds import SERVICE_ACCOUNT, PasswordFile
+from sciot_mqtt.creds import PasswordFile
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.errors import ConfigurationError, ConnectionLostError
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
+from sciot_mqtt.protocol.accounts import service_client_id
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.testing import MqttProbe
@@ -27,6 +28,8 @@ from sciot_mqtt.transport import BrokerAddress, Credentials, MqttSession, TlsCon
 from tests.processes import spawn
 from tests.security.certs import ScratchCA
 from tests.security.conftest import ACL_FILE
+
+SERVICE = service_client_id("edge")  # the committed ACL has accounts for instance edge
 
 
 @dataclasses.dataclass
@@ -52,7 +55,7 @@ async def tls_broker(tmp_path: Path) -> AsyncIterator[TlsBroker]:
     ca = ScratchCA(tmp_path / "ca")
     rogue = ScratchCA(tmp_path / "rogue", name="rogue CA")
     server = ca.issue("server", "mosquitto", server_names=("localhost", "127.0.0.1"))
-    passwords = {SERVICE_ACCOUNT: "service-pw", "cam-1": "cam-pw"}
+    passwords = {SERVICE: "service-pw", "cam-1": "cam-pw"}
     store = PasswordFile.load(tmp_path / "passwd", missing_ok=True)
     for account, password in passwords.items():
         store.add(account, password)
@@ -72,8 +75,8 @@ async def tls_broker(tmp_path: Path) -> AsyncIterator[TlsBroker]:
 async def test_service_and_device_infer_over_tls(
     tls_broker: TlsBroker, sciot_models: dict[str, ModelPackage]
 ) -> None:
-    settings = ServiceSettings(_env_file=None, instance="tls", heartbeat_interval=0.5)  # type: ignore[call-arg]
-    service_address = tls_broker.client(SERVICE_ACCOUNT)
+    settings = ServiceSettings(_env_file=None, instance="edge", heartbeat_interval=0.5)  # type: ignore[call-arg]
+    service_address = tls_broker.client(SERVICE)
     async with Service(settings, service_address, packages=sciot_models) as service:
         await service.connected(timeout=10)
         device_settings = DeviceSettings(
@@ -118,9 +121,9 @@ async def test_up_command_over_tls(
     tls_broker: TlsBroker, cli: list[str], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`sciot-mqtt up --external-broker` with the TLS flags and a password file."""
-    client = tls_broker.ca.issue("service-cli", SERVICE_ACCOUNT)
+    client = tls_broker.ca.issue("service-cli", SERVICE)
     secret = tmp_path / "service.password"
-    secret.write_text(tls_broker.passwords[SERVICE_ACCOUNT])
+    secret.write_text(tls_broker.passwords[SERVICE])
     tls = ["--tls-ca", str(tls_broker.ca.cert), "--tls-cert", str(client.cert)]
     tls += ["--tls-key", str(client.key)]
     argv = [*cli, "up", "--external-broker", "--host", "127.0.0.1"]
@@ -131,7 +134,7 @@ async def test_up_command_over_tls(
             await probe.expect_message(ServiceState, state, lambda s: s.online, timeout=30)
         up.signal(signal.SIGTERM)
         assert await up.wait(timeout=10) == 0, up.output()
-        assert "(TLS, user service)" in up.output()
+        assert f"(TLS, user {SERVICE})" in up.output()
 
     embedded = await asyncio.create_subprocess_exec(
         *cli, "up", "--port", "0", *tls, env=cli_env, stderr=asyncio.subprocess.PIPE

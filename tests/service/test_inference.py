@@ -12,6 +12,7 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models import ModelPackage, SegmentRunner
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Birth,
     DeviceTopic,
     ErrorReport,
@@ -54,7 +55,7 @@ async def test_every_split_point_gives_the_whole_models_output(
     assert sciot_service.results_published == 2 * package.num_ops
 
 
-async def test_result_carries_detections_output_and_edge_times(
+async def test_result_carries_the_output_and_edge_times(
     sciot_service: Service,
     sciot_device: Device,
     sciot_models: dict[str, ModelPackage],
@@ -69,7 +70,9 @@ async def test_result_carries_detections_output_and_edge_times(
     )
     whole = SegmentRunner(package).run_whole(package.quantize_input(image))
     assert result.output.data == whole.tobytes()
-    assert [(d.cls, d.x, d.y) for d in result.detections] == [
+    # Protocol 2: the device decodes the output itself; the result has no detections.
+    assert "detections" not in msgpack.unpackb(result.encode())
+    assert [d[:3] for d in record.detections] == [
         (d.class_id, d.x, d.y) for d in package.decode(whole)
     ]
     assert len(result.edge_ms) == package.num_ops - 3 and all(t >= 0 for t in result.edge_ms)
@@ -129,7 +132,9 @@ async def test_requests_that_break_the_manifest_are_answered_with_errors(
     rogue = "rogue"
     await sciot_probe.publish(
         device_topic(rogue, DeviceTopic.BIRTH),
-        Birth(protocol=1, session=5, kind="t", models=["fomo96"], max_payload=10**6).encode(),
+        Birth(
+            protocol=PROTOCOL_VERSION, session=5, kind="t", models=["fomo96"], max_payload=10**6
+        ).encode(),
     )
     await sciot_service.wait_until(
         lambda: (r := sciot_service.registry.get(rogue)) is not None and r.registered, timeout=5

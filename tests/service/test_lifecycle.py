@@ -8,6 +8,7 @@ import msgpack
 
 from sciot_mqtt.device import Device
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Assign,
     Birth,
     Command,
@@ -30,7 +31,11 @@ from sciot_mqtt.transport import BrokerAddress
 
 def birth(session: int, models: list[str] | None = None) -> Birth:
     return Birth(
-        protocol=1, session=session, kind="test", models=models or ["fomo96"], max_payload=65536
+        protocol=PROTOCOL_VERSION,
+        session=session,
+        kind="test",
+        models=models or ["fomo96"],
+        max_payload=65536,
     )
 
 

@@ -13,7 +13,6 @@ def answer(seq: int) -> InferResult:
         seq=seq,
         model="m",
         split=1,
-        detections=[],
         output=output,
         edge_ms=[],
         queue_ms=0,

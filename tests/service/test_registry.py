@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
-from sciot_mqtt.protocol import Birth, DeviceState, Heartbeat
+from sciot_mqtt.protocol import PROTOCOL_VERSION, Birth, DeviceState, Heartbeat
 from sciot_mqtt.service import Presence, Registry
 from sciot_mqtt.service.registry import Reaction, session_is_newer
 
@@ -36,7 +36,7 @@ def registry(clock: Clock) -> Registry:
     )
 
 
-def birth(session: int, models: list[str] | None = None, protocol: int = 1) -> Birth:
+def birth(session: int, models: list[str] | None = None, protocol: int = PROTOCOL_VERSION) -> Birth:
     return Birth(
         protocol=protocol,
         session=session,
@@ -64,7 +64,7 @@ def test_birth_without_a_served_model_or_with_another_protocol_is_refused(
         registry.on_birth("d", birth(1, ["other"]))
     assert caught.value.code is ErrorCode.NO_MODEL
     with pytest.raises(ProtocolError) as caught:
-        registry.on_birth("d", birth(1, protocol=2))
+        registry.on_birth("d", birth(1, protocol=PROTOCOL_VERSION + 1))
     assert caught.value.code is ErrorCode.UNSUPPORTED_VERSION
     assert len(registry) == 0
 
@@ -175,3 +175,56 @@ def test_touch_all_forgives_silence_during_our_own_outage(registry: Registry, cl
 )
 def test_session_order_is_serial_arithmetic(a: int, b: int, newer: bool) -> None:
     assert session_is_newer(a, b) is newer
+
+
+def _small(clock: Clock, **limits: float) -> Registry:
+    return Registry(
+        models=["fomo96"],
+        hb_interval=1.0,
+        instance="edge",
+        max_payload=100_000,
+        offline_grace=5.0,
+        clock=clock,
+        **limits,  # type: ignore[arg-type]
+    )
+
+
+def test_a_device_offline_past_evict_after_is_forgotten(clock: Clock) -> None:
+    registry = _small(clock, evict_after=60.0)
+    registry.on_birth("d", birth(1))
+    registry.on_state("d", DeviceState(online=False, session=1), retained=False)
+    clock.now += 59.0
+    registry.sweep()
+    assert registry.get("d") is not None
+    clock.now += 2.0
+    registry.sweep()
+    assert registry.get("d") is None and registry.evicted == 1
+    # Back again: it registers as a new device.
+    assert registry.on_birth("d", birth(2)).session == 2
+
+
+def test_a_full_registry_makes_room_from_the_longest_offline(clock: Clock) -> None:
+    registry = _small(clock, max_devices=3)
+    for name in ("a", "b", "c"):
+        registry.on_birth(name, birth(1))
+        clock.now += 1
+    registry.on_state("b", DeviceState(online=False, session=1), retained=False)
+    clock.now += 1
+    registry.on_state("a", DeviceState(online=False, session=1), retained=False)
+    registry.on_birth("d", birth(1))
+    assert registry.get("b") is None  # offline first: the one that goes
+    assert registry.get("a") is not None and len(registry) == 3
+
+
+def test_a_registry_full_of_online_devices_refuses_births(clock: Clock) -> None:
+    registry = _small(clock, max_devices=2)
+    registry.on_birth("a", birth(1))
+    registry.on_birth("b", birth(1))
+    with pytest.raises(ProtocolError) as caught:
+        registry.on_birth("c", birth(1))
+    assert caught.value.code is ErrorCode.DEVICE_LIMIT
+    # Neither does an unknown device's state or heartbeat take a place (nor ask for a birth).
+    assert registry.on_state("x", DeviceState(online=True, session=1), retained=True) == Reaction()
+    assert len(registry) == 2
+    registry.on_birth("a", birth(2))  # a known device still re-registers
+    assert registry.get("a") is not None and registry.get("a").session == 2  # type: ignore[union-attr]

@@ -3,7 +3,6 @@
 
 #include "util.h"
 
-#define CLIENT_ID_PREFIX "sciot-dev-" /* topics.md, "Transport" */
 #define TX_OVERHEAD 1024u
 
 void sciot_config_defaults(sciot_config *cfg)
@@ -305,22 +304,19 @@ static bool connect(sciot_device *dev)
         SCIOT_ASSIGN_TOPIC,  SCIOT_SPLIT_DECISION_TOPIC, SCIOT_INFER_RESULT_TOPIC,
         SCIOT_COMMAND_TOPIC, SCIOT_ERROR_REPORT_TOPIC,
     };
-    char client_id[sizeof CLIENT_ID_PREFIX + SCIOT_DEVICE_ID_MAX_LEN];
     char will_topic[SCIOT_TOPIC_MAX];
     uint8_t will[32];
-    size_t will_len, pos = 0;
+    size_t will_len;
     unsigned i;
     dev->session = dev->session + 1u; /* before every connection (topics.md, "Sessions") */
-    client_id[0] = '\0';
-    (void)sciot_append(client_id, sizeof client_id, &pos, CLIENT_ID_PREFIX,
-                       sizeof CLIENT_ID_PREFIX - 1u);
-    (void)sciot_append(client_id, sizeof client_id, &pos, dev->id, sciot_strlen(dev->id));
     if (sciot_encode_device_state(false, dev->session, will, sizeof will, &will_len) != SCIOT_OK) {
         return false;
     }
     (void)dev_topic(dev, SCIOT_DEVICE_STATE_TOPIC);
     copy_str(will_topic, sizeof will_topic, dev->topic, sciot_strlen(dev->topic));
-    if (!dev->hal.connect(dev->hal.user, client_id, will_topic, will, will_len,
+    /* The client id is the device id, which is also its broker account (topics.md,
+     * "Clients and accounts"): a broker with logins binds the two. */
+    if (!dev->hal.connect(dev->hal.user, dev->id, will_topic, will, will_len,
                           dev->cfg.keepalive_s)) {
         return false;
     }
@@ -755,7 +751,6 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
 {
     sciot_local_timings_out t;
     size_t n;
-    uint32_t i;
     if (!dev->connected) {
         return;
     }
@@ -767,13 +762,6 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
                                                                       : SCIOT_REASON_LOCAL;
     t.n_device_ms = dev->cfg.num_ops;
     t.device_ms = dev->op_ms;
-    for (i = 0; i < dev->n_detections; i++) {
-        if (dev->detections[i].score > 1.0) {
-            dev->detections[i].score = 1.0;
-        }
-    }
-    t.n_detections = dev->n_detections;
-    t.detections = dev->detections;
     take_rtt(dev, &t.has_rtt, &t.rtt_ms, &t.rtt_seq);
     if (sciot_encode_local_timings(&t, dev->tx, dev->tx_cap, &n) == SCIOT_OK) {
         (void)publish(dev, SCIOT_LOCAL_TIMINGS_TOPIC, dev->tx, n, SCIOT_LOCAL_TIMINGS_QOS,

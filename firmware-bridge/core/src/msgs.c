@@ -1,6 +1,8 @@
 /* Payloads of topics.md: a table-driven decoder and the device's encoders. */
 #include "sciot/msgs.h"
 
+#include <float.h> /* freestanding, unlike math.h's isfinite */
+
 #include "sciot/mp.h"
 #include "util.h"
 
@@ -157,8 +159,10 @@ typedef struct schema {
 #define FENUM(M, F, T, m, tab) \
     {KEY_REQ(M, F), F_ENUM, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, \
      0}
+/* Every number list is of durations: each item within the generated _ITEM_GE/_ITEM_LE. */
 #define FNUMS(M, F, T, m, items) \
-    {KEY_REQ(M, F), F_NUMS, 0, OFF(T, m), NONE, 0, 0, 0, 0, items, 0, 0, 0, 0, 0, 0}
+    {KEY_REQ(M, F), F_NUMS, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, SCIOT_##M##_##F##_ITEM_GE, \
+     SCIOT_##M##_##F##_ITEM_LE, 0, items, 0, 0, 0, 0, 0, 0}
 #define FOBJ(M, F, T, m, S, ST) \
     {KEY_REQ(M, F), F_OBJ, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, &S, (uint16_t)sizeof(ST), \
      1}
@@ -184,17 +188,6 @@ static const field TENSOR_F[] = {
 };
 SCIOT_STATIC_ASSERT(COUNT(TENSOR_F) == SCIOT_TENSOR_FIELD_COUNT, tensor_fields);
 static const schema TENSOR_S = {TENSOR_F, (uint8_t)COUNT(TENSOR_F)};
-
-/* DetectionItem */
-static const field DETECTION_F[] = {
-    FINT(DETECTION_ITEM, CLS, sciot_detection, cls, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_CLS_GE, 0),
-    FINT(DETECTION_ITEM, X, sciot_detection, x, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_X_GE, 0),
-    FINT(DETECTION_ITEM, Y, sciot_detection, y, NONE, HAS_MIN, SCIOT_DETECTION_ITEM_Y_GE, 0),
-    FNUM(DETECTION_ITEM, SCORE, sciot_detection, score, NONE, HAS_MIN | HAS_MAX,
-         SCIOT_DETECTION_ITEM_SCORE_GE, SCIOT_DETECTION_ITEM_SCORE_LE),
-};
-SCIOT_STATIC_ASSERT(COUNT(DETECTION_F) == SCIOT_DETECTION_ITEM_FIELD_COUNT, detection_fields);
-static const schema DETECTION_S = {DETECTION_F, (uint8_t)COUNT(DETECTION_F)};
 
 /* ServiceState */
 static const field SERVICE_STATE_F[] = {
@@ -297,7 +290,7 @@ static const field INFER_F[] = {
     FNUMS(INFER_REQUEST, DEVICE_MS, sciot_infer_request, device_ms,
           SCIOT_INFER_REQUEST_DEVICE_MS_MAX_LEN),
     FNUM(INFER_REQUEST, RTT_MS, sciot_infer_request, rtt_ms, HAS(sciot_infer_request, has_rtt_ms),
-         HAS_MIN, SCIOT_INFER_REQUEST_RTT_MS_GE, 0),
+         HAS_MIN | HAS_MAX, SCIOT_INFER_REQUEST_RTT_MS_GE, SCIOT_INFER_REQUEST_RTT_MS_LE),
     FU32(INFER_REQUEST, RTT_SEQ, sciot_infer_request, rtt_seq,
          HAS(sciot_infer_request, has_rtt_seq)),
 };
@@ -313,10 +306,8 @@ static const field TIMINGS_F[] = {
     FENUM(LOCAL_TIMINGS, REASON, sciot_local_timings, reason, REASONS),
     FNUMS(LOCAL_TIMINGS, DEVICE_MS, sciot_local_timings, device_ms,
           SCIOT_LOCAL_TIMINGS_DEVICE_MS_MAX_LEN),
-    FOBJS(LOCAL_TIMINGS, DETECTIONS, sciot_local_timings, detections, n_detections, DETECTION_S,
-          sciot_detection, 0, SCIOT_LOCAL_TIMINGS_DETECTIONS_MAX_LEN),
     FNUM(LOCAL_TIMINGS, RTT_MS, sciot_local_timings, rtt_ms, HAS(sciot_local_timings, has_rtt_ms),
-         HAS_MIN, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, 0),
+         HAS_MIN | HAS_MAX, SCIOT_LOCAL_TIMINGS_RTT_MS_GE, SCIOT_LOCAL_TIMINGS_RTT_MS_LE),
     FU32(LOCAL_TIMINGS, RTT_SEQ, sciot_local_timings, rtt_seq,
          HAS(sciot_local_timings, has_rtt_seq)),
 };
@@ -345,8 +336,8 @@ static const field SPLIT_F[] = {
     FSTR(SPLIT_DECISION, REASON, sciot_split_decision, reason, NONE,
          SCIOT_SPLIT_DECISION_REASON_MAX_LEN),
     FNUM(SPLIT_DECISION, PREDICTED_MS, sciot_split_decision, predicted_ms,
-         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN, SCIOT_SPLIT_DECISION_PREDICTED_MS_GE,
-         0),
+         HAS(sciot_split_decision, has_predicted_ms), HAS_MIN | HAS_MAX,
+         SCIOT_SPLIT_DECISION_PREDICTED_MS_GE, SCIOT_SPLIT_DECISION_PREDICTED_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(SPLIT_F) == SCIOT_SPLIT_DECISION_FIELD_COUNT, split_fields);
 static const schema SPLIT_S = {SPLIT_F, (uint8_t)COUNT(SPLIT_F)};
@@ -356,14 +347,12 @@ static const field RESULT_F[] = {
     FU32(INFER_RESULT, SEQ, sciot_infer_result, seq, NONE),
     FID(INFER_RESULT, MODEL, sciot_infer_result, model),
     FU16(INFER_RESULT, SPLIT, sciot_infer_result, split),
-    FOBJS(INFER_RESULT, DETECTIONS, sciot_infer_result, detections, n_detections, DETECTION_S,
-          sciot_detection, 0, SCIOT_INFER_RESULT_DETECTIONS_MAX_LEN),
     FOBJ(INFER_RESULT, OUTPUT, sciot_infer_result, output, TENSOR_S, sciot_wire_tensor),
     FNUMS(INFER_RESULT, EDGE_MS, sciot_infer_result, edge_ms, SCIOT_INFER_RESULT_EDGE_MS_MAX_LEN),
-    FNUM(INFER_RESULT, QUEUE_MS, sciot_infer_result, queue_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_QUEUE_MS_GE, 0),
-    FNUM(INFER_RESULT, SERVICE_MS, sciot_infer_result, service_ms, NONE, HAS_MIN,
-         SCIOT_INFER_RESULT_SERVICE_MS_GE, 0),
+    FNUM(INFER_RESULT, QUEUE_MS, sciot_infer_result, queue_ms, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_INFER_RESULT_QUEUE_MS_GE, SCIOT_INFER_RESULT_QUEUE_MS_LE),
+    FNUM(INFER_RESULT, SERVICE_MS, sciot_infer_result, service_ms, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_INFER_RESULT_SERVICE_MS_GE, SCIOT_INFER_RESULT_SERVICE_MS_LE),
 };
 SCIOT_STATIC_ASSERT(COUNT(RESULT_F) == SCIOT_INFER_RESULT_FIELD_COUNT, result_fields);
 static const schema RESULT_S = {RESULT_F, (uint8_t)COUNT(RESULT_F)};
@@ -399,8 +388,13 @@ static sciot_err invalid(dec *d, const char *what)
     return SCIOT_E_INVALID;
 }
 
+/* Also false for NaN and the infinities, which no field of the contract allows (every
+ * comparison with NaN is false). */
 static bool range_ok(const field *f, double v)
 {
+    if (!(v >= -DBL_MAX && v <= DBL_MAX)) {
+        return false;
+    }
     if ((f->flags & HAS_MIN) != 0u) {
         if ((f->flags & MIN_EXCL) != 0u ? !(v > f->min) : !(v >= f->min)) {
             return false;
@@ -529,7 +523,7 @@ static sciot_err decode_field(dec *d, const field *f, uint8_t *base)
                 double v;
                 if (!sciot_mpr_peek(&d->r, &t) ||
                     (t != SCIOT_MP_T_UINT && t != SCIOT_MP_T_INT && t != SCIOT_MP_T_FLOAT) ||
-                    !sciot_mpr_number(&d->r, &v)) {
+                    !sciot_mpr_number(&d->r, &v) || !range_ok(f, v)) {
                     return invalid(d, f->key);
                 }
                 nums->sum += v;
@@ -907,12 +901,11 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
                                      size_t *len)
 {
     sciot_mpw w;
-    uint32_t i;
     if (m->reason >= COUNT(REASONS)) {
         return SCIOT_E_ARG;
     }
     sciot_mpw_init(&w, buf, cap);
-    sciot_mpw_map(&w, 6u + (m->has_rtt ? 2u : 0u));
+    sciot_mpw_map(&w, 5u + (m->has_rtt ? 2u : 0u));
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SEQ);
     sciot_mpw_uint(&w, m->seq);
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_SESSION);
@@ -923,20 +916,6 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
     sciot_mpw_cstr(&w, REASONS[m->reason]);
     KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DEVICE_MS);
     write_numbers(&w, m->device_ms, m->n_device_ms);
-    KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_DETECTIONS);
-    sciot_mpw_array(&w, m->n_detections);
-    for (i = 0; i < m->n_detections; i++) {
-        const sciot_detection *det = &m->detections[i];
-        sciot_mpw_map(&w, 4);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_CLS);
-        sciot_mpw_int(&w, det->cls);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_X);
-        sciot_mpw_int(&w, det->x);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_Y);
-        sciot_mpw_int(&w, det->y);
-        KEY(&w, SCIOT_DETECTION_ITEM_KEY_SCORE);
-        sciot_mpw_f64(&w, det->score);
-    }
     if (m->has_rtt) {
         KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_RTT_MS);
         sciot_mpw_f64(&w, m->rtt_ms);

@@ -36,6 +36,13 @@ extern "C" {
 
 /* The model's part of the HAL, with its own context: the ops adapter (sciot/ops_adapter.h)
  * fills it for sciot_ops; a port that runs the operators elsewhere fills it itself. */
+/* A FOMO detection, decoded by the device from its own output for its inference record (the
+ * wire carries the raw output only). */
+typedef struct {
+    int64_t cls, x, y;
+    double score;
+} sciot_detection;
+
 typedef struct {
     void *ctx;
     /* The tensors live at boundary `split` (0..num_ops), in manifest order, described

@@ -127,11 +127,6 @@ typedef struct {
 } sciot_heartbeat;
 
 typedef struct {
-    int64_t cls, x, y;
-    double score;
-} sciot_detection;
-
-typedef struct {
     uint32_t seq;
     uint32_t session;
     sciot_str model;
@@ -153,8 +148,6 @@ typedef struct {
     sciot_str model;
     uint8_t reason; /* sciot_reason */
     sciot_numbers device_ms;
-    uint32_t n_detections; /* all are validated; the first few are kept */
-    sciot_detection detections[8];
     bool has_rtt_ms;
     double rtt_ms;
     bool has_rtt_seq;
@@ -183,8 +176,6 @@ typedef struct {
     uint32_t seq;
     sciot_str model;
     uint16_t split;
-    uint32_t n_detections;
-    sciot_detection detections[8];
     sciot_wire_tensor output;
     sciot_numbers edge_ms;
     double queue_ms;
@@ -282,8 +273,6 @@ typedef struct {
     uint8_t reason; /* sciot_reason */
     uint32_t n_device_ms;
     const double *device_ms;
-    uint32_t n_detections;
-    const sciot_detection *detections;
     bool has_rtt;
     double rtt_ms;
     uint32_t rtt_seq;
