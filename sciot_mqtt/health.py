@@ -1,8 +1,9 @@
-"""`sciot-mqtt health`: exit 0 if the service is alive, as a container health check.
+"""`sciot-mqtt health`: exit 0 if the service is serving, as a container health check.
 
-Alive means a `stats` message of the instance arrives through the broker within the timeout:
-that needs the broker up, the login accepted and the service's loop running (a retained
-`online: true` alone would outlive a hung service). It reads the same settings as `up`, and
+Serving means it answers a `ping` through the broker within the timeout: that needs the
+broker up, the login accepted, the service's loop running, and its subscriptions working (a
+retained `online: true` would outlive a hung service, and `stats` keep flowing from a service
+that lost its subscriptions and hears no device). It reads the same settings as `up`, and
 logs in as the instance's health account (`sciot-health-INSTANCE`, `health_password`), never
 as the service: a client id belongs to one account, so that would take the service's session.
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import secrets
 import sys
 from typing import Any
 
 from sciot_mqtt.broker.exposure import is_loopback
-from sciot_mqtt.errors import ConnectionLostError
-from sciot_mqtt.protocol import ServiceStats, ServiceTopic, service_topic
+from sciot_mqtt.errors import ConnectionLostError, ProtocolError
+from sciot_mqtt.protocol import Ping, Pong, ServiceTopic, service_topic
 from sciot_mqtt.protocol.accounts import health_client_id
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import BrokerAddress, MqttSession
@@ -25,7 +28,7 @@ from sciot_mqtt.transport import BrokerAddress, MqttSession
 def add_health_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "health",
-        help="exit 0 if the service's stats arrive through the broker (settings as for `up`)",
+        help="exit 0 if the service answers a ping through the broker (settings as for `up`)",
     )
     p.add_argument("--timeout", type=float, help="seconds to wait (default: 2 stats intervals + 2)")
     p.set_defaults(handler=_cmd_health)
@@ -41,21 +44,42 @@ def _address(settings: ServiceSettings) -> BrokerAddress:
 
 
 async def service_alive(address: BrokerAddress, instance: str, timeout: float) -> str | None:
-    """None if a `stats` of `instance` arrives within `timeout`; else what went wrong."""
-    topic = service_topic(instance, ServiceTopic.STATS)
+    """None if `instance` answers a ping within `timeout`; else what went wrong."""
+    pong_topic = service_topic(instance, ServiceTopic.PONG)
+    ping = Ping(nonce=secrets.token_hex(8))
     try:
-        async with asyncio.timeout(timeout):
-            async with MqttSession(address, client_id=health_client_id(instance)) as mqtt:
-                await mqtt.subscribe(topic, qos=0)
+        async with (
+            asyncio.timeout(timeout),
+            MqttSession(address, client_id=health_client_id(instance)) as mqtt,
+        ):
+            await mqtt.subscribe(pong_topic)
+            asker = asyncio.create_task(_ask(mqtt, instance, ping), name="health-ping")
+            try:
                 async for message in mqtt.messages():
-                    if message.topic == topic:
-                        ServiceStats.decode(message.payload)
+                    if (
+                        message.topic == pong_topic
+                        and Pong.decode(message.payload).nonce == ping.nonce
+                    ):
                         return None
+            finally:
+                asker.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionLostError):
+                    await asker
     except TimeoutError:
-        return f"no stats from service {instance!r} within {timeout:g} s"
+        return f"service {instance!r} did not answer a ping within {timeout:g} s"
     except ConnectionLostError as exc:
         return str(exc)
+    except ProtocolError as exc:
+        return f"service {instance!r} answered with a malformed pong: {exc}"
     return "the broker closed the connection"
+
+
+async def _ask(mqtt: MqttSession, instance: str, ping: Ping) -> None:
+    """Ping every second until cancelled (a ping sent while the service reconnects is lost)."""
+    topic = service_topic(instance, ServiceTopic.PING)
+    while True:
+        await mqtt.publish(topic, ping.encode(), qos=1)
+        await asyncio.sleep(1.0)
 
 
 def _cmd_health(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@
 /* Last topic level of sciot/v1/service/{instance}/... */
 #define SCIOT_SVC_TOPIC_STATE "state"
 #define SCIOT_SVC_TOPIC_STATS "stats"
+#define SCIOT_SVC_TOPIC_PING "ping"
+#define SCIOT_SVC_TOPIC_PONG "pong"
 
 /* Error codes of the `error` topic */
 #define SCIOT_ERROR_CODE_MALFORMED "malformed"
@@ -122,6 +124,35 @@
     X(SERVICE_STATS, TX_TOTAL, "tx_total", 1) \
     X(SERVICE_STATS, ERRORS_TOTAL, "errors_total", 1) \
     X(SERVICE_STATS, INFERENCE, "inference", 0)
+
+/* Ping: A health check asks an instance whether it hears: it is answered on `pong` only */
+#define SCIOT_PING_TOPIC SCIOT_SVC_TOPIC_PING
+#define SCIOT_PING_QOS 1
+#define SCIOT_PING_RETAIN 0
+#define SCIOT_PING_MAX_BYTES 4096u
+#define SCIOT_PING_KEY_NONCE "nonce"
+#define SCIOT_PING_REQ_NONCE 1
+#define SCIOT_PING_NONCE_MAX_LEN 200u
+#define SCIOT_PING_FIELD_COUNT 1
+/* X(message, FIELD, "key", required) for every field, in contract order */
+#define SCIOT_PING_FIELDS(X) X(PING, NONCE, "nonce", 1)
+
+/* Pong: The answer to a `ping`, from the instance that heard it. */
+#define SCIOT_PONG_TOPIC SCIOT_SVC_TOPIC_PONG
+#define SCIOT_PONG_QOS 1
+#define SCIOT_PONG_RETAIN 0
+#define SCIOT_PONG_MAX_BYTES 4096u
+#define SCIOT_PONG_KEY_NONCE "nonce"
+#define SCIOT_PONG_REQ_NONCE 1
+#define SCIOT_PONG_NONCE_MAX_LEN 200u
+#define SCIOT_PONG_KEY_INSTANCE "instance"
+#define SCIOT_PONG_REQ_INSTANCE 1
+#define SCIOT_PONG_INSTANCE_MAX_LEN 200u
+#define SCIOT_PONG_FIELD_COUNT 2
+/* X(message, FIELD, "key", required) for every field, in contract order */
+#define SCIOT_PONG_FIELDS(X) \
+    X(PONG, NONCE, "nonce", 1) \
+    X(PONG, INSTANCE, "instance", 1)
 
 /* Birth: Registration, sent after `state` online on every (re)connect and on `rebirth`. */
 #define SCIOT_BIRTH_TOPIC SCIOT_DEV_TOPIC_BIRTH

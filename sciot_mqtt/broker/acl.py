@@ -34,8 +34,8 @@ USERNAME = "%u"  # Mosquitto's substitution: a device's own id; `allowed()` subs
 INSTANCE = "{instance}"  # a service instance's own name, written out per account in the file
 # Devices follow the service's online state (topics.md); its stats are for operators.
 DEVICE_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE,)
-# What `sciot-mqtt health` reads to see its instance alive.
-HEALTH_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE, ServiceTopic.STATS)
+# What `sciot-mqtt health` reads to see its instance alive and hearing.
+HEALTH_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE, ServiceTopic.STATS, ServiceTopic.PONG)
 # The instances the committed mosquitto/acl has accounts for (the default `--instance`).
 DEFAULT_INSTANCES = ("edge",)
 
@@ -86,6 +86,8 @@ def rules() -> list[Rule]:
                 out.append(Rule(Role.SERVICE, Access.READ, every, f"{name} of every instance"))
             if topic in HEALTH_READABLE_SERVICE_TOPICS:
                 out.append(Rule(Role.HEALTH, Access.READ, mine, f"{name}, its instance's"))
+            if message.PUBLISHER == "health":
+                out.append(Rule(Role.HEALTH, Access.WRITE, mine, f"{name}, to its instance"))
     return out
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from sciot_mqtt.models.cache import default_cache_dir, file_sha256
 from sciot_mqtt.models.errors import ModelError
+from sciot_mqtt.models.export.budget import DEFAULT_PSRAM_KIB, DEFAULT_RAM_RESERVE_KIB, Budget
 from sciot_mqtt.models.graph import TfliteGraph
 from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.zoo import zoo_metadata, zoo_model_ids, zoo_model_path
@@ -80,7 +83,8 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
     ex = sub.add_parser(
         "export-c",
-        help="write a model for the C firmware: sciot model blob, C arrays, per-op segments",
+        help="write a model for the C firmware (per-op segments, the TFLM operators, the sciot "
+        "model blob) and print its memory budget on ESP32 chips",
     )
     ex.add_argument("model", help="zoo or prepared model id (fomo96), or an int8 .tflite path")
     ex.add_argument("--out", type=Path, required=True, help="output directory")
@@ -92,6 +96,26 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help="CONV_2D requantization rounding; auto (default) measures what LiteRT does on "
         "this machine, so that the C kernels match it bit for bit",
     )
+    ex.add_argument(
+        "--target",
+        choices=["esp32s3-psram", "esp32s3", "esp32c3"],
+        help="refuse (write nothing) unless some split point's head fits this chip's RAM "
+        "(default: refuse only when no split point fits any of them)",
+    )
+    ex.add_argument(
+        "--ram-reserve-kib",
+        type=int,
+        default=DEFAULT_RAM_RESERVE_KIB,
+        help="internal RAM assumed taken by everything but tensors "
+        f"({DEFAULT_RAM_RESERVE_KIB}; see sciot_mqtt/models/export/budget.py)",
+    )
+    ex.add_argument(
+        "--psram-kib",
+        type=int,
+        default=DEFAULT_PSRAM_KIB,
+        help=f"PSRAM of the ESP32-S3 module ({DEFAULT_PSRAM_KIB})",
+    )
+    ex.add_argument("--json", action="store_true", help="print the files and budget as JSON")
     ex.set_defaults(handler=cmd_export_c)
 
 
@@ -271,6 +295,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_export_c(args: argparse.Namespace) -> int:
     from sciot_mqtt.models.catalog import resolve_package
     from sciot_mqtt.models.export import ROUNDINGS, detect_conv_rounding, export_c
+    from sciot_mqtt.models.export.budget import esp32_targets, memory_budget
 
     root = args.cache_dir or default_cache_dir()
     target = Path(args.model)
@@ -285,12 +310,91 @@ def cmd_export_c(args: argparse.Namespace) -> int:
             rounding, how = detect_conv_rounding(pkg)
         else:
             rounding, how = ROUNDINGS[args.conv_rounding], f"given: {args.conv_rounding}"
-        files = export_c(pkg, args.out, rounding)
+        with tempfile.TemporaryDirectory() as scratch:
+            # Written aside first: the budget needs the sizes, and a refusal writes nothing.
+            files = export_c(pkg, scratch, rounding)
+            budget = memory_budget(
+                pkg,
+                segments_bytes=_segments_bytes(pkg),
+                blob_bytes=files.blob.stat().st_size if files.blob is not None else None,
+                targets=esp32_targets(args.ram_reserve_kib, args.psram_kib),
+            )
+            refusal = _budget_refusal(budget, args.target)
+            if refusal is not None:
+                if args.json:
+                    print(json.dumps({"refused": refusal, "budget": budget.to_dict()}, indent=1))
+                else:
+                    print(budget.table(), file=sys.stderr)
+                return _fail(refusal)
+            args.out.mkdir(parents=True, exist_ok=True)
+            written = [Path(shutil.copyfile(p, args.out / p.name)) for p in files.all()]
     except ModelError as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot write to {args.out}: {exc}")
+    warnings = _budget_warnings(budget, args.target)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model_id": pkg.model_id,
+                    "sha256": pkg.sha256,
+                    "conv_rounding": how,
+                    "files": {str(p): p.stat().st_size for p in written},
+                    "blob_refused": files.blob_refused,
+                    "budget": budget.to_dict(),
+                    "warnings": warnings,
+                },
+                indent=1,
+            )
+        )
+        return 0
     print(f"model {pkg.model_id}  sha256 {pkg.sha256[:16]}  CONV_2D rounding {how}")
-    for path in files.all():
+    for path in written:
         print(f"{path}  {path.stat().st_size} bytes")
+    if files.blob_refused is not None:
+        print(
+            f"no sciot model blob: {files.blob_refused}. The ESP32's esp-tflite-micro runner "
+            "needs none; sciot-fw-host and SCIOT_RUNNER_SCIOT_OPS do"
+        )
+    print(budget.table())
+    for warning in warnings:
+        print(f"warning: {warning}")
     return 0
+
+
+def _segments_bytes(pkg: ModelPackage) -> int:
+    """Flash of the per-op segments: the .tflite bytes the C arrays hold."""
+    return sum(pkg.op_segment_path(i).stat().st_size for i in range(pkg.num_ops))
+
+
+def _budget_refusal(budget: Budget, target: str | None) -> str | None:
+    targets = [target] if target else [t.name for t in budget.targets]
+    if any(budget.fitting(t) for t in targets):
+        return None
+    smallest = min(b.head_arena for b in budget.splits if b.split > 0)
+    ram = ", ".join(f"{t.name} {t.tensor_ram:,} B" for t in budget.targets if t.name in targets)
+    return (
+        f"{budget.model_id} does not fit: the smallest head arena (split 1) needs "
+        f"{smallest:,} B of tensor RAM, more than {ram}"
+    )
+
+
+def _budget_warnings(budget: Budget, target: str | None) -> list[str]:
+    """A device finishes locally when the service is gone: the whole model must fit too."""
+    targets = [target] if target else [t.name for t in budget.targets]
+    return [
+        f"on {t} only split points {_ranges(budget.fitting(t))} fit; the whole model (split "
+        f"{budget.splits[-1].split}, {budget.splits[-1].head_arena:,} B) does not, so a local "
+        "run or a fallback fails there"
+        for t in targets
+        if budget.fitting(t) and not budget.whole_model_fits(t)
+    ]
+
+
+def _ranges(splits: list[int]) -> str:
+    return (
+        f"{splits[0]}..{splits[-1]}"
+        if splits == list(range(splits[0], splits[-1] + 1))
+        else (", ".join(map(str, splits)))
+    )

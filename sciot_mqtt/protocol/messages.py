@@ -43,7 +43,7 @@ DurationMs = Annotated[float, Field(ge=0, le=TIMING_MAX_MS)]
 _DECODING = {"decoding": True}
 """Validation context of `Message.decode`: what arrives from the wire, never adjusted."""
 
-Publisher = Literal["device", "service"]
+Publisher = Literal["device", "service", "health"]
 DeviceMode = Literal["offload", "local"]
 """What a device does now (its heartbeat says it): send tensors, or run everything itself."""
 SplitMode = Literal["offload", "local", "probe"]
@@ -171,6 +171,27 @@ class ServiceStats(Message):
     inference: InferenceCounts | None = Field(
         default=None, description="every `infer` since start: received = the other five summed"
     )
+
+
+class Ping(Message):
+    """A health check asks an instance whether it hears: it is answered on `pong` only
+    through the service's own subscriptions, so a service that still publishes `stats` but
+    lost its subscriptions (a deaf service) does not answer. The service pings itself too."""
+
+    TOPIC = ServiceTopic.PING
+    PUBLISHER = "health"
+
+    nonce: ShortText = Field(description="any text; the answer repeats it")
+
+
+class Pong(Message):
+    """The answer to a `ping`, from the instance that heard it."""
+
+    TOPIC = ServiceTopic.PONG
+    PUBLISHER = "service"
+
+    nonce: ShortText = Field(description="the ping's nonce")
+    instance: ShortText = Field(description="the instance name, as in the topic")
 
 
 # --- device -> service ---------------------------------------------------------------------
@@ -375,6 +396,8 @@ class ErrorReport(Message):
 ALL_MESSAGES: tuple[type[Message], ...] = (
     ServiceState,
     ServiceStats,
+    Ping,
+    Pong,
     Birth,
     DeviceState,
     Heartbeat,

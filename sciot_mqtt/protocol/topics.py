@@ -32,6 +32,8 @@ class ServiceTopic(StrEnum):
 
     STATE = "state"
     STATS = "stats"
+    PING = "ping"
+    PONG = "pong"
 
 
 def is_valid_device_id(device_id: str) -> bool:

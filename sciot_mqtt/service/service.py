@@ -31,6 +31,9 @@ from sciot_mqtt.protocol import (
     Heartbeat,
     LocalTimings,
     Message,
+    Ping,
+    Pong,
+    ServiceAddress,
     ServiceState,
     ServiceTopic,
     SplitDecision,
@@ -40,7 +43,8 @@ from sciot_mqtt.protocol import (
     parse_topic,
     service_topic,
 )
-from sciot_mqtt.protocol.accounts import service_client_id
+from sciot_mqtt.protocol.accounts import RESERVED_PREFIX, service_client_id
+from sciot_mqtt.service.hearing import HearingCheck
 from sciot_mqtt.service.limits import TokenBucket
 from sciot_mqtt.service.pipeline import InferencePipeline
 from sciot_mqtt.service.planner import SplitPlanner
@@ -88,6 +92,8 @@ class Service:
             max_devices=settings.max_devices,
             evict_after=settings.evict_after,
         )
+        self.hearing = HearingCheck(settings.stats_interval)
+        self.deaf_reconnects = 0  # times it found itself deaf and reconnected
         # Replies any client can provoke (rebirths, errors) share one budget.
         self.replies = TokenBucket(settings.reply_rate, 2 * settings.reply_rate)
         self.counters = Counters()
@@ -218,7 +224,9 @@ class Service:
                     device_filter(DeviceTopic.HB),
                     device_filter(DeviceTopic.INFER),
                     device_filter(DeviceTopic.TIMINGS),
+                    service_topic(self.instance, ServiceTopic.PING),
                 )
+                self.hearing.reset()
                 self.registry.touch_all()
                 self._connected.set()
                 self._log.info("service online", broker=str(self.broker))
@@ -228,6 +236,7 @@ class Service:
                         "service-receive": self._receive(mqtt),
                         "service-heartbeats": self._watch_heartbeats(),
                         "service-stats": self._publish_stats(mqtt),
+                        "service-hearing": self._check_hearing(mqtt),
                     },
                 )
                 if self._stopping.is_set():
@@ -297,6 +306,7 @@ class Service:
     async def _receive(self, mqtt: MqttSession) -> None:
         async for message in mqtt.messages():
             self.counters.rx += 1
+            self.hearing.heard_something()
             try:
                 await self._dispatch(message)
             except ConnectionLostError:
@@ -316,6 +326,10 @@ class Service:
 
     async def _dispatch(self, message: Inbound) -> None:
         address = parse_topic(message.topic)
+        if isinstance(address, ServiceAddress):
+            if address.kind is ServiceTopic.PING and address.instance == self.instance:
+                await self._on_ping(message.payload)
+            return
         if not isinstance(address, DeviceAddress):
             return
         device_id, kind = address.device_id, address.kind
@@ -332,9 +346,14 @@ class Service:
             return
         if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR):
             return
-        if not is_valid_device_id(device_id):
+        if not is_valid_device_id(device_id) or device_id.startswith(RESERVED_PREFIX):
+            # `sciot-` names belong to service and health accounts (topics.md, "Clients and
+            # accounts"): on Mosquitto such an account may publish as a device of that name.
             if message.payload or not message.retain:  # an empty retained message clears
-                invalid = ProtocolError(ErrorCode.INVALID_DEVICE_ID, "device id is not a safe id")
+                invalid = ProtocolError(
+                    ErrorCode.INVALID_DEVICE_ID,
+                    "device id is not a safe id (1-64 of A-Z a-z 0-9 _ . -, not sciot-...)",
+                )
                 await self.reject(device_id, kind, invalid, None)
             return
         try:
@@ -444,6 +463,36 @@ class Service:
         await self.send(record.device_id, message)
 
     # --- periodic -------------------------------------------------------------------------
+
+    async def _on_ping(self, payload: bytes) -> None:
+        """Answer a health check's ping, or note that one of our own came back."""
+        try:
+            ping = Ping.decode(payload)
+        except ProtocolError as error:
+            self._log.warning("ping rejected", code=error.code.value, reason=error.reason)
+            return
+        if self.hearing.is_own(ping):
+            self.hearing.came_back(ping)
+        elif self.replies.take():
+            pong = Pong(nonce=ping.nonce, instance=self.instance)
+            mqtt = self._mqtt
+            if mqtt is not None:
+                topic = service_topic(self.instance, ServiceTopic.PONG)
+                await mqtt.publish(topic, pong.encode(), qos=1)
+
+    async def _check_hearing(self, mqtt: MqttSession) -> None:
+        """Ping ourselves every stats interval; deaf (a ping overdue): reconnect."""
+        ping_topic = service_topic(self.instance, ServiceTopic.PING)
+        while True:
+            if self.hearing.deaf():
+                self.deaf_reconnects += 1
+                self._log.error(
+                    "the service no longer hears its subscriptions; reconnecting",
+                    waited_s=self.hearing.patience * self.hearing.interval,
+                )
+                raise ConnectionLostError("deaf: the service's own ping did not come back")
+            await mqtt.publish(ping_topic, self.hearing.ping().encode(), qos=1)
+            await asyncio.sleep(self.hearing.interval)
 
     async def _watch_heartbeats(self) -> None:
         period = min(0.25, self.settings.heartbeat_interval / 4)

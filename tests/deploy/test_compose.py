@@ -168,7 +168,7 @@ async def test_compose_configuration_serves_devices_natively(
             if key == "SCIOT_PORT":
                 value = str(plain)
             env[key] = value
-        env["SCIOT_STATS_INTERVAL"] = "1"  # the health check below waits for one stats message
+        env["SCIOT_STATS_INTERVAL"] = "1"  # the health check waits at most 2 intervals + 2 s
         argv = [*cli, *_dockerfile_command()]
         async with spawn(argv, env, tmp_path, "service") as up:
             # Watched with an account of its own: the service's would take the service's session.

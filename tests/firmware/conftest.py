@@ -67,6 +67,18 @@ def fomo96_package(sciot_models: dict[str, ModelPackage]) -> ModelPackage:
 
 
 @pytest.fixture(scope="session")
+def tiny_classifier_package(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
+    """A non-FOMO model with every operator of the firmware's set (tiny_classifier.py), built
+    with TensorFlow and prepared in a cache of its own."""
+    pytest.importorskip("tensorflow", reason="the `build` extra builds the test classifier")
+    from tests.firmware.tiny_classifier import build_tiny_classifier
+
+    root = tmp_path_factory.mktemp("tiny-classifier")
+    path = build_tiny_classifier(root / "tiny_classifier.tflite")
+    return ModelPackage.prepare(path, root / "cache", model_id="tiny_classifier")
+
+
+@pytest.fixture(scope="session")
 def fomo96_blob(fomo96_package: ModelPackage, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The zoo model exported as a sciot model blob file."""
     path = tmp_path_factory.mktemp("blob") / "fomo96_model.bin"

@@ -1,4 +1,9 @@
-"""The activation arena: one static offset for every op result, shared by every split."""
+"""The activation arena: one static offset for every op result, shared by every split.
+
+``place`` is the planner, also used for the memory budget (``budget``): largest tensor
+first, each at the lowest offset free over its whole lifetime, sizes rounded up to 16
+bytes. TFLite Micro's ``GreedyMemoryPlanner`` places its tensors the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import dataclass
 
 from sciot_mqtt.models.export.format import align
 
-__all__ = ["ArenaPlan", "plan_arena"]
+__all__ = ["ArenaPlan", "place", "plan_arena"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +45,18 @@ def plan_arena(
     for t in graph_outputs:
         if t in produced:
             last[t] = num_ops
+    lifetimes = {t: (produced[t], last[t]) for t in produced}
+    return place(lifetimes, sizes)
+
+
+def place(lifetimes: Mapping[int, tuple[int, int]], sizes: Mapping[int, int]) -> ArenaPlan:
+    """Offsets for tensors live over (first, last) operator, both inclusive: two share bytes
+    only if their lifetimes do not overlap."""
     placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
     offsets: dict[int, int] = {}
     # Largest first, each at the lowest offset free over its whole lifetime.
-    for t in sorted(produced, key=lambda t: (-sizes[t], produced[t], t)):
-        size, first, end = align(sizes[t]), produced[t], last[t]
+    for t in sorted(lifetimes, key=lambda t: (-sizes[t], lifetimes[t][0], t)):
+        size, (first, end) = align(sizes[t]), lifetimes[t]
         clashes = sorted((o, s) for o, s, f, e in placed if not (e < first or end < f))
         offset = 0
         for o, s in clashes:

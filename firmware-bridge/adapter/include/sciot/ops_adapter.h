@@ -64,7 +64,7 @@ void sciot_ops_adapter_set_clock(sciot_ops_adapter *a, uint64_t (*now)(void *ctx
 sciot_model_hal sciot_ops_adapter_hal(sciot_ops_adapter *a);
 
 /* The three functions of sciot_model_hal; `adapter` is a sciot_ops_adapter. A port that runs
- * the operators some other way still takes the boundaries from these two ... */
+ * the operators some other way from the blob can take the boundaries from these two ... */
 unsigned sciot_ops_adapter_boundary_count(void *adapter, uint16_t split);
 bool sciot_ops_adapter_boundary_tensor(void *adapter, uint16_t split, unsigned k,
                                        sciot_tensor *out);

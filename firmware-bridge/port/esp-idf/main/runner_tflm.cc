@@ -1,52 +1,89 @@
 /*
- * The model for the core on the ESP32: boundaries from the sciot model blob through the ops
- * adapter (sciot/ops_adapter.h), the operators through esp-tflite-micro, one exported .tflite
- * segment per operator (`sciot-mqtt models export-c`), or through sciot_ops itself
- * (CONFIG_SCIOT_RUNNER_SCIOT_OPS), where the adapter is the whole model HAL. Input: the host
- * build's test pattern. Not built in this repository's CI: see ../README.md.
+ * The model for the core on the ESP32, from what `sciot-mqtt models export-c` wrote into
+ * main/model/ (sciot_exported_model.h names it), one of two ways (Kconfig "Operator runtime"):
  *
- * The model files are those of fomo96; for another model, export it and change the names
- * below (sciot_<id>_blob, sciot_<id>_op_segments, SCIOT_<ID>_NUM_OPS). Each segment's entry
- * names the manifest tensors it reads and writes, in its own input and output order.
+ * - CONFIG_SCIOT_RUNNER_TFLM: esp-tflite-micro runs one exported .tflite segment per
+ *   operator, with the operators the model needs registered by the generated
+ *   <id>_tflm_ops.h, in one arena of the exporter's planned size plus
+ *   CONFIG_SCIOT_TFLM_ARENA_EXTRA. The tensors live at each split point come from the
+ *   generated tables, and sit between operators in one store at the exported offsets.
+ * - CONFIG_SCIOT_RUNNER_SCIOT_OPS: the sciot model blob through the ops adapter (the same C
+ *   kernels as the host build); only for a model whose blob export-c could write.
+ *
+ * Input: the host build's test pattern, for any input type.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "esp_heap_caps.h"
+#include "esp_log.h"
 #include "esp_timer.h"
 #include "hal_esp.h"
-#include "fomo96_model.h"
-#include "fomo96_segments.h"
+#include "sciot_exported_model.h"
 #include "sdkconfig.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
-#define BLOB sciot_fomo96_blob
-#define SEGMENTS sciot_fomo96_op_segments
-#define NUM_SEGMENTS SCIOT_FOMO96_NUM_OPS
-#define TFLM_ARENA (160 * 1024)
+#if CONFIG_SCIOT_RUNNER_SCIOT_OPS && !defined(SCIOT_EXPORTED_BLOB)
+#error \
+    "SCIOT_RUNNER_SCIOT_OPS needs a sciot model blob, and export-c wrote none for this model (sciot_exported_model.h says why): choose the esp-tflite-micro runner"
+#endif
 
 namespace {
 
+sciot_esp_model *model_of(void *user)
+{
+    return &static_cast<sciot_esp_port *>(user)->model;
+}
+
+/* PSRAM when there is some, else internal RAM. */
 uint8_t *big_alloc(size_t n)
 {
     void *p = heap_caps_malloc(n, MALLOC_CAP_SPIRAM | MALLOC_CAP_8BIT);
-    return static_cast<uint8_t *>(p != nullptr ? p : malloc(n));
+    return static_cast<uint8_t *>(p != nullptr ? p : heap_caps_malloc(n, MALLOC_CAP_8BIT));
 }
 
-/* The host build's test pattern (port/host/main.c), so both devices see the same frames. */
-bool capture(void *ctx, uint8_t *input, size_t nbytes)
+bool fail(sciot_esp_model *m, const char *why)
 {
-    sciot_esp_model *m = static_cast<sciot_esp_model *>(ctx);
+    m->error_detail = why;
+    return false;
+}
+
+/* The host build's test pattern (port/host/main.c) element by element, so that a model with
+ * an 8-bit input sees the same frames as sciot-fw-host; other types get it scaled. */
+bool capture(void *user, uint8_t *input, size_t nbytes)
+{
+    sciot_esp_model *m = model_of(user);
+    const sciot_tensor &in = m->input;
     size_t side = 96, at = (m->frame * 7u) % 80u;
-    for (size_t i = 0; i < nbytes; i++) {
+    size_t n = in.dtype == SCIOT_DTYPE_FLOAT32 || in.dtype == SCIOT_DTYPE_INT32 ? nbytes / 4
+               : in.dtype == SCIOT_DTYPE_INT16                                  ? nbytes / 2
+                                                                                : nbytes;
+    for (size_t i = 0; i < n; i++) {
         size_t px = i / 3u, x = px % side, y = px / side;
         int v = (int)((x + y) % 256u) - 128;
         if (x >= at && x < at + 12u && y >= at && y < at + 12u) {
             v = 127;
         }
-        input[i] = (uint8_t)(int8_t)v;
+        switch (in.dtype) {
+        case SCIOT_DTYPE_FLOAT32: {
+            float f = (float)(v + 128) / 255.0f;
+            memcpy(input + 4 * i, &f, 4);
+            break;
+        }
+        case SCIOT_DTYPE_INT32: {
+            int32_t w = v;
+            memcpy(input + 4 * i, &w, 4);
+            break;
+        }
+        case SCIOT_DTYPE_INT16: {
+            int16_t w = (int16_t)v;
+            memcpy(input + 2 * i, &w, 2);
+            break;
+        }
+        case SCIOT_DTYPE_UINT8: input[i] = (uint8_t)(v + 128); break;
+        default: input[i] = (uint8_t)(int8_t)v; break;
+        }
     }
     m->frame++;
     return true;
@@ -57,11 +94,42 @@ uint64_t clock_us(void *)
 {
     return (uint64_t)esp_timer_get_time();
 }
-#else
-bool fail(sciot_esp_model *m, const char *why)
+
+bool init_runner(sciot_esp_model *m, sciot_hal *hal)
 {
-    m->error_detail = why;
-    return false;
+    if (!sciot_ops_adapter_open(&m->ops, SCIOT_EXPORTED_BLOB, sizeof SCIOT_EXPORTED_BLOB)) {
+        return fail(m, m->ops.error_detail);
+    }
+    size_t arena_len = sciot_ops_adapter_arena_size(&m->ops);
+    if (!sciot_ops_adapter_set_arena(&m->ops, big_alloc(arena_len + 1u), arena_len)) {
+        return fail(m, m->ops.error_detail);
+    }
+    sciot_ops_adapter_set_clock(&m->ops, clock_us, nullptr, 1000.0);
+    hal->model = sciot_ops_adapter_hal(&m->ops);
+    return true;
+}
+
+const char *model_id(const sciot_esp_model *m)
+{
+    return m->ops.model.model_id;
+}
+
+unsigned model_ops(const sciot_esp_model *m)
+{
+    return m->ops.model.num_ops;
+}
+#else
+const char *TAG = "sciot-model";
+const sciot_segmented_model &MODEL = SCIOT_EXPORTED_SEGMENTED;
+
+const char *model_id(const sciot_esp_model *)
+{
+    return MODEL.model_id;
+}
+
+unsigned model_ops(const sciot_esp_model *)
+{
+    return MODEL.num_ops;
 }
 
 sciot_tensor *stored(sciot_esp_model *m, uint32_t index)
@@ -74,25 +142,33 @@ sciot_tensor *stored(sciot_esp_model *m, uint32_t index)
     return nullptr;
 }
 
-/* Working memory for every tensor live at some boundary, once. */
-bool store_boundary_tensors(sciot_esp_model *m)
+/* Every tensor live at some split point, at its exported offset in one store: tensors never
+ * live at once share bytes (the budget's "live tensors"). */
+bool store_live_tensors(sciot_esp_model *m)
 {
-    for (unsigned s = 0; s <= m->ops.model.num_ops; s++) {
-        unsigned n = sciot_ops_adapter_boundary_count(&m->ops, (uint16_t)s);
-        for (unsigned k = 0; k < n; k++) {
-            sciot_tensor t;
-            if (!sciot_ops_adapter_boundary_tensor(&m->ops, (uint16_t)s, k, &t)) {
-                return fail(m, m->ops.error_detail);
-            }
-            if (stored(m, t.index) != nullptr) {
+    uint8_t *store = big_alloc(MODEL.store_bytes);
+    if (store == nullptr) {
+        return fail(m, "no memory for the live tensors");
+    }
+    for (unsigned s = 0; s <= MODEL.num_ops; s++) {
+        const sciot_split_point &p = MODEL.split_points[s];
+        for (unsigned k = 0; k < p.count; k++) {
+            if (stored(m, p.tensors[k].index) != nullptr) {
                 continue;
             }
             if (m->n_stored == SCIOT_ESP_MAX_STORED) {
                 return fail(m, "more live tensors than SCIOT_ESP_MAX_STORED");
             }
-            t.data = big_alloc(t.nbytes);
+            sciot_tensor t = p.tensors[k];
+            t.data = nullptr;
+            for (unsigned j = 0; j < MODEL.num_stored; j++) {
+                if (MODEL.stored[j].index == t.index &&
+                    MODEL.stored[j].offset + t.nbytes <= MODEL.store_bytes) {
+                    t.data = store + MODEL.stored[j].offset;
+                }
+            }
             if (t.data == nullptr) {
-                return fail(m, "no memory for the live tensors");
+                return fail(m, "a live tensor without its place in the exported store");
             }
             m->stored[m->n_stored++] = t;
         }
@@ -102,13 +178,43 @@ bool store_boundary_tensors(sciot_esp_model *m)
 
 unsigned tflm_boundary_count(void *ctx, uint16_t split)
 {
-    return sciot_ops_adapter_boundary_count(&static_cast<sciot_esp_model *>(ctx)->ops, split);
+    (void)ctx;
+    return split <= MODEL.num_ops ? MODEL.split_points[split].count : 0;
 }
 
 bool tflm_boundary_tensor(void *ctx, uint16_t split, unsigned k, sciot_tensor *out)
 {
-    return sciot_ops_adapter_boundary_tensor(&static_cast<sciot_esp_model *>(ctx)->ops, split, k,
-                                             out);
+    sciot_esp_model *m = static_cast<sciot_esp_model *>(ctx);
+    if (split > MODEL.num_ops || k >= MODEL.split_points[split].count || out == nullptr) {
+        return fail(m, "no such tensor at that split point");
+    }
+    *out = MODEL.split_points[split].tensors[k];
+    return true;
+}
+
+/* Whether `list` holds every tensor live at `split` exactly once, with its size and a buffer
+ * (what sciot_ops_adapter_check_run asks of a run, against the generated tables). */
+bool matches(uint16_t split, const sciot_tensor *list, unsigned n)
+{
+    const sciot_split_point &p = MODEL.split_points[split];
+    if (n != p.count || (n > 0 && list == nullptr)) {
+        return false;
+    }
+    for (unsigned k = 0; k < p.count; k++) {
+        unsigned found = 0;
+        for (unsigned j = 0; j < n; j++) {
+            if (list[j].index == p.tensors[k].index) {
+                found++;
+                if (list[j].nbytes != p.tensors[k].nbytes || list[j].data == nullptr) {
+                    return false;
+                }
+            }
+        }
+        if (found != 1) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Copies one segment tensor between the interpreter and the store, checking both sides. */
@@ -116,7 +222,7 @@ bool segment_io(sciot_esp_model *m, TfLiteTensor *t, uint16_t index, bool to_int
 {
     sciot_tensor *s = stored(m, index);
     if (t == nullptr || s == nullptr || t->bytes != s->nbytes) {
-        return fail(m, "a segment's tensor is not the blob's");
+        return fail(m, "a segment's tensor is not the exported table's");
     }
     if (to_interpreter) {
         memcpy(t->data.raw, s->data, s->nbytes);
@@ -126,19 +232,29 @@ bool segment_io(sciot_esp_model *m, TfLiteTensor *t, uint16_t index, bool to_int
     return true;
 }
 
-/* One interpreter at a time in one arena: a thin port trades speed for memory. */
-bool run_segment(sciot_esp_model *m, const tflite::MicroOpResolver &resolver, unsigned op,
+/* One interpreter at a time in one arena: a thin port trades speed for memory. With
+ * `ms` NULL the operator is only set up (its arena use recorded), not run. */
+bool run_segment(sciot_esp_model *m, const SCIOT_EXPORTED_TFLM_RESOLVER &resolver, unsigned op,
                  double *ms)
 {
-    const sciot_segment &seg = SEGMENTS[op];
+    const sciot_segment &seg = MODEL.segments[op];
     if (seg.num_inputs > 4 || seg.num_outputs > 2) {
         return fail(m, "a segment with more inputs or outputs than its table holds");
     }
     tflite::MicroInterpreter interp(tflite::GetModel(seg.tflite), resolver, m->tflm_arena,
-                                    TFLM_ARENA);
-    if (interp.AllocateTensors() != kTfLiteOk || interp.inputs_size() != seg.num_inputs ||
-        interp.outputs_size() != seg.num_outputs) {
-        return fail(m, "esp-tflite-micro refused a segment");
+                                    m->tflm_arena_len);
+    if (interp.AllocateTensors() != kTfLiteOk) {
+        return fail(m, "esp-tflite-micro could not set up an operator in its arena "
+                       "(CONFIG_SCIOT_TFLM_ARENA_EXTRA)");
+    }
+    if (interp.arena_used_bytes() > m->tflm_arena_used) {
+        m->tflm_arena_used = interp.arena_used_bytes();
+    }
+    if (interp.inputs_size() != seg.num_inputs || interp.outputs_size() != seg.num_outputs) {
+        return fail(m, "a segment's inputs or outputs are not the exported table's");
+    }
+    if (ms == nullptr) {
+        return true;
     }
     for (unsigned k = 0; k < seg.num_inputs; k++) {
         if (!segment_io(m, interp.input(k), seg.inputs[k], true)) {
@@ -163,21 +279,19 @@ bool tflm_run_ops(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *
 {
     sciot_esp_model *m = static_cast<sciot_esp_model *>(ctx);
     m->error_detail = nullptr;
-    /* the range and both lists against the blob, before any buffer is touched */
-    if (!sciot_ops_adapter_check_run(&m->ops, first, last, in, n_in, out, n_out)) {
-        return fail(m, m->ops.error_detail);
+    /* the range and both lists against the exported tables, before any buffer is touched */
+    if (first > last || last > MODEL.num_ops) {
+        return fail(m, "operator range outside the model");
     }
-    tflite::MicroMutableOpResolver<4> resolver;
-    resolver.AddConv2D();
-    resolver.AddDepthwiseConv2D();
-    resolver.AddAdd();
-    resolver.AddSoftmax();
+    if (!matches(first, in, n_in) || !matches(last, out, n_out)) {
+        return fail(m, "tensors are not the split point's, or sized wrong");
+    }
+    SCIOT_EXPORTED_TFLM_RESOLVER resolver;
+    if (!SCIOT_EXPORTED_TFLM_ADD_OPS(resolver)) {
+        return fail(m, "esp-tflite-micro refused an operator registration");
+    }
     for (unsigned k = 0; k < n_in; k++) {
-        sciot_tensor *s = stored(m, in[k].index);
-        if (s == nullptr) {
-            return fail(m, "an input tensor the store lacks");
-        }
-        memcpy(s->data, in[k].data, s->nbytes);
+        memcpy(stored(m, in[k].index)->data, in[k].data, in[k].nbytes);
     }
     for (unsigned op = first; op < last; op++) {
         double ms = 0;
@@ -189,54 +303,63 @@ bool tflm_run_ops(void *ctx, uint16_t first, uint16_t last, const sciot_tensor *
         }
     }
     for (unsigned k = 0; k < n_out; k++) {
-        sciot_tensor *s = stored(m, out[k].index);
-        if (s == nullptr) {
-            return fail(m, "an output tensor the store lacks");
-        }
-        memcpy(out[k].data, s->data, s->nbytes);
+        memcpy(out[k].data, stored(m, out[k].index)->data, out[k].nbytes);
     }
+    return true;
+}
+
+/* The arena, then every operator set up once in it: a model that cannot run fails here, at
+ * start, and the log says how much of the arena TFLM really used. */
+bool init_runner(sciot_esp_model *m, sciot_hal *hal)
+{
+    m->tflm_arena_len = MODEL.tflm_arena_bytes + CONFIG_SCIOT_TFLM_ARENA_EXTRA;
+    m->tflm_arena = big_alloc(m->tflm_arena_len);
+    if (m->tflm_arena == nullptr) {
+        return fail(m, "no memory for the esp-tflite-micro arena");
+    }
+    if (!store_live_tensors(m)) {
+        return false;
+    }
+    SCIOT_EXPORTED_TFLM_RESOLVER resolver;
+    if (!SCIOT_EXPORTED_TFLM_ADD_OPS(resolver)) {
+        return fail(m, "esp-tflite-micro refused an operator registration");
+    }
+    for (unsigned op = 0; op < MODEL.num_ops; op++) {
+        if (!run_segment(m, resolver, op, nullptr)) {
+            ESP_LOGE(TAG, "operator %u of %s", op, MODEL.model_id);
+            return false;
+        }
+    }
+    ESP_LOGI(TAG, "esp-tflite-micro arena: %u of %u bytes used at most (planned %u)",
+             (unsigned)m->tflm_arena_used, (unsigned)m->tflm_arena_len,
+             (unsigned)MODEL.tflm_arena_bytes);
+    hal->model.ctx = m;
+    hal->model.boundary_count = tflm_boundary_count;
+    hal->model.boundary_tensor = tflm_boundary_tensor;
+    hal->model.run_ops = tflm_run_ops;
     return true;
 }
 #endif
 
 } // namespace
 
-extern "C" bool sciot_esp_model_init(sciot_esp_model *m, sciot_hal *hal, const char **model_id,
+extern "C" bool sciot_esp_model_init(sciot_esp_port *port, sciot_hal *hal, const char **id,
                                      unsigned *num_ops)
 {
+    sciot_esp_model *m = &port->model;
     memset(m, 0, sizeof *m);
-    if (!sciot_ops_adapter_open(&m->ops, BLOB, sizeof BLOB)) {
-        m->error_detail = m->ops.error_detail;
+    if (!init_runner(m, hal)) {
         return false;
     }
-#if CONFIG_SCIOT_RUNNER_SCIOT_OPS
-    size_t arena_len = sciot_ops_adapter_arena_size(&m->ops);
-    if (!sciot_ops_adapter_set_arena(&m->ops, big_alloc(arena_len + 1u), arena_len)) {
-        m->error_detail = m->ops.error_detail;
-        return false;
+    /* the input's description, for the test pattern */
+    if (hal->model.boundary_count(hal->model.ctx, 0) != 1 ||
+        !hal->model.boundary_tensor(hal->model.ctx, 0, 0, &m->input)) {
+        return fail(m, "a model with one input is needed for the test pattern");
     }
-    sciot_ops_adapter_set_clock(&m->ops, clock_us, nullptr, 1000.0);
-    hal->model = sciot_ops_adapter_hal(&m->ops);
-#else
-    if (m->ops.model.num_ops != NUM_SEGMENTS) {
-        return fail(m, "the blob and the segments are of different models");
-    }
-    m->tflm_arena = big_alloc(TFLM_ARENA);
-    if (m->tflm_arena == nullptr) {
-        return fail(m, "no memory for the esp-tflite-micro arena");
-    }
-    if (!store_boundary_tensors(m)) {
-        return false;
-    }
-    hal->model.ctx = m;
-    hal->model.boundary_count = tflm_boundary_count;
-    hal->model.boundary_tensor = tflm_boundary_tensor;
-    hal->model.run_ops = tflm_run_ops;
-#endif
-    hal->user = m;
+    hal->user = port;
     hal->capture = capture;
-    *model_id = m->ops.model.model_id;
-    *num_ops = m->ops.model.num_ops;
+    *id = model_id(m);
+    *num_ops = model_ops(m);
     return true;
 }
 
