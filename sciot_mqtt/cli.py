@@ -257,7 +257,14 @@ def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="compute to emulate: host (default), esp32s3[:SCALE][:DIST[:SPREAD]], or a .json",
     )
     p.add_argument("--emulation-seed", type=int, help="seed of the emulation (0)")
-    p.add_argument("--images", type=Path, help="folder of input images (default: synthetic)")
+    p.add_argument(
+        "--inputs",
+        "--images",
+        dest="inputs",
+        type=Path,
+        help="folder of inputs: .npy arrays of the model's input shape, or images of any "
+        "size (PNG/JPEG/BMP need Pillow); default: synthetic inputs for the model",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (0)")
     p.add_argument(
         "--wait", type=float, default=10.0, help="seconds to wait for the service before --count"
@@ -276,12 +283,18 @@ def _cmd_device(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     from sciot_mqtt.device import Device
     from sciot_mqtt.device.emulation import Emulation
-    from sciot_mqtt.device.inputs import folder_images, synthetic_images
+    from sciot_mqtt.device.inputs import FolderInputs, InputSource, SyntheticInputs
     from sciot_mqtt.device.report import summarize_inferences
     from sciot_mqtt.models.catalog import resolve_packages
 
     packages = resolve_packages(settings.models, settings.model_cache)
-    images = folder_images(args.images) if args.images else synthetic_images(args.seed)
+    inputs: InputSource
+    if args.inputs:
+        folder = FolderInputs(args.inputs)
+        folder.check(list(packages.values()))
+        inputs = folder
+    else:
+        inputs = SyntheticInputs(args.seed)
     summary: dict[str, object] = {}
 
     async def run(stop: asyncio.Event) -> None:
@@ -298,7 +311,8 @@ def _cmd_device(args: argparse.Namespace) -> int:
                 for _ in range(args.count):
                     if stop.is_set():
                         break
-                    records.append(await device.infer(next(images), verify=True))
+                    data = inputs.next_for(device.model_package())
+                    records.append(await device.infer(data, verify=True))
                     if args.interval:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), args.interval)

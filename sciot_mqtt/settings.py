@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sciot_mqtt.errors import ConfigurationError
@@ -127,7 +127,9 @@ class ServiceSettings(BaseSettings):
 class DeviceSettings(BaseSettings):
     """`sciot-mqtt device`. Environment: `SCIOT_DEVICE_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="SCIOT_DEVICE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCIOT_DEVICE_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     id: str = Field("device-1", pattern=DEVICE_ID_PATTERN.pattern, description="device id")
     host: str = Field("127.0.0.1", description="broker host")
@@ -144,7 +146,12 @@ class DeviceSettings(BaseSettings):
     emulation_seed: int = Field(0, description="seed of the link and compute emulation")
     split: int | None = Field(None, ge=0, description="pin the split point (testing)")
     result_timeout: float = Field(5.0, gt=0, description="wait for a result before local (s)")
-    model_cache: str | None = Field(None, description="prepared-model cache directory")
+    # One variable for every command; SCIOT_DEVICE_MODEL_CACHE is its deprecated old name.
+    model_cache: str | None = Field(
+        None,
+        description="prepared-model cache directory",
+        validation_alias=AliasChoices("SCIOT_MODEL_CACHE", "SCIOT_DEVICE_MODEL_CACHE"),
+    )
     log_level: str = Field("info", description="as for the service")
     log_format: LogFormat = Field("auto", description="as for the service")
     password: SecretStr | None = Field(None, description="broker password (username = id)")

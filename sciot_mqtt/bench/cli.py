@@ -14,7 +14,10 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     bench = sub.add_parser("bench", help="benchmarks: print and save JSON (and PNG plots)")
     kinds = bench.add_subparsers(dest="bench", required=True)
     split = kinds.add_parser("split", help="latency of every split point on loopback")
-    split.add_argument("--model", default="fomo96", help="model id (fomo96)")
+    split.add_argument(
+        "--model", default="fomo96", help="zoo or prepared model id (fomo96; models split)"
+    )
+    split.add_argument("--model-cache", help="prepared-model cache ($SCIOT_MODEL_CACHE)")
     split.add_argument("--iterations", type=int, default=200, help="per split point (200)")
     split.add_argument("--warmup", type=int, default=20, help="per split point (20)")
     split.add_argument(
@@ -24,7 +27,10 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     split.set_defaults(handler=_cmd_split)
 
     decisions = kinds.add_parser("decisions", help="quality of the service's split choices")
-    decisions.add_argument("--model", default="fomo96", help="model id (fomo96)")
+    decisions.add_argument(
+        "--model", default="fomo96", help="zoo or prepared model id (fomo96; models split)"
+    )
+    decisions.add_argument("--model-cache", help="prepared-model cache ($SCIOT_MODEL_CACHE)")
     decisions.add_argument("--links", default="5g,wifi,lte,congested,lossy", help="link profiles")
     decisions.add_argument("--chips", default="esp32s3:0.05,host", help="compute profiles")
     decisions.add_argument("--repeats", type=int, default=8, help="inferences per fixed split")
@@ -70,11 +76,16 @@ def _cmd_split(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"sciot-mqtt: unknown broker(s) {sorted(unknown)}; use {BROKERS}")
     brokers = tuple(b for b in BROKERS if b in names)
-    package = resolve_package(args.model)
+    package = resolve_package(args.model, args.model_cache)
     args.out.mkdir(parents=True, exist_ok=True)
     report = asyncio.run(
         run_split_bench(
-            package, args.out, brokers=brokers, iterations=args.iterations, warmup=args.warmup
+            package,
+            args.out,
+            brokers=brokers,
+            iterations=args.iterations,
+            warmup=args.warmup,
+            model_cache=args.model_cache,
         )
     )
     summary = {
@@ -103,7 +114,7 @@ def _cmd_decisions(args: argparse.Namespace) -> int:
     from sciot_mqtt.models.catalog import resolve_package
 
     configure_logging("warning")
-    package = resolve_package(args.model)
+    package = resolve_package(args.model, args.model_cache)
     args.out.mkdir(parents=True, exist_ok=True)
     asyncio.run(
         run_decisions_bench(

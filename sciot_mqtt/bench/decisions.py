@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 from sciot_mqtt.broker import EmbeddedBroker
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.emulation import Emulation
-from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.device.inputs import SyntheticInputs
 from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.service import Service
@@ -54,6 +55,13 @@ def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings
     )
 
 
+def _inputs(package: ModelPackage, seed: int) -> Iterator[np.ndarray]:
+    """Endless synthetic inputs for the model (scenes for image models)."""
+    source = SyntheticInputs(seed)
+    while True:
+        yield source.next_for(package)
+
+
 async def _fixed_splits(
     address: BrokerAddress,
     package: ModelPackage,
@@ -64,7 +72,7 @@ async def _fixed_splits(
 ) -> tuple[list[float], dict[int, float]]:
     """Realized mean latency of every split point, pinned; then the best one and device-only
     again over `confirm` inferences, as many as the adaptive run is scored on."""
-    images = synthetic_images(seed=1)
+    images = _inputs(package, seed=1)
     name = f"fixed-{chip.replace(':', '_')}-{link}"
     device = _device(address, package, name, network=link, profile=chip)
 
@@ -103,7 +111,7 @@ async def _adaptive(
     count: int,
     steady: int,
 ) -> dict[str, Any]:
-    images = synthetic_images(seed=2)
+    images = _inputs(package, seed=2)
     name = f"adaptive-{chip.replace(':', '_')}-{link}"
     device = _device(address, package, name, network=link, profile=chip)
     records = []
@@ -144,7 +152,7 @@ async def _step(
     good_after: set[int],
     limit: int,
 ) -> dict[str, Any]:
-    images = synthetic_images(seed=3)
+    images = _inputs(package, seed=3)
     name = f"step-{chip.replace(':', '_')}-{before}-{after}"
     device = _device(address, package, name, network=before, profile=chip)
     async with device:

@@ -267,13 +267,17 @@ def with_batch_of_one(model: Any) -> Any:
         for t in model.inputs
     ]
     try:
-        return keras.models.clone_model(
+        fixed = keras.models.clone_model(
             model, input_tensors=inputs if len(inputs) > 1 else inputs[0]
         )
     except (ValueError, TypeError):
-        # Subclassed models cannot be cloned: call them on the fixed-batch inputs instead.
+        # Subclassed models cannot be cloned: call them on the fixed-batch inputs instead
+        # (the layers, and so the weights, are shared).
         outputs = model(inputs if len(inputs) > 1 else inputs[0])
         return keras.Model(inputs, outputs, name=model.name)
+    # A clone has new layers with freshly initialized weights: give it the model's.
+    fixed.set_weights(model.get_weights())
+    return fixed
 
 
 def _input_name(tensor: Any) -> str | None:

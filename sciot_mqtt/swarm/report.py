@@ -59,6 +59,8 @@ def _typed(raw: Mapping[str, str]) -> dict[str, Any]:
         "edge_ms": number(raw["edge_ms"]),
         "total_ms": float(raw["total_ms"]),
         "ok": None if ok == "" else ok == "True",
+        "model": raw.get("model", ""),
+        "result": raw.get("result", ""),
     }
 
 
@@ -135,6 +137,7 @@ def build_figures(
         "offload_ratio": round(offloaded / len(done), 4) if done else None,
         "splits": {str(k): v for k, v in sorted(Counter(r["split"] for r in done).items())},
         "bytes_sent": sum(r["sent_bytes"] for r in rows),
+        "results_by_model": _results_by_model(done),
         "verified": {
             "checked": len(verified),
             "identical_to_local": sum(1 for r in verified if r["ok"]),
@@ -154,6 +157,14 @@ def build_figures(
             "sent": series("broker_tx_per_s"),
         },
     }
+
+
+def _results_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per model, how often each result came out (best class, objects found, or raw)."""
+    counts: dict[str, Counter[str]] = {}
+    for r in rows:
+        counts.setdefault(r["model"], Counter())[r["result"]] += 1
+    return {model: dict(c.most_common()) for model, c in sorted(counts.items())}
 
 
 def write_report(

@@ -195,9 +195,31 @@ def representative(entry: ZooEntry, shape: tuple[int, ...], n: int = 32) -> np.n
 
 
 def build_keras(name: str, seed: int = 0) -> Any:
-    """The entry's Keras model with seeded random weights."""
-    _keras().utils.set_random_seed(seed)
-    return ZOO[name].keras()
+    """The entry's Keras model: seeded random weights, batch norm statistics fitted.
+
+    With the initial moving statistics (mean 0, variance 1) activations of random layers
+    drift until the logits differ by less than one int8 step and every input gives the
+    same output. One pass in training mode over the calibration samples, with momentum
+    0, sets each batch norm to the statistics it really sees: outputs then depend on the
+    input, which is what the tests compare.
+    """
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    entry = ZOO[name]
+    model = entry.keras()
+    norms = [
+        la for la in model._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)
+    ]
+    if norms:
+        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+        samples = representative(entry, shape)
+        momentum = [la.momentum for la in norms]
+        for layer in norms:
+            layer.momentum = 0.0
+        model(samples, training=True)
+        for layer, m in zip(norms, momentum, strict=True):
+            layer.momentum = m
+    return model
 
 
 def build_zoo_entry(name: str, out_dir: Path, *, seed: int = 0) -> Path:
