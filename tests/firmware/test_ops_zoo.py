@@ -23,6 +23,8 @@ from sciot_mqtt.models.runtime import SegmentRunner
 from tests.firmware.conftest import COps, Tensors, pack, unpack
 from tests.zoo.builders import ZOO, ZooModels, representative
 
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware-bridge"
+
 
 def _frames(name: str, package: ModelPackage) -> list[tuple[str, Tensors]]:
     """An input drawn from the model's own float range, quantized as the device does, and
@@ -46,6 +48,7 @@ class ZooRun:
         self.name = name
         self.package = zoo.package(name)
         self.files = export_c(self.package, out)
+        assert self.files.blob is not None, self.files.blob_refused
         self.blob = self.files.blob.read_bytes()
         self.c_ops = COps(library, self.blob, self.package)
         self.runner = SegmentRunner(self.package)
@@ -83,13 +86,12 @@ def test_export_c_succeeds_and_its_sources_compile(
 ) -> None:
     run = zoo_runs[zoo_name]
     assert run.blob == export_blob(run.package)  # deterministic
+    # (the segment tables describe their tensors with the firmware's sciot_tensor)
+    cc = ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-o", "/dev/null", "-c"]
+    cc += [f"-I{FIRMWARE / 'core' / 'include'}", f"-I{FIRMWARE / 'generated'}"]
     for source in (run.files.model_c, run.files.segments_c):
-        done = subprocess.run(
-            ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", str(source), "-o", "/dev/null"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        assert source is not None
+        done = subprocess.run([*cc, str(source)], capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
 
 
