@@ -131,7 +131,12 @@ class InputFormat:
             else f"tensor {list(self.spec.shape)}"
         )
         lo, hi = self.input_range
-        where = "model.json" if self.declared_range else "its quantization"
+        if self.declared_range:
+            where = "model.json"
+        elif self.spec.scale:
+            where = "its quantization"
+        else:  # a float input says nothing of its range
+            where = "default for a float input; set input_range in model.json"
         return f"{what} {self.spec.dtype}, real range [{lo:g}, {hi:g}] ({where})"
 
 
