@@ -45,7 +45,12 @@ GOOD = 1.05  # a choice is right when its realized latency is within 5 % of the 
 
 
 def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings: Any) -> Device:
-    values = {"result_timeout": 30.0, "heartbeat_interval": 1.0} | settings
+    # The device announces the benchmarked model in its birth, whichever model that is.
+    values: dict[str, Any] = {
+        "result_timeout": 30.0,
+        "heartbeat_interval": 1.0,
+        "models": [package.model_id],
+    } | settings
     device_settings = DeviceSettings(_env_file=None, id=name, **values)  # type: ignore[call-arg]
     return Device(
         device_settings,
@@ -180,7 +185,9 @@ async def run_decisions_bench(
     adaptive: int = 80,
     steady: int = 50,
 ) -> dict[str, Any]:
-    settings = ServiceSettings(_env_file=None, instance="bench", heartbeat_interval=1.0)  # type: ignore[call-arg]
+    settings = ServiceSettings(  # type: ignore[call-arg]
+        _env_file=None, instance="bench", heartbeat_interval=1.0, models=[package.model_id]
+    )
     report: dict[str, Any] = {
         "benchmark": "decisions",
         "command": "sciot-mqtt bench decisions " + " ".join(sys.argv[3:]),

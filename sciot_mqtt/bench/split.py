@@ -38,7 +38,9 @@ def _stats(values: list[float]) -> dict[str, float]:
 async def _measure(
     address: BrokerAddress, package: ModelPackage, iterations: int, warmup: int
 ) -> list[dict[str, Any]]:
-    settings = DeviceSettings(_env_file=None, id="bench", result_timeout=10.0)  # type: ignore[call-arg]
+    settings = DeviceSettings(  # type: ignore[call-arg]
+        _env_file=None, id="bench", models=[package.model_id], result_timeout=10.0
+    )
     rows = []
     async with Device(settings, address, packages={package.model_id: package}) as device:
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
