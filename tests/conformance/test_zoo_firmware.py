@@ -52,18 +52,26 @@ def _unpack(message: Inbound) -> dict[str, Any]:
     return value
 
 
+@pytest.fixture
+def zoo_export(name: str, zoo_models: ZooModels, tmp_path: Path) -> tuple[ModelPackage, Path]:
+    """The model built, prepared and exported before `probe` connects: TensorFlow's
+    conversion blocks the event loop for longer than a keepalive."""
+    package = zoo_models.package(name)
+    blob = tmp_path / f"{name}.bin"
+    blob.write_bytes(export_blob(package))
+    return package, blob
+
+
 @pytest.mark.parametrize("name", ["ds_cnn_kws", "two_branch_float", "mobilenet_v3_small"])
 async def test_python_device_and_host_firmware_agree_on_a_zoo_model(
     name: str,
-    zoo_models: ZooModels,
+    zoo_export: tuple[ModelPackage, Path],
     firmware_binary: Path,
     mosquitto: MosquittoBroker,
     probe: MqttProbe,
     tmp_path: Path,
 ) -> None:
-    package = zoo_models.package(name)
-    blob = tmp_path / f"{name}.bin"
-    blob.write_bytes(export_blob(package))
+    package, blob = zoo_export
     frame = _own_input(name, package)
     (tmp_path / "inputs").mkdir()
     np.save(tmp_path / "inputs" / "frame.npy", frame)
