@@ -399,8 +399,8 @@ def cmd_export_c(args: argparse.Namespace) -> int:
         print(f"{path}  {path.stat().st_size} bytes")
     if files.blob_refused is not None:
         print(
-            f"no sciot model blob: {files.blob_refused}. The ESP32's esp-tflite-micro runner "
-            "needs none; sciot-fw-host and SCIOT_RUNNER_SCIOT_OPS do"
+            "no sciot model blob (the ESP32's esp-tflite-micro runner needs none; "
+            f"sciot-fw-host and SCIOT_RUNNER_SCIOT_OPS do):\n{files.blob_refused}"
         )
     print(budget.table())
     for warning in warnings:
