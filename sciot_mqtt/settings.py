@@ -72,6 +72,11 @@ class ServiceSettings(BaseSettings):
     variance_cv: float = Field(0.15, gt=0, description="CV marking an operator unstable")
     probe_probability: float = Field(0.05, ge=0, le=1, description="chance of a routine probe")
     explore_every: int = Field(6, ge=1, description="local devices try offloading every N")
+    explain_interval: float = Field(
+        10.0,
+        gt=0,
+        description="seconds between a device's explanations when only predictions moved",
+    )
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
     max_devices: int = Field(

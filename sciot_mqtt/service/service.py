@@ -44,12 +44,13 @@ from sciot_mqtt.protocol import (
     service_topic,
 )
 from sciot_mqtt.protocol.accounts import RESERVED_PREFIX, service_client_id
+from sciot_mqtt.service.explain import Explainer
 from sciot_mqtt.service.hearing import HearingCheck
 from sciot_mqtt.service.limits import TokenBucket
 from sciot_mqtt.service.pipeline import InferencePipeline
 from sciot_mqtt.service.planner import SplitPlanner
 from sciot_mqtt.service.registry import DeviceRecord, Reaction, Registry, Transition
-from sciot_mqtt.service.stats import Counters, StatsReporter
+from sciot_mqtt.service.stats import Counters, LatencyWindow, StatsReporter
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
 
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 _MAX_REPLY_TOPIC_LEN = 512
 _DRAIN_TIMEOUT_S = 2.0
+_EXPLAIN_TICK_S = 0.5  # a new decision's explanation goes out within this
 
 
 class Service:
@@ -99,7 +101,11 @@ class Service:
         self.counters = Counters()
         # Tracebacks of handler failures; the testing kit fails a test that leaves any.
         self.internal_errors: list[str] = []
-        self.planner = SplitPlanner(settings, self.packages, engine=None)
+        self.latencies = LatencyWindow()  # end-to-end latencies measured, for `stats`
+        self.planner = SplitPlanner(
+            settings, self.packages, engine=None, on_measured=self.latencies.add
+        )
+        self.explainer = Explainer(self.instance, self.planner, settings.explain_interval)
         self.pipeline = InferencePipeline(
             registry=self.registry,
             packages=self.packages,
@@ -237,6 +243,7 @@ class Service:
                         "service-heartbeats": self._watch_heartbeats(),
                         "service-stats": self._publish_stats(mqtt),
                         "service-hearing": self._check_hearing(mqtt),
+                        "service-explain": self._publish_explanations(),
                     },
                 )
                 if self._stopping.is_set():
@@ -344,7 +351,7 @@ class Service:
                     decision = SplitDecision.decode(message.payload)
                     self.registry.on_recovered_split(device_id, decision)
             return
-        if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR):
+        if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR, DeviceTopic.EXPLAIN):
             return
         if not is_valid_device_id(device_id) or device_id.startswith(RESERVED_PREFIX):
             # `sciot-` names belong to service and health accounts (topics.md, "Clients and
@@ -425,6 +432,7 @@ class Service:
         )
         record = self.registry.get(transition.device_id)
         if record is not None:
+            self.explainer.presence_changed(record)
             await self._publish_decision(record)
 
     async def _on_timings(self, device_id: str, timings: LocalTimings) -> None:
@@ -440,6 +448,7 @@ class Service:
                 f"timings has {len(timings.device_ms)} times; {timings.model} has {cost.n_ops} ops",
             )
         probe = timings.reason == "probe"
+        self.counters.local_runs += 1
         cost.on_local_run(timings.device_ms, probe=probe)
         if timings.rtt_ms is not None and timings.rtt_seq is not None:
             cost.on_round_trip(timings.rtt_seq, timings.rtt_ms)
@@ -451,7 +460,9 @@ class Service:
         """Publish the device's retained split decision when split, mode or model change."""
         message = self.planner.update(record, after_probe=after_probe)
         if message is None:
+            self.explainer.observed(record)
             return
+        self.explainer.decided(record, message)
         self._log.info(
             "split decision",
             device_id=record.device_id,
@@ -494,6 +505,13 @@ class Service:
             await mqtt.publish(ping_topic, self.hearing.ping().encode(), qos=1)
             await asyncio.sleep(self.hearing.interval)
 
+    async def _publish_explanations(self) -> None:
+        """The retained explanations that are due (never per inference: `explain.py`)."""
+        while True:
+            await asyncio.sleep(_EXPLAIN_TICK_S)
+            for device_id, explanation in self.explainer.due(self.registry.get):
+                await self.send(device_id, explanation)
+
     async def _watch_heartbeats(self) -> None:
         period = min(0.25, self.settings.heartbeat_interval / 4)
         while True:
@@ -505,7 +523,7 @@ class Service:
                 await self._changes.notify()
 
     async def _publish_stats(self, mqtt: MqttSession) -> None:
-        reporter = StatsReporter(self.instance, self.counters)
+        reporter = StatsReporter(self.instance, self.counters, self.latencies)
         refused, evicted = self.replies.refused, self.registry.evicted
         while True:
             await asyncio.sleep(self.settings.stats_interval)
@@ -517,7 +535,8 @@ class Service:
                     devices=len(self.registry),
                 )
                 refused, evicted = self.replies.refused, self.registry.evicted
-            stats = reporter.message(self.registry.counts())
+            queue_ms = self.engine.queue_ms if self.engine is not None else 0.0
+            stats = reporter.message(self.registry.counts(), queue_ms)
             await mqtt.publish(
                 service_topic(self.instance, ServiceTopic.STATS), stats.encode(), qos=0
             )
