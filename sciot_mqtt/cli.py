@@ -105,6 +105,12 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--swarm-mix", type=Path, help="their mix file (default: see README)")
     p.add_argument(
+        "--dashboard",
+        type=_listen_address,
+        metavar="[HOST:]PORT",
+        help="serve the live web dashboard there (host 127.0.0.1 unless given; port 0: any free)",
+    )
+    p.add_argument(
         "--credentials-file",
         help="embedded broker: password file (sciot-mqtt creds); enables logins and ACLs",
     )
@@ -116,10 +122,21 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_cmd_up)
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    """`[HOST:]PORT` of `--dashboard`, as (host, port)."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"want [HOST:]PORT, got {text!r}")
+    return host, int(port)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     settings = ServiceSettings(**_overrides(args, _SERVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
     address = _service_broker(settings)  # refuses unsafe exposure before loading models
+    if args.dashboard is not None:
+        require_extra("dashboard", "up --dashboard")
     swarm = None
     if args.swarm:
         require_extra("swarm", "up --swarm")
@@ -136,7 +153,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         if sys.stderr.isatty() and args.log_level is None:
             # The live view owns the terminal; routine log lines would tear it.
             configure_logging("warning", settings.log_format)
-    asyncio.run(_until_signalled(lambda stop: _run_up(settings, address, stop, swarm)))
+    asyncio.run(
+        _until_signalled(lambda stop: _run_up(settings, address, stop, swarm, args.dashboard))
+    )
     return 0
 
 
@@ -173,6 +192,7 @@ async def _run_up(
     address: BrokerAddress,
     stop: asyncio.Event,
     swarm: tuple[list[DevicePlan], Mix] | None = None,
+    dashboard_at: tuple[str, int] | None = None,
 ) -> None:
     from sciot_mqtt.broker import EmbeddedBroker
     from sciot_mqtt.broker.limits import max_packet_size
@@ -192,6 +212,14 @@ async def _run_up(
             )
             address = dataclasses.replace(broker.address, credentials=address.credentials)
         service = await stack.enter_async_context(Service(settings, address, packages=packages))
+        if dashboard_at is not None:
+            from sciot_mqtt.dashboard import dashboard
+
+            server = await stack.enter_async_context(
+                dashboard(address, settings.instance, *dashboard_at)
+            )
+            # Printed, not logged: the swarm's live view silences routine logs.
+            print(f"dashboard: {server.url}", file=sys.stderr, flush=True)
         watcher = asyncio.create_task(_stop_when_ended(service, stop), name="up-watch-service")
         try:
             if swarm is None:
