@@ -34,7 +34,6 @@ class _Instance:
     points: deque[tuple[float, float, float | None, float | None, float | None]] = field(
         default_factory=deque
     )
-    stats_at: float | None = None  # unix time of the previous stats message (for rates)
 
 
 class FleetState:
@@ -72,12 +71,12 @@ class FleetState:
     def _add_stats(self, name: str, stats: ServiceStats) -> None:
         instance = self._instance(name)
         now = self._wall()
-        previous_at, instance.stats, instance.stats_at = instance.stats_at, stats, now
+        instance.stats = stats
         window = stats.window
-        if window is not None and previous_at is not None and now > previous_at:
+        if window is not None:
             done = window.offloaded + window.local
             share = window.offloaded / done if done else None
-            rate = done / (now - previous_at)
+            rate = done / window.interval_s
             instance.points.append((now, rate, window.latency_p50_ms, window.latency_p99_ms, share))
         while instance.points and instance.points[0][0] < now - HISTORY_S:
             instance.points.popleft()

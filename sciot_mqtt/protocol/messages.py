@@ -165,6 +165,7 @@ class InferenceCounts(Strict):
 class InferenceWindow(Strict):
     """Inferences of the last stats interval, as the service sees them."""
 
+    interval_s: float = Field(gt=0, le=86400, description="its length (s)")
     offloaded: int = Field(ge=0, description="results published")
     local: int = Field(ge=0, description="device-only runs reported on `timings`")
     samples: int = Field(ge=0, description="end-to-end latencies measured (see `latency_p50_ms`)")

@@ -103,6 +103,7 @@ class StatsReporter:
                 running=counters.running,
             ),
             window=InferenceWindow(
+                interval_s=min(interval, 86400.0),
                 offloaded=counters.answered - previous.answered,
                 local=counters.local_runs - previous.local_runs,
                 samples=measured,

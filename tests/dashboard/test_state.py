@@ -37,6 +37,7 @@ def stats(offloaded: int, local: int, p50: float | None) -> bytes:
         tx_total=50,
         errors_total=0,
         window=InferenceWindow(
+            interval_s=5.0,
             offloaded=offloaded,
             local=local,
             samples=offloaded + local,
@@ -51,8 +52,6 @@ def test_stats_become_rates_latencies_and_shares_over_the_last_minutes() -> None
     clock = Clock()
     fleet = FleetState(wall=clock)
     topic = service_topic("edge", ServiceTopic.STATS)
-    assert fleet.apply(topic, stats(0, 0, None))  # the first one only starts the clock
-    clock.now += 5
     assert fleet.apply(topic, stats(30, 10, 12.5))
     clock.now += 5
     assert fleet.apply(topic, stats(0, 0, None))

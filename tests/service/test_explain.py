@@ -108,9 +108,11 @@ async def test_a_decision_is_explained_with_every_split_point_and_in_agreement(
     assert explained.measured and all(m.total_ms > 0 for m in explained.measured)
     # Retained: a dashboard that connects later gets it at once.
     async with MqttProbe(
-        sciot_probe.broker, device_topic("esp", "explain"), client_id="late"
+        sciot_probe.broker, device_topic("esp", DeviceTopic.EXPLAIN), client_id="late"
     ) as late:
-        retained = await late.expect_message(SplitExplanation, device_topic("esp", "explain"))
+        retained = await late.expect_message(
+            SplitExplanation, device_topic("esp", DeviceTopic.EXPLAIN)
+        )
         assert retained.decision is not None
 
 

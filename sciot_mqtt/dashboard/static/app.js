@@ -164,14 +164,18 @@ function splitChart(svg, d) {
     if (s === chosen) {
       g.classList.add("chosen-point");
       g.append(el("svg:rect", { class: "chosen", x: left + s * bw + 0.5, width: Math.max(bw - 1, 1), y: y(totals[s]) - 1, height: y(0) - y(totals[s]) + 1 }));
-      g.append(el("svg:text", { x: left + (s + 0.5) * bw, y: y(totals[s]) - 4, "text-anchor": "middle", fill: "#000", id: "chosen-label" }, "in force"));
+      const early = s < n / 2; // the label runs into the chart, never off its edge
+      g.append(el("svg:text", { x: left + (early ? s : s + 1) * bw, y: y(totals[s]) - 4,
+        "text-anchor": early ? "start" : "end", fill: "#000", id: "chosen-label" }, `split ${s}: in force`));
     }
     if (n <= 40 || s % Math.ceil(n / 40) === 0 || s === n - 1)
       svg.append(el("svg:text", { x: left + (s + 0.5) * bw, y: h - bottom + 12, "text-anchor": "middle" }, String(s)));
     svg.append(g);
   }
   for (const m of measured) {
-    svg.append(el("svg:circle", { class: "measured", cx: left + (m.split + 0.5) * bw, cy: y(m.total_ms), r: 3 }));
+    const dot = el("svg:circle", { class: "measured", "data-split": m.split, cx: left + (m.split + 0.5) * bw, cy: y(m.total_ms), r: 3 });
+    dot.append(el("svg:title", {}, `measured at split ${m.split}: ${ms(m.total_ms)}`));
+    svg.append(dot);
   }
   svg.append(el("svg:text", { x: left, y: h - 4 }, "split point: 0 = send the raw input … " + (n - 1) + " = all on the device"));
 }
