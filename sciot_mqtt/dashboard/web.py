@@ -17,6 +17,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from sciot_mqtt.errors import ConfigurationError
+
 from .feed import BrokerFeed
 
 STATIC = resources.files("sciot_mqtt.dashboard") / "static"
@@ -53,7 +55,14 @@ class DashboardServer:
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            await self._runner.cleanup()
+            raise ConfigurationError(
+                f"cannot serve the dashboard on {self.host}:{self.port}: {exc.strerror or exc}"
+                " (choose another with --dashboard [HOST:]PORT)"
+            ) from exc
         if self.port == 0:  # the port the system picked
             self.port = int(self._runner.addresses[0][1])
         self._fanout = asyncio.create_task(self._fan_out(), name="dashboard-fanout")
