@@ -5,6 +5,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 let snapshot = null;
 let selected = decodeURIComponent((location.hash.match(/^#dev=(.+)$/) || [])[1] || "");
+let userChose = selected !== ""; // until someone clicks a device, the page picks one
 
 function el(tag, attrs = {}, text) {
   const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
@@ -78,20 +79,24 @@ function lineChart(svg, series, { max, unit = "" } = {}) {
   // series: [{points: [[t, v]], cls}]; x = the last ten minutes
   svg.replaceChildren();
   const w = svg.clientWidth || 300, h = svg.clientHeight || 90, pad = 4;
-  const now = snapshot.at, t0 = now - 600;
+  // The last ten minutes, or less while there is less to show.
+  const first = Math.min(...series.flatMap((s) => s.points.map((p) => p[0])));
+  const now = snapshot.at, t0 = Math.max(now - 600, Math.min(first, now - 30));
+  const span = now - t0;
   const values = series.flatMap((s) => s.points.map((p) => p[1])).filter((v) => v !== null);
   const top = max !== undefined ? max : Math.max(1e-9, ...values) * 1.1;
   for (const s of series) {
     let d = "";
     for (const [t, v] of s.points) {
       if (v === null || t < t0) continue;
-      const x = pad + ((t - t0) / 600) * (w - 2 * pad), y = h - pad - (v / top) * (h - 2 * pad);
+      const x = pad + ((t - t0) / span) * (w - 2 * pad), y = h - pad - (v / top) * (h - 2 * pad);
       d += (d ? "L" : "M") + x.toFixed(1) + "," + y.toFixed(1);
     }
     if (d) svg.append(el("svg:path", { d, class: s.cls || "" }));
   }
   svg.append(el("svg:text", { x: 4, y: 11 }, values.length ? num(top, top < 10 ? 2 : 0) + unit : "no data yet"));
-  svg.append(el("svg:text", { x: w - 4, y: h - 4, "text-anchor": "end" }, "last 10 min"));
+  svg.append(el("svg:text", { x: w - 4, y: h - 4, "text-anchor": "end" },
+    span >= 599 ? "last 10 min" : `last ${Math.round(span)} s`));
 }
 
 function renderCharts(instances) {
@@ -123,6 +128,7 @@ function renderDevices(devices) {
 // --- one device -------------------------------------------------------------------------
 function select(id) {
   selected = id;
+  userChose = true;
   history.replaceState(null, "", "#dev=" + encodeURIComponent(id));
   render();
 }
@@ -150,6 +156,7 @@ function splitChart(svg, d) {
   }
   svg.append(el("svg:text", { x: 2, y: top + 8 }, "ms"));
   const chosen = d.decision ? d.decision.split : -1;
+  const labels = []; // drawn after every bar, so no bar covers them
   for (let s = 0; s < n; s++) {
     const g = el("svg:g", { "data-split": s, class: "split-point" });
     let base = 0;
@@ -165,13 +172,14 @@ function splitChart(svg, d) {
       g.classList.add("chosen-point");
       g.append(el("svg:rect", { class: "chosen", x: left + s * bw + 0.5, width: Math.max(bw - 1, 1), y: y(totals[s]) - 1, height: y(0) - y(totals[s]) + 1 }));
       const early = s < n / 2; // the label runs into the chart, never off its edge
-      g.append(el("svg:text", { x: left + (early ? s : s + 1) * bw, y: y(totals[s]) - 4,
+      labels.push(el("svg:text", { x: left + (early ? s : s + 1) * bw, y: y(totals[s]) - 6,
         "text-anchor": early ? "start" : "end", fill: "#000", id: "chosen-label" }, `split ${s}: in force`));
     }
     if (n <= 40 || s % Math.ceil(n / 40) === 0 || s === n - 1)
       svg.append(el("svg:text", { x: left + (s + 0.5) * bw, y: h - bottom + 12, "text-anchor": "middle" }, String(s)));
     svg.append(g);
   }
+  svg.append(...labels);
   for (const m of measured) {
     const dot = el("svg:circle", { class: "measured", "data-split": m.split, cx: left + (m.split + 0.5) * bw, cy: y(m.total_ms), r: 3 });
     dot.append(el("svg:title", {}, `measured at split ${m.split}: ${ms(m.total_ms)}`));
@@ -183,9 +191,12 @@ function splitChart(svg, d) {
 function renderDevice(devices) {
   const section = document.getElementById("device");
   const ids = Object.keys(devices);
-  if (!devices[selected]) {
-    // Start with an ESP32-class device if there is one: its split is the interesting one.
-    selected = ids.find((i) => (devices[i].kind || "").startsWith("esp32") && devices[i].predicted) ||
+  if (!userChose || !devices[selected]) {
+    // An ESP32-class device with a prediction first: its split is the interesting one. (Its
+    // first prediction may come after another device's: keep looking until someone clicks.)
+    const esp = (i) => (devices[i].kind || "").startsWith("esp32");
+    const keep = devices[selected] && devices[selected].predicted && (esp(selected) || !ids.some(esp)) ? selected : "";
+    selected = keep || ids.find((i) => esp(i) && devices[i].predicted) ||
       ids.find((i) => devices[i].predicted) || ids[0] || "";
   }
   const d = devices[selected];
@@ -201,7 +212,7 @@ function renderDevice(devices) {
     ["model", `${d.model}, ${d.ops} operators (split N = ${d.ops}: all on the device)`],
     ["link (fitted)", link ? `${ms(link.latency_ms)} + ${link.kbps === null ? "unbounded" : num(link.kbps, 0) + " kbit/s"}, from ${link.samples} round trips` : "–"],
     ["split in force", d.decision ? `${d.decision.split} (${d.decision.mode}), ${ms(d.decision.predicted_ms)} predicted` : "–"],
-    ["why", d.decision ? d.decision.reason : "–"],
+    ["why", d.decision ? `${d.decision.reason} (when decided; the chart is now)` : "–"],
   ];
   for (const [k, v] of rows) facts.append(el("dt", {}, k), el("dd", { "data-fact": k }, v));
   splitChart(document.getElementById("split-chart"), d);
