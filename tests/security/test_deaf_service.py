@@ -23,7 +23,7 @@ async def test_a_deaf_service_is_unhealthy_until_it_heals_itself(
     async with MqttProbe(sciot_broker, stats, client_id="stats-watch") as watch:
         # What a session taken over does to the service: its subscriptions are gone while
         # its connection stays up.
-        mqtt = service._mqtt
+        mqtt = service.mqtt
         assert mqtt is not None
         await mqtt.unsubscribe(
             "sciot/v1/dev/+/hb",
