@@ -13,6 +13,7 @@ from sciot_mqtt.protocol import (
     InferenceCounts,
     InferenceWindow,
     MessageRates,
+    ServiceLoad,
     ServiceStats,
 )
 from sciot_mqtt.protocol.messages import TIMING_MAX_MS
@@ -76,8 +77,10 @@ class StatsReporter:
         self._previous = Counters()
         self._previous_at = self._started
 
-    def message(self, devices: DeviceCounts, queue_ms: float = 0.0) -> ServiceStats:
-        """`queue_ms`: the edge queue wait the decisions use now."""
+    def message(
+        self, devices: DeviceCounts, queue_ms: float = 0.0, load: ServiceLoad | None = None
+    ) -> ServiceStats:
+        """`queue_ms`: the edge queue wait the decisions use now; `load`: for the fleet."""
         now, counters = time.monotonic(), self.counters
         interval = max(now - self._previous_at, 1e-9)
         previous, self._previous, self._previous_at = self._previous, replace(counters), now
@@ -111,4 +114,5 @@ class StatsReporter:
                 latency_p99_ms=p99,
                 queue_ms=min(max(queue_ms, 0.0), TIMING_MAX_MS),
             ),
+            load=load,
         )
