@@ -74,6 +74,11 @@ class ServiceSettings(BaseSettings):
     measure_budget: float = Field(
         0.1, ge=0, le=1, description="share of a device's inference time measuring may cost"
     )
+    explain_interval: float = Field(
+        10.0,
+        gt=0,
+        description="seconds between a device's explanations when only predictions moved",
+    )
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
     max_devices: int = Field(

@@ -35,7 +35,7 @@ def test_up_runs_without_the_optional_dependencies() -> None:
 import asyncio, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("rich", "psutil", "matplotlib", "PIL", "tensorflow"):
+        if name.split(".")[0] in ("rich", "psutil", "matplotlib", "PIL", "tensorflow", "aiohttp"):
             raise ImportError(f"{name} is blocked")
 sys.meta_path.insert(0, Block())
 from sciot_mqtt.cli import build_parser
@@ -44,6 +44,14 @@ from sciot_mqtt.models.catalog import resolve_packages
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import ServiceSettings
 build_parser().parse_args(["up"])
+# `up --dashboard` without its extra stops before starting, naming the install command.
+from sciot_mqtt._optional import require_extra
+from sciot_mqtt.errors import ConfigurationError
+try:
+    require_extra("dashboard", "up --dashboard")
+    raise SystemExit("aiohttp was not blocked")
+except ConfigurationError as exc:
+    assert "sciot-mqtt[dashboard]" in str(exc), exc
 
 async def main():
     packages = resolve_packages(["fomo96"], sys.argv[1])

@@ -70,6 +70,13 @@ class Row:
 ROW_FIELDS = tuple(Row.__dataclass_fields__)
 
 
+def _kind(compute: str) -> str:
+    """The kind a device announces in its birth: the chip its compute profile emulates
+    (`esp32s3:0.05` -> `esp32s3`, `chip.json` -> `chip`), as a dashboard shows it."""
+    name = compute.split(":", 1)[0]
+    return (name.removesuffix(".json").rsplit("/", 1)[-1] or "swarm")[:64]
+
+
 @dataclass
 class _Window:
     """What happened since the last snapshot."""
@@ -229,7 +236,7 @@ class SwarmWorker:
             id=plan.id,
             host=broker.host,
             port=broker.port,
-            kind="swarm",
+            kind=_kind(plan.compute),
             models=list(self.packages),
             network=plan.link if self.emulate_links else "loopback",
             profile=plan.compute,
