@@ -145,7 +145,9 @@ async def test_explanations_follow_decisions_not_inferences(
         m for m in sciot_probe.messages if m.topic == device_topic("esp", DeviceTopic.SPLIT)
     ]
     inferences = [
-        m for m in sciot_probe.messages if m.topic == device_topic("esp", DeviceTopic.INFER)
+        m
+        for m in sciot_probe.messages
+        if m.topic == device_topic("esp", DeviceTopic.INFER, sciot_service.instance)
     ]
     # Never per inference: at most one explanation per decision (close ones coalesce).
     assert len(explanations(sciot_probe, "esp")) <= len(decisions) < len(inferences)

@@ -72,7 +72,7 @@ async def test_result_carries_the_output_and_edge_times(
     assert result.output.data == whole.tobytes()
     # Protocol 2: the device decodes the output itself; the result has no detections.
     assert "detections" not in msgpack.unpackb(result.encode())
-    assert [d[:3] for d in record.detections] == [
+    assert [(d.class_id, d.x, d.y) for d, _ in record.result.detections] == [
         (d.class_id, d.x, d.y) for d in package.decode(whole)
     ]
     assert len(result.edge_ms) == package.num_ops - 3 and all(t >= 0 for t in result.edge_ms)

@@ -75,7 +75,7 @@ async def test_a_probe_of_an_offloading_device_is_answered_beside_its_inferences
     offloaded = {r.seq for r in records if r.path == "offload"}
     timings = await sciot_probe.expect_message(
         LocalTimings,
-        device_topic("close-call", DeviceTopic.TIMINGS),
+        device_topic("close-call", DeviceTopic.TIMINGS, sciot_service.instance),
         lambda t: t.reason == "probe" and t.seq in offloaded,
     )
     assert len(timings.device_ms) == n and all(t > 0 for t in timings.device_ms)
@@ -107,7 +107,9 @@ async def test_a_link_check_goes_out_beside_a_local_run(
     assert device.summary().measure_uplink_bytes > 0
     first = checks[0].seq
     await sciot_probe.expect_message(
-        InferRequest, device_topic("kept-local", DeviceTopic.INFER), lambda r: r.seq == first
+        InferRequest,
+        device_topic("kept-local", DeviceTopic.INFER, sciot_service.instance),
+        lambda r: r.seq == first,
     )
     await sciot_probe.expect_message(
         InferResult, device_topic("kept-local", DeviceTopic.RESULT), lambda r: r.seq == first
@@ -115,10 +117,10 @@ async def test_a_link_check_goes_out_beside_a_local_run(
     await device.infer(next(images))
 
     def reports_first(message: Inbound) -> bool:
-        if message.topic == device_topic("kept-local", DeviceTopic.INFER):
+        if message.topic == device_topic("kept-local", DeviceTopic.INFER, sciot_service.instance):
             return InferRequest.decode(message.payload).rtt_seq == first
-        if message.topic == device_topic("kept-local", DeviceTopic.TIMINGS):
+        if message.topic == device_topic("kept-local", DeviceTopic.TIMINGS, sciot_service.instance):
             return LocalTimings.decode(message.payload).rtt_seq == first
         return False
 
-    await sciot_probe.expect(f"{NAMESPACE}/dev/kept-local/+", reports_first)
+    await sciot_probe.expect(f"{NAMESPACE}/dev/kept-local/#", reports_first)
