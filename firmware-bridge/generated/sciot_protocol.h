@@ -135,8 +135,7 @@
 #define SCIOT_PING_NONCE_MAX_LEN 200u
 #define SCIOT_PING_FIELD_COUNT 1
 /* X(message, FIELD, "key", required) for every field, in contract order */
-#define SCIOT_PING_FIELDS(X) \
-    X(PING, NONCE, "nonce", 1)
+#define SCIOT_PING_FIELDS(X) X(PING, NONCE, "nonce", 1)
 
 /* Pong: The answer to a `ping`, from the instance that heard it. */
 #define SCIOT_PONG_TOPIC SCIOT_SVC_TOPIC_PONG

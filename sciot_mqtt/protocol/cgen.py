@@ -164,9 +164,14 @@ def _model_block(model: type[BaseModel], lines: list[str]) -> None:
             )
     lines.append(f"#define SCIOT_{name}_FIELD_COUNT {len(entries)}")
     lines.append('/* X(message, FIELD, "key", required) for every field, in contract order */')
-    lines.append(f"#define SCIOT_{name}_FIELDS(X) \\")
-    lines.extend(f"    {entry} \\" for entry in entries[:-1])
-    lines.append(f"    {entries[-1]}")
+    head = f"#define SCIOT_{name}_FIELDS(X)"
+    one_line = f"{head} {entries[0]}"
+    if len(entries) == 1 and len(one_line) <= 100:  # as clang-format lays it out
+        lines.append(one_line)
+    else:
+        lines.append(f"{head} \\")
+        lines.extend(f"    {entry} \\" for entry in entries[:-1])
+        lines.append(f"    {entries[-1]}")
     lines.append("")
 
 
