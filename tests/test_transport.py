@@ -37,7 +37,7 @@ async def test_publish_reaches_a_subscriber_with_its_flags(sciot_broker: BrokerA
 
 async def test_nagle_is_off(sciot_broker: BrokerAddress) -> None:
     async with MqttSession(sciot_broker, client_id="t-nodelay") as session:
-        sock = session._client._client.socket()
+        sock = session._raw_socket  # paho sees it wrapped in a read buffer
         assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
