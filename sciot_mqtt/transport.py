@@ -224,44 +224,85 @@ _READ_CHUNK = 65536
 
 
 class _BufferedSocket:
-    """The connection's socket as paho sees it: one `recv` takes all the kernel has (up to
-    64 KiB) and paho's small reads are served from that. `pending()` is what aiomqtt asks of
-    TLS sockets after each `loop_read`: while bytes remain buffered it reads on, so a
-    buffered message never waits for the next readable event. Everything else is the socket's."""
+    """The connection's socket as paho sees it.
 
-    __slots__ = ("_buffer", "_pos", "_sock")
+    Reads: one `recv` takes all the kernel has (up to 64 KiB) and paho's small reads are
+    served from that. `pending()` is what aiomqtt asks of TLS sockets after each `loop_read`:
+    while bytes remain buffered it reads on, so a buffered message never waits for the next
+    readable event.
+
+    Writes: while `collecting`, paho's packets are appended to `_out` (and reported written),
+    then `drain()` sends them in one call; bytes the kernel would not take stay in `_out`,
+    ahead of anything paho writes later. Everything else is the socket's."""
+
+    __slots__ = ("_buffer", "_out", "_pos", "_sock", "collecting")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buffer = b""
         self._pos = 0
+        self._out = bytearray()
+        self.collecting = False
 
-    def recv(self, bufsize: int) -> bytes:
+    def recv(self, buffer_size: int) -> bytes:
         if self._pos >= len(self._buffer):
-            self._buffer = self._sock.recv(max(bufsize, _READ_CHUNK))  # BlockingIOError: none
+            # BlockingIOError when the kernel has nothing; b"" when the peer closed.
+            self._buffer = self._sock.recv(max(buffer_size, _READ_CHUNK))
             self._pos = 0
         start = self._pos
-        self._pos = min(start + bufsize, len(self._buffer))
+        self._pos = min(start + buffer_size, len(self._buffer))
         return self._buffer[start : self._pos]
 
     def pending(self) -> int:
         return len(self._buffer) - self._pos
+
+    def send(self, buffer: bytes | bytearray) -> int:
+        if self.collecting or self._out:
+            self._out += buffer
+            return len(buffer)
+        return self._sock.send(buffer)
+
+    def drain(self) -> bool:
+        """Send what was collected; False while the kernel's buffer is full."""
+        while self._out:
+            try:
+                sent = self._sock.send(self._out)
+            except BlockingIOError:
+                return False
+            del self._out[:sent]
+        return True
+
+    def close(self) -> None:
+        # paho closes right after writing DISCONNECT (into `_out`): send it first, or the
+        # broker sees a dropped connection and publishes the will.
+        with contextlib.suppress(OSError):
+            self.drain()
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
 
 def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
-    """Buffered reads, and writes flushed once per loop iteration from the loop itself.
+    """Buffered reads, and writes flushed once per loop iteration, in one `send`.
 
     paho asks for a writer whenever it queues a packet; aiomqtt answers from any thread with
     `call_soon_threadsafe(add_writer)`. Once connected every publish comes from the loop's own
-    thread, so the queued packets are written by one `loop_write` scheduled with `call_soon`;
-    only when the kernel's buffer is full does a writer wait for the socket."""
+    thread, so the packets queued in one iteration (results, PUBACKs) are written together by
+    one `loop_write` scheduled with `call_soon`; only when the kernel's buffer is full does a
+    writer wait for the socket."""
     paho = client._client  # aiomqtt 2 exposes no public accessor
     loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
     fallback = paho.on_socket_register_write
+    buffered = _BufferedSocket(sock)
+    fileno = sock.fileno()
 
     def fail(exc: Exception) -> None:
         disconnected = client._disconnected  # how aiomqtt's own callbacks report a failure
@@ -270,15 +311,24 @@ def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
 
     def write_when_writable() -> None:
         try:
-            paho.loop_write()
+            if buffered.drain():
+                paho.loop_write()  # may remove this writer (paho has nothing left)
+            if buffered.drain() and not paho.want_write():
+                loop.remove_writer(fileno)
+            else:
+                loop.add_writer(fileno, write_when_writable)
         except Exception as exc:  # a broken pipe: the connection is gone
             fail(exc)
 
     def flush() -> None:
         try:
-            paho.loop_write()
-            if paho.want_write():  # the kernel's buffer is full: wait until writable
-                loop.add_writer(sock.fileno(), write_when_writable)
+            buffered.collecting = True
+            try:
+                paho.loop_write()
+            finally:
+                buffered.collecting = False
+            if not buffered.drain() or paho.want_write():  # the kernel's buffer is full
+                loop.add_writer(fileno, write_when_writable)
         except Exception as exc:
             fail(exc)
 
@@ -289,7 +339,7 @@ def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
             loop.call_soon(flush)
 
     paho.on_socket_register_write = register_write
-    paho._sock = _BufferedSocket(sock)
+    paho._sock = buffered
 
 
 def _code(code: object) -> int:
