@@ -36,8 +36,7 @@ async def test_publish_reaches_a_subscriber_with_its_flags(sciot_broker: BrokerA
 
 
 async def test_a_burst_arrives_whole_and_in_order(sciot_broker: BrokerAddress) -> None:
-    """Many packets per read and packets split across reads (the adapter buffers paho's
-    reads and flushes its writes once per loop iteration): every payload intact, in order."""
+    """Many packets per read and packets split across reads: every payload intact, in order."""
     sizes = [0, 1, 127, 128, 16383, 16384, 70000, 5, 300000, 2] * 20
     payloads = [bytes([i % 251]) * size + i.to_bytes(4, "big") for i, size in enumerate(sizes)]
     async with (
@@ -60,7 +59,7 @@ async def test_a_burst_arrives_whole_and_in_order(sciot_broker: BrokerAddress) -
 
 async def test_nagle_is_off(sciot_broker: BrokerAddress) -> None:
     async with MqttSession(sciot_broker, client_id="t-nodelay") as session:
-        sock = session._raw_socket  # paho sees it wrapped in a read buffer
+        sock = session._client._client.socket()
         assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
