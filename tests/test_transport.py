@@ -59,7 +59,7 @@ async def test_a_burst_arrives_whole_and_in_order(sciot_broker: BrokerAddress) -
 
 async def test_nagle_is_off(sciot_broker: BrokerAddress) -> None:
     async with MqttSession(sciot_broker, client_id="t-nodelay") as session:
-        sock = session._client._client.socket()
+        sock = session._raw_socket  # paho sees it wrapped in a read buffer
         assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
