@@ -160,6 +160,13 @@ class MqttSession:
         # The connection may already be gone; then there is nothing left to close cleanly.
         with contextlib.suppress(aiomqtt.MqttError):
             await self._client.__aexit__(exc_type, exc, tb)
+        # A connection that dropped while no one was reading messages leaves aiomqtt's
+        # "disconnected" future holding an unretrieved exception, which asyncio reports as
+        # "Future exception was never retrieved" when it is collected. The loss was already
+        # reported (or is moot at exit), so mark it retrieved.
+        disconnected = self._client._disconnected  # aiomqtt 2 exposes no public accessor
+        if disconnected.done() and not disconnected.cancelled():
+            disconnected.exception()
 
     def sever(self) -> None:
         """Cut the TCP connection without a DISCONNECT, as a crash or a power cut does: the

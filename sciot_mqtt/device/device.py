@@ -17,13 +17,14 @@ import numpy as np
 import structlog
 
 from sciot_mqtt import __version__
-from sciot_mqtt._tasks import Changes, finish, run_until_stopped
+from sciot_mqtt._supervisor import ConnectionSupervisor
+from sciot_mqtt._tasks import Changes, run_until_stopped
 from sciot_mqtt.device.compute import ComputeEmulator
 from sciot_mqtt.device.emulation import Emulation
 from sciot_mqtt.device.inference import InferenceRecord, InferenceRunner
 from sciot_mqtt.device.report import DeviceSummary
 from sciot_mqtt.device.services import ServiceWatch
-from sciot_mqtt.errors import AccessDeniedError, ConnectionLostError, ProtocolError
+from sciot_mqtt.errors import AccessDeniedError, ProtocolError
 from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.protocol import (
     PROTOCOL_VERSION,
@@ -104,13 +105,20 @@ class Device:
         self._hb_seq = 0
         self._summary = DeviceSummary(self.device_id, self._session, "local", None)
         self._log = structlog.get_logger("sciot.device").bind(device_id=self.device_id)
-        self._stopping = asyncio.Event()
         self._hb_wake = asyncio.Event()
         self._reannounce = asyncio.Event()
         self._changes = Changes()
-        self._runner: asyncio.Task[None] | None = None
-        # Set when the broker refused this account: it stopped for good (see `ended`).
-        self.failure: AccessDeniedError | None = None
+        self._supervisor = ConnectionSupervisor(
+            self._serve_once,
+            backoff=Backoff(settings.reconnect_min, settings.reconnect_max),
+            changes=self._changes,
+            log=self._log,
+            who="device",
+            name=f"device-{self.device_id}",
+            lost_event="broker unreachable",
+            lost_level="info",
+        )
+        self._stopping = self._supervisor.stopping
         self._mqtt: MqttSession | None = None
         self._followed: SplitDecision | None = None  # the last decision that was not a probe
         # Emulated link and compute: what this device's network and chip would add.
@@ -160,11 +168,14 @@ class Device:
         self._summary.model = self.assignment.model if self.assignment else None
         return self._summary
 
+    @property
+    def failure(self) -> AccessDeniedError | None:
+        """Why it stopped by itself: the broker refused its account."""
+        return self._supervisor.failure
+
     async def ended(self) -> None:
         """Return when it stopped by itself (`failure` says why) or was stopped."""
-        runner = self._runner
-        if runner is not None:
-            await asyncio.wait({runner})
+        await self._supervisor.ended()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until `predicate()` holds; it is checked after every change of the device."""
@@ -173,7 +184,7 @@ class Device:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._runner is not None:
+        if self._supervisor.started:
             raise RuntimeError("device already running")
         if self.packages:
             # One thread of its own is enough: a device computes one inference at a time.
@@ -186,7 +197,7 @@ class Device:
                 summary=self._summary,
                 settings=self.settings,
             )
-        self._runner = asyncio.create_task(self._supervise(), name=f"device-{self.device_id}")
+        self._supervisor.start()
         return self
 
     async def __aexit__(
@@ -199,9 +210,7 @@ class Device:
 
     async def stop(self) -> None:
         """Leave cleanly: retained `online: false`, then disconnect."""
-        self._stopping.set()
-        runner, self._runner = self._runner, None
-        await finish(runner, timeout=5)
+        await self._supervisor.stop()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None
@@ -212,12 +221,7 @@ class Device:
         inferences are abandoned. For tests and the swarm's churn."""
         if self._mqtt is not None:
             self._mqtt.sever()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionLostError):
-                await runner
-        self._stopping.set()
+        await self._supervisor.kill()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None
@@ -242,22 +246,6 @@ class Device:
             if mode == "local" and self._inference is not None:
                 self._inference.abandon_offloads("service unavailable")
         await self._changes.notify()
-
-    async def _supervise(self) -> None:
-        backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
-        while not self._stopping.is_set():
-            try:
-                await self._serve_once(backoff)
-            except AccessDeniedError as exc:
-                self.failure = exc
-                self._log.error("the broker refused the device; not retrying", error=str(exc))
-                await self._changes.notify()
-                return
-            except ConnectionLostError as exc:
-                delay = backoff.next()
-                self._log.info("broker unreachable", error=str(exc), retry_in_s=round(delay, 2))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _serve_once(self, backoff: Backoff) -> None:
         self._session = (self._session + 1) & U32_MAX

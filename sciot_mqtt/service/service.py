@@ -18,27 +18,23 @@ from typing import TYPE_CHECKING, Self
 import structlog
 
 from sciot_mqtt import __version__
-from sciot_mqtt._tasks import Changes, finish, run_until_stopped
+from sciot_mqtt._supervisor import ConnectionSupervisor
+from sciot_mqtt._tasks import Changes, run_until_stopped
 from sciot_mqtt.errors import AccessDeniedError, ConnectionLostError, ErrorCode, ProtocolError
 from sciot_mqtt.protocol import (
     Assign,
     Birth,
-    Command,
     DeviceAddress,
     DeviceState,
     DeviceTopic,
-    ErrorReport,
     Heartbeat,
     LocalTimings,
-    Message,
     Ping,
-    Pong,
     ServiceAddress,
     ServiceState,
     ServiceTopic,
     SplitDecision,
     device_filter,
-    device_topic,
     is_valid_device_id,
     parse_topic,
     service_topic,
@@ -46,6 +42,7 @@ from sciot_mqtt.protocol import (
 from sciot_mqtt.protocol.accounts import RESERVED_PREFIX, service_client_id
 from sciot_mqtt.service.hearing import HearingCheck
 from sciot_mqtt.service.limits import TokenBucket
+from sciot_mqtt.service.outbox import MqttOutbox
 from sciot_mqtt.service.pipeline import InferencePipeline
 from sciot_mqtt.service.planner import SplitPlanner
 from sciot_mqtt.service.registry import DeviceRecord, Reaction, Registry, Transition
@@ -57,7 +54,6 @@ if TYPE_CHECKING:
     from sciot_mqtt.models import ModelPackage
     from sciot_mqtt.service.engine import InferenceEngine
 
-_MAX_REPLY_TOPIC_LEN = 512
 _DRAIN_TIMEOUT_S = 2.0
 
 
@@ -97,6 +93,14 @@ class Service:
         # Replies any client can provoke (rebirths, errors) share one budget.
         self.replies = TokenBucket(settings.reply_rate, 2 * settings.reply_rate)
         self.counters = Counters()
+        self._log = structlog.get_logger("sciot.service").bind(instance=self.instance)
+        self.outbox = MqttOutbox(
+            self.instance,
+            registry=self.registry,
+            counters=self.counters,
+            budget=self.replies,
+            log=self._log,
+        )
         # Tracebacks of handler failures; the testing kit fails a test that leaves any.
         self.internal_errors: list[str] = []
         self.planner = SplitPlanner(settings, self.packages, engine=None)
@@ -105,22 +109,26 @@ class Service:
             packages=self.packages,
             engine=None,
             planner=self.planner,
-            outbox=self,
+            outbox=self.outbox,
             counters=self.counters,
             max_payload=settings.max_payload,
             answered=self._publish_decision,
             changed=self._changes_notify,
             internal_errors=self.internal_errors,
         )
-        self._log = structlog.get_logger("sciot.service").bind(instance=self.instance)
         self._started_wall = time.time()
-        self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
         self._changes = Changes()
-        self._runner: asyncio.Task[None] | None = None
-        # Set when the broker refused this account: it stopped for good (see `ended`).
-        self.failure: AccessDeniedError | None = None
-        self._mqtt: MqttSession | None = None
+        # Capped at 2 s so devices offload again within a few seconds of a broker's return.
+        self._supervisor = ConnectionSupervisor(
+            self._serve_once,
+            backoff=Backoff(0.2, 2.0),
+            changes=self._changes,
+            log=self._log,
+            who="service",
+            name=f"service-{self.instance}",
+        )
+        self._stopping = self._supervisor.stopping
 
     async def _changes_notify(self) -> None:
         await self._changes.notify()
@@ -132,7 +140,7 @@ class Service:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._runner is not None:
+        if self._supervisor.started:
             raise RuntimeError("service already running")
         if self.packages:
             # Imported here: a lifecycle-only service never loads LiteRT.
@@ -145,7 +153,7 @@ class Service:
             )
             await self.engine.__aenter__()
             self.planner.engine = self.pipeline.engine = self.engine
-        self._runner = asyncio.create_task(self._supervise(), name=f"service-{self.instance}")
+        self._supervisor.start()
         return self
 
     async def __aexit__(
@@ -158,9 +166,7 @@ class Service:
 
     async def stop(self) -> None:
         """Finish inferences under way, publish `online: false`, disconnect, end every task."""
-        self._stopping.set()
-        runner, self._runner = self._runner, None
-        await finish(runner, timeout=5)
+        await self._supervisor.stop()
         await self.pipeline.cancel()
         if self.engine is not None:
             await self.engine.__aexit__(None, None, None)
@@ -168,42 +174,31 @@ class Service:
 
     @property
     def alive(self) -> bool:
-        """True while the service runs (its supervising task has not ended)."""
-        return self._runner is not None and not self._runner.done()
+        """True while the service runs (it has not stopped, by itself or when told)."""
+        return self._supervisor.alive
+
+    @property
+    def mqtt(self) -> MqttSession | None:
+        """The live connection, None while disconnected."""
+        return self.outbox.mqtt
+
+    @property
+    def failure(self) -> AccessDeniedError | None:
+        """Why it stopped by itself: the broker refused its account."""
+        return self._supervisor.failure
 
     async def connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def ended(self) -> None:
         """Return when it stopped by itself (`failure` says why) or was stopped."""
-        runner = self._runner
-        if runner is not None:
-            await asyncio.wait({runner})
+        await self._supervisor.ended()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until `predicate()` holds; it is checked after every change of the registry."""
         await self._changes.wait_until(predicate, timeout)
 
-    async def _supervise(self) -> None:
-        # Capped at 2 s so devices offload again within a few seconds of a broker's return.
-        backoff = Backoff(0.2, 2.0)
-        while not self._stopping.is_set():
-            try:
-                await self._serve_once()
-                backoff.reset()
-            except AccessDeniedError as exc:
-                self.failure = exc
-                self._log.error("the broker refused the service; not retrying", error=str(exc))
-                await self._changes.notify()
-                return
-            except ConnectionLostError as exc:
-                self._connected.clear()
-                delay = backoff.next()
-                self._log.warning("broker connection lost", error=str(exc), retry_in_s=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-
-    async def _serve_once(self) -> None:
+    async def _serve_once(self, backoff: Backoff) -> None:
         will = ServiceState(online=False, instance=self.instance)
         async with MqttSession(
             self.broker,
@@ -211,7 +206,7 @@ class Service:
             will=LastWill(service_topic(self.instance, ServiceTopic.STATE), will.encode()),
             keepalive=self.settings.keepalive,
         ) as mqtt:
-            self._mqtt = mqtt
+            self.outbox.mqtt = mqtt
             try:
                 await self._publish_service_state(mqtt, online=True)
                 # Our own retained assign and split first: the retained device states that
@@ -229,6 +224,7 @@ class Service:
                 self.hearing.reset()
                 self.registry.touch_all()
                 self._connected.set()
+                backoff.reset()
                 self._log.info("service online", broker=str(self.broker))
                 await run_until_stopped(
                     self._stopping,
@@ -244,7 +240,7 @@ class Service:
                     await self._publish_service_state(mqtt, online=False)
                     self._log.info("service offline")
             finally:
-                self._mqtt = None
+                self.outbox.mqtt = None
                 self._connected.clear()
 
     async def _publish_service_state(self, mqtt: MqttSession, *, online: bool) -> None:
@@ -257,49 +253,6 @@ class Service:
         await mqtt.publish(
             service_topic(self.instance, ServiceTopic.STATE), state.encode(), qos=1, retain=True
         )
-
-    # --- publishing (the pipeline's Outbox) -----------------------------------------------
-
-    async def send(self, device_id: str, message: Message) -> int:
-        """Publish `message` on the device's topic; returns the payload's size."""
-        mqtt = self._mqtt
-        if mqtt is None:
-            raise ConnectionLostError("not connected to the broker")
-        payload = message.encode()
-        topic = message.TOPIC
-        assert isinstance(topic, DeviceTopic), f"{type(message).__name__} is not a device topic"
-        await mqtt.publish(
-            device_topic(device_id, topic), payload, qos=message.QOS, retain=message.RETAIN
-        )
-        self.counters.tx += 1
-        return len(payload)
-
-    async def reject(
-        self, device_id: str, topic: DeviceTopic, error: ProtocolError, seq: int | None
-    ) -> None:
-        self.counters.errors += 1
-        if topic is DeviceTopic.INFER:
-            self.counters.infer_rejected += 1
-        if not self.replies.take():
-            return  # flooded: counted (stats, and the log's summary), not answered
-        self._log.warning(
-            "message rejected",
-            device_id=device_id[:80],
-            topic=topic.value,
-            code=error.code.value,
-            reason=error.reason,
-        )
-        # An invalid id still names a topic we can answer on, unless it is absurdly long.
-        if len(device_id) <= _MAX_REPLY_TOPIC_LEN:
-            report = ErrorReport(
-                code=error.code, reason=error.reason[:500], topic=topic.value, seq=seq
-            )
-            await self.send(device_id, report)
-
-    async def _request_rebirth(self, device_id: str, why: str) -> None:
-        if self.registry.should_request_rebirth(device_id) and self.replies.take():
-            self._log.info("rebirth requested", device_id=device_id, reason=why)
-            await self.send(device_id, Command(cmd="rebirth", reason=why))
 
     # --- receiving ------------------------------------------------------------------------
 
@@ -321,7 +274,7 @@ class Service:
                     failure = ProtocolError(
                         ErrorCode.INTERNAL, "the service failed on this message"
                     )
-                    await self.reject(device_id, address.kind, failure, None)
+                    await self.outbox.reject(device_id, address.kind, failure, None)
             await self._changes.notify()
 
     async def _dispatch(self, message: Inbound) -> None:
@@ -354,7 +307,7 @@ class Service:
                     ErrorCode.INVALID_DEVICE_ID,
                     "device id is not a safe id (1-64 of A-Z a-z 0-9 _ . -, not sciot-...)",
                 )
-                await self.reject(device_id, kind, invalid, None)
+                await self.outbox.reject(device_id, kind, invalid, None)
             return
         try:
             if kind is DeviceTopic.BIRTH:
@@ -373,7 +326,7 @@ class Service:
             elif kind is DeviceTopic.TIMINGS:
                 await self._on_timings(device_id, LocalTimings.decode(message.payload))
         except ProtocolError as error:
-            await self.reject(device_id, kind, error, None)
+            await self.outbox.reject(device_id, kind, error, None)
 
     async def _on_birth(self, device_id: str, birth: Birth) -> None:
         before = self.registry.get(device_id)
@@ -388,7 +341,7 @@ class Service:
             kind=birth.kind,
             model=assign.model,
         )
-        await self.send(device_id, assign)
+        await self.outbox.send(device_id, assign)
         record = self.registry.get(device_id)
         assert record is not None
         known = record.decision
@@ -398,7 +351,7 @@ class Service:
         if known is not None and record.decision is known:
             # Unchanged, so nothing was sent; send it again all the same: a broker that
             # crashed within its autosave interval may have lost the retained copy.
-            await self.send(device_id, known)
+            await self.outbox.send(device_id, known)
 
     async def _react(self, device_id: str, reaction: Reaction, *, rebirth_reason: str) -> None:
         """Log what a state or heartbeat changed; decide again and ask for a birth if needed."""
@@ -413,7 +366,7 @@ class Service:
         if reaction.transition is not None:
             await self._on_transition(reaction.transition)
         if reaction.rebirth:
-            await self._request_rebirth(device_id, rebirth_reason)
+            await self.outbox.request_rebirth(device_id, rebirth_reason)
 
     async def _on_transition(self, transition: Transition) -> None:
         self._log.info(
@@ -460,7 +413,7 @@ class Service:
             predicted_ms=None if message.predicted_ms is None else round(message.predicted_ms, 2),
             reason=message.reason,
         )
-        await self.send(record.device_id, message)
+        await self.outbox.send(record.device_id, message)
 
     # --- periodic -------------------------------------------------------------------------
 
@@ -473,12 +426,8 @@ class Service:
             return
         if self.hearing.is_own(ping):
             self.hearing.came_back(ping)
-        elif self.replies.take():
-            pong = Pong(nonce=ping.nonce, instance=self.instance)
-            mqtt = self._mqtt
-            if mqtt is not None:
-                topic = service_topic(self.instance, ServiceTopic.PONG)
-                await mqtt.publish(topic, pong.encode(), qos=1)
+        else:
+            await self.outbox.pong(ping)
 
     async def _check_hearing(self, mqtt: MqttSession) -> None:
         """Ping ourselves every stats interval; deaf (a ping overdue): reconnect."""

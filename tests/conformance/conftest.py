@@ -240,18 +240,28 @@ class Launcher:
         return DeviceRun(kind, device_id, child, self.probe)
 
 
+@pytest.fixture
+def firmware_files(request: pytest.FixtureRequest) -> tuple[Path | None, Path | None]:
+    """The host firmware and its model blob when the test runs the firmware.
+
+    Built here, before `probe` connects: the build blocks the event loop for longer than a
+    keepalive, and a probe connected during it is dropped by the broker without a word.
+    """
+    if "firmware" not in request.node.name and "both" not in request.node.name:
+        return None, None
+    return request.getfixturevalue("firmware_binary"), request.getfixturevalue("model_blob")
+
+
 @pytest_asyncio.fixture
 async def launcher(
-    request: pytest.FixtureRequest,
+    firmware_files: tuple[Path | None, Path | None],
     sciot_broker: BrokerAddress,
     probe: MqttProbe,
     tmp_path: Path,
     inputs: Inputs,
     sciot_models: dict[str, ModelPackage],
 ) -> AsyncIterator[Launcher]:
-    needs_firmware = "firmware" in request.node.name or "both" in request.node.name
-    firmware = request.getfixturevalue("firmware_binary") if needs_firmware else None
-    blob = request.getfixturevalue("model_blob") if needs_firmware else None
+    firmware, blob = firmware_files
     cache = sciot_models["fomo96"].directory.parent
     async with contextlib.AsyncExitStack() as stack:
         yield Launcher(sciot_broker, probe, tmp_path, firmware, blob, inputs, cache, stack)
