@@ -59,6 +59,12 @@ _SERVICE_FLAGS = (
     "max_payload",
     "split",
     "workers",
+    "placement",
+    "capacity",
+    "tier",
+    "tier_high",
+    "tier_low",
+    "handover_timeout",
     "model_cache",
     "log_level",
     "log_format",
@@ -93,6 +99,24 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-payload", type=int, help="largest accepted payload in bytes")
     p.add_argument("--split", type=int, help="split point told to every device")
     p.add_argument("--workers", type=int, help="threads running model tails (2)")
+    p.add_argument(
+        "--placement",
+        choices=["hash", "least-loaded", "tiered"],
+        help="how the instances on one broker share the devices (hash)",
+    )
+    p.add_argument("--capacity", type=float, help="this instance's weight in the placement (1)")
+    p.add_argument("--tier", choices=["edge", "cloud"], help="`tiered`: its tier (edge)")
+    p.add_argument(
+        "--tier-high", type=float, help="`tiered`: queue per capacity making an edge busy (4)"
+    )
+    p.add_argument(
+        "--tier-low", type=float, help="`tiered`: queue per capacity below which it has room (1)"
+    )
+    p.add_argument(
+        "--handover-timeout",
+        type=float,
+        help="seconds a clean stop waits for the fleet to take its devices (5)",
+    )
     p.add_argument("--model-cache", help="prepared-model cache directory")
     p.add_argument("--log-level", help="debug, info, warning, error (info)")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
@@ -104,6 +128,13 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also run N simulated devices in this process, with a live view (0)",
     )
     p.add_argument("--swarm-mix", type=Path, help="their mix file (default: see README)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N instances as processes, named INSTANCE-1..N, beside the broker (1)",
+    )
     p.add_argument(
         "--credentials-file",
         help="embedded broker: password file (sciot-mqtt creds); enables logins and ACLs",
@@ -120,6 +151,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     settings = ServiceSettings(**_overrides(args, _SERVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
     address = _service_broker(settings)  # refuses unsafe exposure before loading models
+    if args.processes != 1:
+        return _up_processes(args, settings, address)
     swarm = None
     if args.swarm:
         require_extra("swarm", "up --swarm")
@@ -138,6 +171,53 @@ def _cmd_up(args: argparse.Namespace) -> int:
             configure_logging("warning", settings.log_format)
     asyncio.run(_until_signalled(lambda stop: _run_up(settings, address, stop, swarm)))
     return 0
+
+
+def _up_processes(
+    args: argparse.Namespace, settings: ServiceSettings, address: BrokerAddress
+) -> int:
+    from sciot_mqtt.service.processes import PASSED_FLAGS, instance_names, run_instances
+
+    if args.processes < 1:
+        raise ConfigurationError("--processes: at least 1")
+    if args.swarm:
+        raise ConfigurationError("--processes and --swarm cannot be combined")
+    if address.credentials is not None or address.tls is not None or settings.credentials_file:
+        raise ConfigurationError(
+            "--processes runs every instance without a login or TLS; with logins start each "
+            "instance with its own account: `sciot-mqtt up --external-broker --instance NAME "
+            "--password-file FILE` (README, 'A fleet of instances')"
+        )
+    names = instance_names(settings.instance, args.processes)
+    passed = _overrides(args, PASSED_FLAGS)
+
+    async def work(stop: asyncio.Event) -> int:
+        from sciot_mqtt.broker import EmbeddedBroker
+        from sciot_mqtt.broker.limits import max_packet_size
+
+        async with contextlib.AsyncExitStack() as stack:
+            broker_address = address
+            if not settings.external_broker:
+                broker = await stack.enter_async_context(
+                    EmbeddedBroker(
+                        settings.host,
+                        settings.port,
+                        max_packet_size=max_packet_size(settings.max_payload),
+                    )
+                )
+                broker_address = broker.address
+            return await run_instances(
+                broker_address, names, passed, stop, settings.handover_timeout + 10
+            )
+
+    status = 0
+
+    async def run(stop: asyncio.Event) -> None:
+        nonlocal status
+        status = await work(stop)
+
+    asyncio.run(_until_signalled(run))
+    return status
 
 
 def _service_broker(settings: ServiceSettings) -> BrokerAddress:

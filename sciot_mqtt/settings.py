@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.logs import LogFormat
 from sciot_mqtt.protocol.accounts import health_client_id, service_client_id
+from sciot_mqtt.protocol.messages import Placement, Tier
 from sciot_mqtt.protocol.topics import DEVICE_ID_PATTERN
 from sciot_mqtt.transport import BrokerAddress, Credentials, TlsConfig
 
@@ -70,8 +71,9 @@ class ServiceSettings(BaseSettings):
     hysteresis_ms: float = Field(1.0, ge=0, description="absolute gain needed to move (ms)")
     variance_window: int = Field(10, ge=3, description="per-operator samples for variance")
     variance_cv: float = Field(0.15, gt=0, description="CV marking an operator unstable")
-    probe_probability: float = Field(0.05, ge=0, le=1, description="chance of a routine probe")
-    explore_every: int = Field(6, ge=1, description="local devices try offloading every N")
+    measure_budget: float = Field(
+        0.1, ge=0, le=1, description="share of a device's inference time measuring may cost"
+    )
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
     max_devices: int = Field(
@@ -82,6 +84,22 @@ class ServiceSettings(BaseSettings):
     )
     reply_rate: float = Field(
         500.0, gt=0, description="rebirth commands and error replies per second, all devices"
+    )
+    placement: Placement = Field(
+        "hash", description="how a fleet places devices: hash, least-loaded or tiered"
+    )
+    capacity: float = Field(
+        1.0, gt=0, le=1e6, description="this instance's weight in the placement"
+    )
+    tier: Tier = Field("edge", description="`tiered`: edge or cloud")
+    tier_high: float = Field(
+        4.0, gt=0, description="`tiered`: requests in flight per capacity making an edge busy"
+    )
+    tier_low: float = Field(
+        1.0, ge=0, description="`tiered`: below this an edge instance has room again"
+    )
+    handover_timeout: float = Field(
+        5.0, ge=0, description="a clean stop waits this long for the fleet to take its devices"
     )
     model_cache: str | None = Field(None, description="prepared-model cache directory")
     log_level: str = Field("info", description="debug, info, warning, error")

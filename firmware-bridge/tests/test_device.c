@@ -288,7 +288,7 @@ static const msg *last_on(const char *suffix)
     return NULL;
 }
 
-static void send_assign_for(double hb, uint32_t session)
+static void send_assign_to(double hb, uint32_t session, const char *instance)
 {
     uint8_t b[256];
     sciot_mpw w;
@@ -303,8 +303,13 @@ static void send_assign_for(double hb, uint32_t session)
     sciot_mpw_cstr(&w, "max_payload");
     sciot_mpw_uint(&w, 262144);
     sciot_mpw_cstr(&w, "instance");
-    sciot_mpw_cstr(&w, "edge");
+    sciot_mpw_cstr(&w, instance);
     queue_in("sciot/v1/dev/d1/assign", b, w.len);
+}
+
+static void send_assign_for(double hb, uint32_t session)
+{
+    send_assign_to(hb, session, "edge");
 }
 
 static void send_assign(double hb)
@@ -312,17 +317,26 @@ static void send_assign(double hb)
     send_assign_for(hb, DEV.session);
 }
 
-static void send_service(bool online)
+static void send_instance(const char *instance, bool online, double started_at)
 {
     uint8_t b[128];
+    char topic[96];
     sciot_mpw w;
     sciot_mpw_init(&w, b, sizeof b);
-    sciot_mpw_map(&w, 2);
+    sciot_mpw_map(&w, 3);
     sciot_mpw_cstr(&w, "online");
     sciot_mpw_bool(&w, online);
     sciot_mpw_cstr(&w, "instance");
-    sciot_mpw_cstr(&w, "edge");
-    queue_in("sciot/v1/service/edge/state", b, w.len);
+    sciot_mpw_cstr(&w, instance);
+    sciot_mpw_cstr(&w, "started_at");
+    sciot_mpw_f64(&w, started_at);
+    snprintf(topic, sizeof topic, "sciot/v1/service/%s/state", instance);
+    queue_in(topic, b, w.len);
+}
+
+static void send_service(bool online)
+{
+    send_instance("edge", online, 1.0);
 }
 
 static void send_split(uint32_t decision, const char *mode, int64_t split)
@@ -553,9 +567,9 @@ static void service_offline_falls_back_and_resumes(void **state)
         sciot_local_timings t;
         assert_true(sciot_device_infer(&DEV, &rec));
         assert_int_equal(rec.path, SCIOT_PATH_LOCAL);
-        assert_int_equal(count_topic("/infer", 0), 0);
-        assert_int_equal(sciot_decode_local_timings(last_on("/timings")->payload,
-                                                    last_on("/timings")->len, &t, NULL),
+        assert_int_equal(count_topic("/infer/edge", 0), 0);
+        assert_int_equal(sciot_decode_local_timings(last_on("/timings/edge")->payload,
+                                                    last_on("/timings/edge")->len, &t, NULL),
                          SCIOT_OK);
         assert_int_equal(t.reason, SCIOT_REASON_LOCAL);
         assert_int_equal(t.device_ms.count, NUM_OPS);
@@ -668,14 +682,14 @@ static void probe_runs_once_then_follows_the_last_decision(void **state)
     assert_true(sciot_device_infer(&DEV, &rec));
     assert_int_equal(rec.split, NUM_OPS);
     assert_string_equal(rec.reason, "probe");
-    assert_int_equal(sciot_decode_local_timings(last_on("/timings")->payload,
-                                                last_on("/timings")->len, &t, NULL),
+    assert_int_equal(sciot_decode_local_timings(last_on("/timings/edge")->payload,
+                                                last_on("/timings/edge")->len, &t, NULL),
                      SCIOT_OK);
     assert_int_equal(t.reason, SCIOT_REASON_PROBE);
     assert_true(sciot_device_infer(&DEV, &rec));
     assert_int_equal(rec.split, 2);
     assert_int_equal(rec.path, SCIOT_PATH_OFFLOAD);
-    assert_int_equal(count_topic("/timings", 0), 1);
+    assert_int_equal(count_topic("/timings/edge", 0), 1);
 }
 
 static void offload_sends_the_live_tensors_and_uses_the_result(void **state)
@@ -692,7 +706,7 @@ static void offload_sends_the_live_tensors_and_uses_the_result(void **state)
     assert_int_equal(rec.path, SCIOT_PATH_OFFLOAD);
     assert_string_equal(rec.reason, "answered");
     assert_int_equal(rec.output[0], 0x55); /* the service's output, not a local one */
-    m = last_on("/infer");
+    m = last_on("/infer/edge");
     assert_non_null(m);
     assert_int_equal(m->qos, 1);
     assert_int_equal(sciot_decode_infer_request(m->payload, m->len, &r, NULL), SCIOT_OK);
@@ -709,11 +723,42 @@ static void offload_sends_the_live_tensors_and_uses_the_result(void **state)
     assert_false(r.has_rtt_ms);
     /* the next request reports this one's round trip */
     assert_true(sciot_device_infer(&DEV, &rec));
-    assert_int_equal(
-        sciot_decode_infer_request(last_on("/infer")->payload, last_on("/infer")->len, &r, NULL),
-        SCIOT_OK);
+    assert_int_equal(sciot_decode_infer_request(last_on("/infer/edge")->payload,
+                                                last_on("/infer/edge")->len, &r, NULL),
+                     SCIOT_OK);
     assert_true(r.has_rtt_ms && r.has_rtt_seq);
     assert_int_equal(r.rtt_seq, r.seq - 1u);
+}
+
+/* A fleet (topics.md, "Fleet"): requests go to the instance the assign names; another
+ * instance starting does not stop the device offloading, a handover moves the requests, and
+ * the will of an instance that no longer serves the device changes nothing. */
+static void requests_follow_the_assigned_instance(void **state)
+{
+    sciot_inference rec;
+    (void)state;
+    bring_online();
+    F.answer = 1;
+    send_split(5, "offload", 2);
+    send_instance("cloud", true, 2.0); /* another instance comes up: not ours */
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_OFFLOAD);
+    assert_true(sciot_device_infer(&DEV, &rec));
+    assert_string_equal(rec.reason, "answered");
+    assert_int_equal(count_topic("/infer/edge", 0), 1);
+    send_assign_to(0.5, DEV.session, "cloud"); /* handed over */
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_OFFLOAD);
+    assert_true(sciot_device_infer(&DEV, &rec));
+    assert_string_equal(rec.reason, "answered");
+    assert_int_equal(count_topic("/infer/cloud", 0), 1);
+    assert_int_equal(count_topic("/infer/edge", 0), 1);
+    send_service(false); /* the old instance's will */
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_OFFLOAD);
+    send_instance("cloud", false, 2.0); /* its own instance's will: local at once */
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.mode, SCIOT_MODE_LOCAL);
 }
 
 static void no_result_or_an_error_finishes_locally(void **state)
@@ -798,6 +843,7 @@ int main(void)
         cmocka_unit_test_setup(retained_split_applies_at_once, setup),
         cmocka_unit_test_setup(probe_runs_once_then_follows_the_last_decision, setup),
         cmocka_unit_test_setup(offload_sends_the_live_tensors_and_uses_the_result, setup),
+        cmocka_unit_test_setup(requests_follow_the_assigned_instance, setup),
         cmocka_unit_test_setup(no_result_or_an_error_finishes_locally, setup),
         cmocka_unit_test_setup(cleared_assignment_goes_local, setup),
         cmocka_unit_test_setup(messages_for_others_are_ignored, setup),

@@ -139,6 +139,26 @@ static void values_of_the_valid_vectors(void **state)
         assert_true(m.has_started_at && m.started_at == 1763870400.25);
         assert_true(m.has_version && str_is(m.version, "0.1.0"));
         assert_int_equal(m.protocol, 1);
+        assert_false(m.has_capacity || m.has_tier || m.has_placement || m.has_draining);
+        free(p);
+    }
+    {
+        sciot_service_state m;
+        p = load("service_state__fleet__ok.msgpack", &n);
+        assert_int_equal(sciot_decode_service_state(p, n, &m, NULL), SCIOT_OK);
+        assert_true(m.has_capacity && m.capacity == 2.5);
+        assert_true(m.has_tier && m.tier == SCIOT_TIER_CLOUD);
+        assert_true(m.has_placement && m.placement == 1); /* least-loaded */
+        assert_int_equal(m.n_models, 2);
+        assert_true(m.has_draining && m.draining);
+        free(p);
+    }
+    {
+        sciot_service_stats m;
+        p = load("service_stats__load__ok.msgpack", &n);
+        assert_int_equal(sciot_decode_service_stats(p, n, &m, NULL), SCIOT_OK);
+        assert_true(m.has_load && m.load.queue == 1.5);
+        assert_int_equal(m.load.served, 7);
         free(p);
     }
     {

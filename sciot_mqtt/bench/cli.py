@@ -30,6 +30,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     decisions.add_argument("--repeats", type=int, default=8, help="inferences per fixed split")
     decisions.add_argument("--adaptive", type=int, default=80, help="inferences left to decide")
     decisions.add_argument("--steady", type=int, default=50, help="last ones scored")
+    decisions.add_argument(
+        "--interval", type=float, default=0.0, help="idle seconds between inferences (0)"
+    )
     decisions.add_argument("--out", type=Path, default=Path("bench-results"))
     decisions.set_defaults(handler=_cmd_decisions)
 
@@ -132,6 +135,7 @@ def _cmd_decisions(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             adaptive=args.adaptive,
             steady=args.steady,
+            interval=args.interval,
         )
     )
     print(f"saved {args.out / 'decisions.json'} and {args.out / 'decisions.png'}")

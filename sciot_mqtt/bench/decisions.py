@@ -1,26 +1,28 @@
-"""`sciot-mqtt bench decisions`: how good the service's split choices are.
+"""`sciot-mqtt bench decisions`: how good the service's split choices are, as users see them.
 
 For each emulated chip and link profile, on the embedded broker with the real service:
 
 1. every split point is pinned in turn and its realized latency measured (the device's own
    input-to-result time): the **oracle** is the best fixed split of that sweep, measured
    again (with device-only) over as many inferences as the adaptive run is scored on;
-2. a fresh device lets the service decide; its realized mean latency in steady state (after
-   convergence) over the inferences run at the chosen split is compared with the oracle,
-   with device-only, and with
-   **SCIoT's rule** on the same inputs (argmin of device + bytes / bandwidth + edge over
-   s >= 1: no latency term, never edge-only), scored by the fixed-split measurements;
+2. a fresh device lets the service decide; the last `steady` inferences are scored as users
+   see them: every inference's latency, including any wait behind a measurement (a probe run
+   in its place, a link check on its path, the chip or the link busy measuring), as mean and
+   p50/p95/p99 against the oracle's; apart from that, the inferences run at the chosen split
+   say whether the choice itself is right, and the device time and uplink bytes spent on
+   measuring are counted against what users' inferences used. **SCIoT's rule** is applied to
+   the same learnt inputs (argmin of device + bytes / bandwidth + edge over s >= 1: no latency
+   term, never edge-only) and scored with the fixed-split measurements;
 3. step changes of link: inferences until the service's choice is right again (within 5 % of
    the new link's oracle).
-
-Measuring runs (routine or variance probes: device-only runs; link checks of a device kept
-local) are what keeps the model fresh; their cost is reported apart (`adaptive_all_ms`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import numpy as np
 from sciot_mqtt.broker import EmbeddedBroker
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.emulation import Emulation
+from sciot_mqtt.device.inference import InferenceRecord
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.models import ModelPackage
@@ -41,6 +44,15 @@ LINKS = ("5g", "wifi", "lte", "congested", "lossy")
 CHIPS = ("esp32s3:0.05", "host")
 STEPS = (("wifi", "congested"), ("congested", "wifi"), ("5g", "lte"))
 GOOD = 1.05  # a choice is right when its realized latency is within 5 % of the oracle
+# The counters of the device's summary that say what measuring cost (device/report.py).
+MEASURING = (
+    "user_uplink_bytes",
+    "measure_uplink_bytes",
+    "measure_device_ms",
+    "refreshes",
+    "refresh_device_ms",
+    "refresh_mismatches",
+)
 
 
 def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings: Any) -> Device:
@@ -54,6 +66,17 @@ def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings
     )
 
 
+def latency_figures(totals: Sequence[float]) -> dict[str, float]:
+    """Mean and p50/p95/p99 of per-inference latencies (ms)."""
+    values = np.asarray(totals, dtype=np.float64)
+    return {
+        "mean_ms": float(values.mean()),
+        "p50_ms": float(np.percentile(values, 50)),
+        "p95_ms": float(np.percentile(values, 95)),
+        "p99_ms": float(np.percentile(values, 99)),
+    }
+
+
 async def _fixed_splits(
     address: BrokerAddress,
     package: ModelPackage,
@@ -61,23 +84,31 @@ async def _fixed_splits(
     link: str,
     repeats: int,
     confirm: int,
-) -> tuple[list[float], dict[int, float]]:
+    interval: float,
+) -> tuple[list[float], dict[int, dict[str, float]]]:
     """Realized mean latency of every split point, pinned; then the best one and device-only
     again over `confirm` inferences, as many as the adaptive run is scored on."""
     images = synthetic_images(seed=1)
     name = f"fixed-{chip.replace(':', '_')}-{link}"
     device = _device(address, package, name, network=link, profile=chip)
 
-    async def mean_at(split: int, count: int) -> float:
+    async def run_at(split: int, count: int) -> list[float]:
         device.settings.split = split
         await device.infer(next(images))  # warm-up: the device's first run of this split
-        return float(np.mean([(await device.infer(next(images))).total_ms for _ in range(count)]))
+        totals = []
+        for _ in range(count):
+            totals.append((await device.infer(next(images))).total_ms)
+            if interval > 0:
+                await asyncio.sleep(interval)
+        return totals
 
     async with device:
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
-        sweep = [await mean_at(split, repeats) for split in package.split_points]
+        sweep = [float(np.mean(await run_at(split, repeats))) for split in package.split_points]
         best = int(np.argmin(sweep))
-        confirmed = {s: await mean_at(s, confirm) for s in sorted({best, package.num_ops})}
+        confirmed = {
+            s: latency_figures(await run_at(s, confirm)) for s in sorted({best, package.num_ops})
+        }
     return sweep, confirmed
 
 
@@ -94,6 +125,19 @@ def sciot_rule(cost: DeviceCostModel, edge_ms: list[float]) -> int:
     return best
 
 
+def is_measuring(record: InferenceRecord) -> bool:
+    """An inference the service made measure: a probe run in place of the chosen split, or a
+    user's inference sent over the link to check it (a device kept local by cost)."""
+    return record.reason == "probe" or (record.decision_reason or "").startswith(
+        "checking the link"
+    )
+
+
+def _measuring_counters(device: Device) -> dict[str, float]:
+    summary = device.summary()
+    return {name: float(getattr(summary, name)) for name in MEASURING}
+
+
 async def _adaptive(
     service: Service,
     address: BrokerAddress,
@@ -102,6 +146,7 @@ async def _adaptive(
     link: str,
     count: int,
     steady: int,
+    interval: float,
 ) -> dict[str, Any]:
     images = synthetic_images(seed=2)
     name = f"adaptive-{chip.replace(':', '_')}-{link}"
@@ -109,26 +154,46 @@ async def _adaptive(
     records = []
     async with device:
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
-        for _ in range(count):
+        before: dict[str, float] = {}
+        for i in range(count):
+            if i == count - steady:
+                before = _measuring_counters(device)
             records.append(await device.infer(next(images)))
+            if interval > 0:
+                await asyncio.sleep(interval)
+        # Measurements under way at the end (an echo in flight, a refresh) still count.
+        await device.settle_measurements(timeout=10)
+        after = _measuring_counters(device)
+        final = None if device.decision is None else device.decision.model_dump()
     record = service.registry.get(name)
     cost = record.cost if record is not None else None
     engine = service.engine
     assert cost is not None and engine is not None
     tail = records[-steady:]
-
-    def measuring(r: Any) -> bool:
-        return r.reason == "probe" or (r.decision_reason or "").startswith("checking the link")
-
-    chosen = [r for r in tail if not measuring(r)]
+    chosen = [r for r in tail if not is_measuring(r)]
     splits = [r.split for r in chosen]
+    spent = {k: after[k] - before.get(k, 0.0) for k in MEASURING}
+    # A link check is a user's inference sent over the link to measure it: its bytes are
+    # measuring's (the device counted them as the user's), its latency the user's.
+    checks = sum(r.sent_bytes for r in tail if is_measuring(r) and r.reason != "probe")
+    spent["user_uplink_bytes"] -= checks
+    spent["measure_uplink_bytes"] += checks
+    # The device is busy serving users (input to result) and refreshing between them.
+    busy_ms = sum(r.total_ms for r in tail) + spent["refresh_device_ms"]
+    uplink = spent["user_uplink_bytes"] + spent["measure_uplink_bytes"]
     return {
-        "mean_ms": float(np.mean([r.total_ms for r in chosen])),
-        "mean_all_ms": float(np.mean([r.total_ms for r in tail])),
+        "users": latency_figures([r.total_ms for r in tail]),
+        "chosen_ms": float(np.mean([r.total_ms for r in chosen])) if chosen else None,
         "splits": {str(s): splits.count(s) for s in sorted(set(splits))},
         "probes": sum(r.reason == "probe" for r in tail),
-        "link_checks": sum(measuring(r) and r.reason != "probe" for r in tail),
-        "final_decision": None if device.decision is None else device.decision.model_dump(),
+        "link_checks": sum(is_measuring(r) and r.reason != "probe" for r in tail),
+        "measuring": spent
+        | {
+            "busy_ms": busy_ms,
+            "device_share": spent["measure_device_ms"] / busy_ms if busy_ms else 0.0,
+            "uplink_share": spent["measure_uplink_bytes"] / uplink if uplink else 0.0,
+        },
+        "final_decision": final,
         "sciot_split": sciot_rule(cost, list(engine.profiles[package.model_id].ms)),
         "link_estimate": {"latency_ms": cost.link.latency_ms, "kbps": cost.link.kbps},
     }
@@ -143,6 +208,7 @@ async def _step(
     after: str,
     good_after: set[int],
     limit: int,
+    interval: float,
 ) -> dict[str, Any]:
     images = synthetic_images(seed=3)
     name = f"step-{chip.replace(':', '_')}-{before}-{after}"
@@ -151,15 +217,35 @@ async def _step(
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
         for _ in range(30):
             await device.infer(next(images))
+            if interval > 0:
+                await asyncio.sleep(interval)
         device.link.set_profile(after)
         trace = []
+        totals = []
         for i in range(1, limit + 1):
             record = await device.infer(next(images))
             trace.append(record.split)
+            totals.append(record.total_ms)
             decision = device.decision
             if decision is not None and decision.mode != "probe" and decision.split in good_after:
-                return {"inferences": i, "trace": trace}
-    return {"inferences": None, "trace": trace}
+                return {"inferences": i, "trace": trace, "totals_ms": totals}
+            if interval > 0:
+                await asyncio.sleep(interval)
+    return {"inferences": None, "trace": trace, "totals_ms": totals}
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    users, oracle = run["users"], run["oracle"]
+    share = run["adaptive"]["measuring"]
+    return (
+        f"{run['chip']:>14} {run['link']:>9}: users mean {users['mean_ms']:7.1f} ms "
+        f"({run['vs_oracle']['mean']:+.1%}), p95 {users['p95_ms']:7.1f} "
+        f"({run['vs_oracle']['p95']:+.1%}); oracle s={run['oracle_split']} "
+        f"{oracle['mean_ms']:7.1f} ms; chosen {run['chosen_vs_oracle']:+.1%}; "
+        f"measuring {share['device_share']:.1%} of device time, "
+        f"{share['uplink_share']:.1%} of uplink; SCIoT s={run['sciot_split']} "
+        f"{run['sciot_ms']:7.1f} ms; device-only {run['device_only']['mean_ms']:7.1f} ms"
+    )
 
 
 async def run_decisions_bench(
@@ -171,6 +257,7 @@ async def run_decisions_bench(
     repeats: int = 8,
     adaptive: int = 80,
     steady: int = 50,
+    interval: float = 0.0,
 ) -> dict[str, Any]:
     settings = ServiceSettings(_env_file=None, instance="bench", heartbeat_interval=1.0)  # type: ignore[call-arg]
     report: dict[str, Any] = {
@@ -183,8 +270,12 @@ async def run_decisions_bench(
             "repeats_per_fixed_split": repeats,
             "adaptive_inferences": adaptive,
             "steady_state_inferences": steady,
+            "interval_s": interval,
             "broker": "embedded amqtt, service in process",
-            "probe_probability": settings.probe_probability,
+            "service_settings": settings.model_dump(
+                include={"ema_alpha", "hysteresis_rel", "hysteresis_ms", "variance_window"}
+                | {"variance_cv", "measure_budget"}
+            ),
         },
         "runs": [],
         "steps": [],
@@ -197,48 +288,49 @@ async def run_decisions_bench(
             for chip in chips:
                 for link in links:
                     fixed, confirmed = await _fixed_splits(
-                        address, package, chip, link, repeats, steady
+                        address, package, chip, link, repeats, steady, interval
                     )
                     fixed_by[(chip, link)] = fixed
                     result = await _adaptive(
-                        service, address, package, chip, link, adaptive, steady
+                        service, address, package, chip, link, adaptive, steady, interval
                     )
                     oracle = int(np.argmin(fixed))
+                    best, local = confirmed[oracle], confirmed[package.num_ops]
+                    users = result["users"]
+                    sciot = result["sciot_split"]
                     run = {
                         "chip": chip,
                         "link": link,
                         "fixed_ms": fixed,
                         "oracle_split": oracle,
-                        "oracle_ms": confirmed[oracle],
-                        "device_only_ms": confirmed[package.num_ops],
-                        "adaptive_ms": result["mean_ms"],
-                        "adaptive_all_ms": result["mean_all_ms"],
-                        "vs_oracle": result["mean_ms"] / confirmed[oracle] - 1,
-                        "vs_oracle_all": result["mean_all_ms"] / confirmed[oracle] - 1,
-                        "sciot_split": result["sciot_split"],
+                        "oracle": best,
+                        "device_only": local,
+                        "users": users,
+                        "vs_oracle": {
+                            k.removesuffix("_ms"): users[k] / best[k] - 1
+                            for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")
+                        },
+                        "vs_device_only": users["mean_ms"] / local["mean_ms"] - 1,
+                        "chosen_vs_oracle": (result["chosen_ms"] or float("nan")) / best["mean_ms"]
+                        - 1,
+                        "sciot_split": sciot,
                         # The re-measured figure where there is one, so equal splits score equal.
-                        "sciot_ms": confirmed.get(
-                            result["sciot_split"], fixed[result["sciot_split"]]
-                        ),
+                        "sciot_ms": confirmed[sciot]["mean_ms"]
+                        if sciot in confirmed
+                        else fixed[sciot],
                         "adaptive": result,
                     }
                     report["runs"].append(run)
-                    print(
-                        f"{chip:>14} {link:>9}: adaptive {run['adaptive_ms']:8.1f} ms, "
-                        f"oracle s={oracle} {run['oracle_ms']:8.1f} ms "
-                        f"({run['vs_oracle']:+.1%}; "
-                        f"with measuring runs {run['vs_oracle_all']:+.1%}), "
-                        f"SCIoT s={run['sciot_split']} "
-                        f"{run['sciot_ms']:8.1f} ms, device-only {run['device_only_ms']:8.1f} ms",
-                        flush=True,
-                    )
+                    print(_run_line(run), flush=True)
             chip = chips[0]
             for before, after in STEPS:
                 after_sweep = fixed_by.get((chip, after))
-                if after_sweep is None:
+                if after_sweep is None or (chip, before) not in fixed_by:
                     continue
                 good = {s for s, t in enumerate(after_sweep) if t <= GOOD * min(after_sweep)}
-                step = await _step(service, address, package, chip, before, after, good, 40)
+                step = await _step(
+                    service, address, package, chip, before, after, good, 40, interval
+                )
                 step |= {"chip": chip, "from": before, "to": after, "good_splits": sorted(good)}
                 report["steps"].append(step)
                 print(f"step {before} -> {after}: right again after {step['inferences']}")
@@ -254,26 +346,35 @@ def plot_decisions(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     chips = sorted({r["chip"] for r in report["runs"]}, key=lambda c: c != "host")
-    fig, axes = plt.subplots(1, len(chips), figsize=(6 * len(chips), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(chips), figsize=(6.5 * len(chips), 4.5), squeeze=False)
     for ax, chip in zip(axes[0], chips, strict=True):
         runs = [r for r in report["runs"] if r["chip"] == chip]
         x = np.arange(len(runs))
         width = 0.2
-        for offset, (key, label) in enumerate(
-            [
-                ("adaptive_ms", "sciot-mqtt"),
-                ("oracle_ms", "best fixed split"),
-                ("sciot_ms", "SCIoT rule"),
-                ("device_only_ms", "device only"),
-            ]
-        ):
-            ax.bar(x + (offset - 1.5) * width, [r[key] for r in runs], width, label=label)
+        bars = [
+            ("sciot-mqtt (users, measuring included)", [r["users"] for r in runs]),
+            ("best fixed split", [r["oracle"] for r in runs]),
+            ("device only", [r["device_only"] for r in runs]),
+        ]
+        for offset, (label, figures) in enumerate(bars):
+            means = [f["mean_ms"] for f in figures]
+            # A few slow outliers can put the mean above p95: no whisker then.
+            p95 = [max(0.0, f["p95_ms"] - f["mean_ms"]) for f in figures]
+            ax.bar(
+                x + (offset - 1) * width,
+                means,
+                width,
+                yerr=[[0] * len(means), p95],
+                capsize=2,
+                label=label,
+            )
+        ax.scatter(x + 2 * width, [r["sciot_ms"] for r in runs], marker="x", label="SCIoT rule")
         ax.set_xticks(x, [r["link"] for r in runs])
         ax.set_yscale("log")
-        ax.set_ylabel("realized mean latency (ms, log)")
+        ax.set_ylabel("latency users see (ms, log): mean, whisker to p95")
         ax.set_title(f"chip {chip}")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.suptitle(
         f"Split decisions: {report['config']['model']} "
         f"({report['machine']['cpu']}, {report['machine']['cores']} cores)"

@@ -82,6 +82,7 @@ class LightDevice:
     window: int
     answer_timeout: float
     session: int = field(default_factory=lambda: random.randrange(1, 2**31))
+    instance: str | None = None  # the serving instance, from the `assign` of this session
     requests: list[_Request] = field(default_factory=list)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
     _hb_interval: float = 5.0
@@ -126,6 +127,7 @@ class LightDevice:
                 body = msgpack.unpackb(message.payload)
                 if body.get("session") == self.session:  # not a retained one of an old session
                     self._hb_interval = float(body["hb_interval_s"])
+                    self.instance = str(body["instance"])  # `infer` goes to this instance
                     self._assigned.set()
             elif topic == cmd:
                 await self._birth(mqtt)  # `rebirth` is the only command
@@ -140,7 +142,8 @@ class LightDevice:
 
     async def _lane(self, mqtt: MqttSession, stop_at: float) -> None:
         loop = asyncio.get_running_loop()
-        topic = self._topic(DeviceTopic.INFER)
+        assert self.instance is not None, "assigned before sending"
+        topic = device_topic(self.device_id, DeviceTopic.INFER, self.instance)
         while time.time() < stop_at:
             self._seq += 1
             seq = self._seq

@@ -28,12 +28,14 @@ from sciot_mqtt.protocol.accounts import (
     service_client_id,
 )
 from sciot_mqtt.protocol.messages import ALL_MESSAGES
-from sciot_mqtt.protocol.topics import NAMESPACE, DeviceTopic, ServiceTopic
+from sciot_mqtt.protocol.topics import ADDRESSED, NAMESPACE, DeviceTopic, ServiceTopic
 
 USERNAME = "%u"  # Mosquitto's substitution: a device's own id; `allowed()` substitutes the same
 INSTANCE = "{instance}"  # a service instance's own name, written out per account in the file
 # Devices follow the service's online state (topics.md); its stats are for operators.
 DEVICE_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE,)
+# The instances of a fleet follow each other's presence and load (topics.md, "Fleet").
+SERVICE_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE, ServiceTopic.STATS)
 # What `sciot-mqtt health` reads to see its instance alive and hearing.
 HEALTH_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE, ServiceTopic.STATS, ServiceTopic.PONG)
 # The instances the committed mosquitto/acl has accounts for (the default `--instance`).
@@ -69,12 +71,18 @@ def rules() -> list[Rule]:
         if isinstance(topic, DeviceTopic):
             own = f"{NAMESPACE}/dev/{USERNAME}/{topic.value}"
             every = f"{NAMESPACE}/dev/+/{topic.value}"
-            if message.PUBLISHER == "device":
+            if topic in ADDRESSED:
+                # A device may address any instance; an instance reads only what is sent to it.
+                out.append(Rule(Role.DEVICE, Access.WRITE, f"{own}/+", f"{name}, as itself"))
+                out.append(Rule(Role.SERVICE, Access.READ, f"{every}/{INSTANCE}", f"{name}, to it"))
+            elif message.PUBLISHER == "device":
                 out.append(Rule(Role.DEVICE, Access.WRITE, own, f"{name}, as itself"))
                 out.append(Rule(Role.SERVICE, Access.READ, every, name))
             else:
-                out.append(Rule(Role.DEVICE, Access.READ, own, f"{name}, its own"))
-                # Read too: the service rebuilds its decisions from its own retained messages.
+                if message.DEVICE_READS:
+                    out.append(Rule(Role.DEVICE, Access.READ, own, f"{name}, its own"))
+                # Read too: the instances rebuild their decisions from the retained messages
+                # and follow each other's (topics.md, "Fleet").
                 out.append(Rule(Role.SERVICE, Access.READWRITE, every, name))
         else:
             mine = f"{NAMESPACE}/service/{INSTANCE}/{topic.value}"
@@ -83,6 +91,7 @@ def rules() -> list[Rule]:
             out.append(Rule(Role.SERVICE, Access.READWRITE, mine, f"{name}, its own"))
             if topic in DEVICE_READABLE_SERVICE_TOPICS:
                 out.append(Rule(Role.DEVICE, Access.READ, every, name))
+            if topic in SERVICE_READABLE_SERVICE_TOPICS:
                 out.append(Rule(Role.SERVICE, Access.READ, every, f"{name} of every instance"))
             if topic in HEALTH_READABLE_SERVICE_TOPICS:
                 out.append(Rule(Role.HEALTH, Access.READ, mine, f"{name}, its instance's"))

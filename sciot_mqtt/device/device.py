@@ -154,7 +154,10 @@ class Device:
 
     @property
     def service_online(self) -> bool:
-        return self._services.any_online
+        """Whether the instance serving it (its assignment's) is online (topics.md, "Device
+        modes"): another instance of a fleet being up does not serve this device."""
+        assignment = self.assignment
+        return assignment is not None and self._services.is_online(assignment.instance)
 
     @property
     def hb_interval(self) -> float:
@@ -211,6 +214,8 @@ class Device:
     async def stop(self) -> None:
         """Leave cleanly: retained `online: false`, then disconnect."""
         await self._supervisor.stop()
+        if self._inference is not None:
+            await self._inference.close()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None
@@ -222,6 +227,8 @@ class Device:
         if self._mqtt is not None:
             self._mqtt.sever()
         await self._supervisor.kill()
+        if self._inference is not None:
+            await self._inference.close()
         if self._compute is not None and self._compute is not self._shared_compute:
             self._compute.close()
         self._compute = None
@@ -372,12 +379,23 @@ class Device:
         address = parse_topic(message.topic)
         if isinstance(address, ServiceAddress):
             if address.kind is ServiceTopic.STATE:
+                serving = self.assignment.instance if self.assignment else None
                 if not message.payload:
                     self._services.cleared(address.instance)
-                elif self._services.on_state(
-                    address.instance, ServiceState.decode(message.payload)
-                ):
-                    self._assign_live = False  # until it answers a birth (it asks for one)
+                    state = None
+                else:
+                    state = ServiceState.decode(message.payload)
+                    if self._services.on_state(address.instance, state) and (
+                        address.instance == serving
+                    ):
+                        # Its instance (re)started: until it answers a birth (it asks for one).
+                        self._assign_live = False
+                if (state is None or not state.online) and self._inference is not None:
+                    # Requests sent to an instance that is gone finish locally now, also
+                    # those sent before a handover to another instance.
+                    self._inference.abandon_offloads(
+                        "service unavailable", instance=address.instance
+                    )
             return
         if not isinstance(address, DeviceAddress) or address.device_id != self.device_id:
             return
@@ -445,6 +463,11 @@ class Device:
     async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
         """One inference: split as planned, offload, and finish locally if the edge fails."""
         return await self._runner_or_fail().infer(image, verify=verify)
+
+    async def settle_measurements(self, timeout: float) -> None:
+        """Wait (up to `timeout` s) for measurements under way to end (benchmarks)."""
+        if self._inference is not None:
+            await self._inference.settle(timeout)
 
     def plan(self, package: ModelPackage) -> tuple[int, str, SplitDecision | None]:
         """The split for the next inference, why, and the decision followed (N: local)."""

@@ -3,12 +3,20 @@
 The device's lifecycle (`device.py`) says whether it may offload and what the service
 decided; this module does the work of an inference with that, on the device's compute
 threads, through its emulated chip and link, and accounts for every `infer` it publishes.
+
+A probe asked for while the device offloads is answered off the critical path: the user's
+inference runs at its split, then the operators it did not run are timed one at a time while
+the chip is idle, giving way to users' inferences between operators (topics.md, rule 1).
+An offload the service itself predicts slower than this device's own device-only time is a
+link check: the request goes out beside a local run, which serves the user; its round trip
+is measured and reported as any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,6 +105,7 @@ class DeviceState(Protocol):
 
 
 _Reply = tuple[InferResult | ErrorReport, int]
+log = logging.getLogger(__name__)
 
 
 class InferenceRunner:
@@ -123,8 +132,14 @@ class InferenceRunner:
         self.summary = summary
         self._seq = 0
         self._pending: dict[int, asyncio.Future[_Reply]] = {}
+        self._pending_to: dict[int, str] = {}  # the instance each request was sent to
         self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
-        self._probed: int | None = None  # decision number of the probe already run
+        self._probed: int | None = None  # decision number of the probe already answered
+        # The chip computes one thing at a time: users' heads and tails, and refresh ops.
+        self._chip = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None  # a probe answered beside inferences
+        self._checks: set[asyncio.Task[None]] = set()  # link checks sent beside local runs
+        self._local_ms: float | None = None  # EMA of this device's device-only compute time
 
     # --- replies from the service (called by the device's receive loop) ---------------
 
@@ -138,9 +153,12 @@ class InferenceRunner:
         if report.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
             waiting.set_result((report, nbytes))
 
-    def abandon_offloads(self, why: str) -> None:
-        """The device stopped offloading: requests in flight finish locally now."""
-        for future in self._pending.values():
+    def abandon_offloads(self, why: str, *, instance: str | None = None) -> None:
+        """The device stopped offloading, or `instance` went away: requests in flight (to
+        it) finish locally now."""
+        for seq, future in self._pending.items():
+            if instance is not None and self._pending_to.get(seq) != instance:
+                continue
             if not future.done():
                 future.set_exception(_Fallback(why))
 
@@ -167,14 +185,73 @@ class InferenceRunner:
             return min(self.settings.split, n), "pinned", None
         decision = self.device.decision
         if decision is not None and decision.mode == "probe":
-            if decision.decision != self._probed:
+            followed = self.device.followed_decision
+            if decision.decision != self._probed and not _offloads(followed, package):
+                # Run locally anyway: that run is the probe, at no extra cost.
                 return n, "probe", decision
-            decision = self.device.followed_decision  # one probe per probe decision
+            decision = followed  # offloading: the probe is answered beside (`infer`)
         if decision is None or decision.model != package.model_id:
             return n, "local", None
         if decision.mode == "local" or decision.split >= n:
             return n, "local", decision
         return decision.split, "decision", decision
+
+    def _probe_to_refresh(self, package: ModelPackage, split: int) -> SplitDecision | None:
+        """The probe to answer beside an inference offloaded at `split`, if one is due."""
+        decision = self.device.decision
+        if (
+            decision is None
+            or decision.mode != "probe"
+            or decision.decision == self._probed
+            or decision.model != package.model_id
+            or split >= package.num_ops
+            or self._refresh is not None
+        ):
+            return None
+        return decision
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (up to `timeout` s) for a refresh or link checks under way to end."""
+        tasks = {*self._checks, *([self._refresh] if self._refresh else [])}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def close(self) -> None:
+        """Stop measurements under way (the device is leaving)."""
+        tasks = {*self._checks, *([self._refresh] if self._refresh else [])}
+        self._refresh = None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _observe_local(self, compute_ms: float) -> None:
+        last = self._local_ms
+        self._local_ms = compute_ms if last is None else last + 0.2 * (compute_ms - last)
+
+    def _is_link_check(self, followed: SplitDecision | None) -> bool:
+        """An offload predicted slower than running everything here only measures the link:
+        the user need not wait for it."""
+        return (
+            followed is not None
+            and followed.predicted_ms is not None
+            and self._local_ms is not None
+            and followed.predicted_ms > self._local_ms
+        )
+
+    async def _check_link(
+        self,
+        package: ModelPackage,
+        seq: int,
+        split: int,
+        followed: SplitDecision | None,
+        tensors: dict[str, np.ndarray],
+        device_ms: list[float],
+    ) -> None:
+        """Offload inference `seq` for its round trip only (reported with the next message)."""
+        with contextlib.suppress(_Fallback):
+            await self._offload(package, seq, split, followed, tensors, device_ms, measuring=True)
 
     # --- running --------------------------------------------------------------------------
 
@@ -185,11 +262,13 @@ class InferenceRunner:
         seq = self._seq
         self._seq = (self._seq + 1) & U32_MAX
         split, reason, followed = self.plan(package)
+        planned = reason  # "pinned" by the device's own setting: probes are not for it
         if reason == "probe" and followed is not None:
             self._probed = followed.decision
-        started = time.perf_counter()
+        started = time.perf_counter()  # a wait for the chip (a refresh op) is the user's
         emulator = self.compute_emulator(package)
-        tensors, op_seconds = await self._run_head(package, emulator, split, x)
+        async with self._chip:
+            tensors, op_seconds = await self._run_head(package, emulator, split, x)
         device_ms = [t * 1000 for t in op_seconds]
         sent = 0
         rtt_ms = None
@@ -198,7 +277,22 @@ class InferenceRunner:
         if split == package.num_ops:
             output = tensors[package.output.name]
             path = "local"
+            self._observe_local(sum(device_ms))
             await self._publish_timings(package, seq, reason, device_ms)
+        elif planned == "decision" and self._is_link_check(followed):
+            # One check at a time: the decision stays until the service sees the request.
+            reason = "link check in flight"
+            if not self._checks:
+                check = asyncio.create_task(
+                    self._check_link(package, seq, split, followed, tensors, device_ms),
+                    name=f"link-check-{self.device.device_id}",
+                )
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+                reason = "link check beside"
+            async with self._chip:
+                output = await self._run_tail(package, emulator, split, tensors)
+            path = "local"
         else:
             try:
                 output, sent, reply, rtt_ms = await self._offload(
@@ -206,7 +300,8 @@ class InferenceRunner:
                 )
                 path, reason = "offload", "answered"
             except _Fallback as why:
-                output = await self._run_tail(package, emulator, split, tensors)
+                async with self._chip:
+                    output = await self._run_tail(package, emulator, split, tensors)
                 path, reason = "fallback", str(why)
                 if reason == "timeout":
                     await self.device.service_unresponsive()
@@ -217,6 +312,14 @@ class InferenceRunner:
             whole = await self.compute.run(lambda: self.compute.runner(package).run_whole(x))
             matches = bool(np.asarray(whole).tobytes() == output.tobytes())
         self._count(path, reason)
+        refresh = path == "offload" and planned == "decision"
+        probe = self._probe_to_refresh(package, split) if refresh else None
+        if probe is not None:
+            self._probed = probe.decision
+            self._refresh = asyncio.create_task(
+                self._refresh_tail(package, emulator, seq, split, tensors, device_ms, output),
+                name=f"refresh-{self.device.device_id}",
+            )
         return InferenceRecord(
             seq=seq,
             split=split,
@@ -273,6 +376,43 @@ class InferenceRunner:
         await self._emulate_wait(target, measured)
         return output
 
+    # --- refreshing operator times beside inferences ------------------------------------
+
+    async def _refresh_tail(
+        self,
+        package: ModelPackage,
+        emulator: ComputeEmulator,
+        seq: int,
+        split: int,
+        tensors: dict[str, np.ndarray],
+        head_ms: list[float],
+        expected: np.ndarray,
+    ) -> None:
+        """Time ops [split, N) of inference `seq` from its boundary tensors, one op per turn
+        of the chip, check the output against the service's result, report as a probe."""
+        try:
+            live, tail_ms = tensors, []
+            compute = self.compute
+            for i in range(split, package.num_ops):
+                async with self._chip:  # a user's inference waiting goes first (FIFO)
+                    live, measured = await compute.run(
+                        lambda i=i, live=live: compute.runner(package).run_op(i, live)
+                    )
+                    target = emulator.op_seconds(i, measured)
+                    await self._emulate_wait(target, measured)
+                tail_ms.append(target * 1000)
+            summary = self.summary
+            summary.refreshes += 1
+            summary.refresh_device_ms += sum(tail_ms)
+            summary.measure_device_ms += sum(tail_ms)
+            if np.asarray(live[package.output.name]).tobytes() != expected.tobytes():
+                summary.refresh_mismatches += 1
+                log.warning("refresh of inference %d: output differs from the service's", seq)
+            await self._publish_timings(package, seq, "probe", head_ms + tail_ms, refresh=True)
+        finally:
+            if self._refresh is asyncio.current_task():
+                self._refresh = None
+
     def _count(self, path: InferencePath, reason: str) -> None:
         summary = self.summary
         summary.inferences += 1
@@ -299,9 +439,12 @@ class InferenceRunner:
         followed: SplitDecision | None,
         tensors: dict[str, np.ndarray],
         device_ms: list[float],
+        *,
+        measuring: bool = False,
     ) -> tuple[np.ndarray, int, InferResult, float]:
         mqtt = self.device.mqtt
-        if mqtt is None or self.device.assignment is None:
+        assignment = self.device.assignment
+        if mqtt is None or assignment is None:
             raise _Fallback("disconnected")
         if self.device.mode != "offload":
             # The service went away while the head ran: nobody would fail this request's
@@ -321,13 +464,19 @@ class InferenceRunner:
             rtt_seq=rtt_seq,
         )
         payload = request.encode()
+        if measuring:
+            self.summary.measure_uplink_bytes += len(payload)
+        else:
+            self.summary.user_uplink_bytes += len(payload)
         future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
+        # The instance serving the device now: the request goes to it alone (topics.md, "Fleet").
+        self._pending_to[seq] = assignment.instance
         sent_at = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.result_timeout):
                 await self.link.uplink(len(payload))
-                await self._publish_request(mqtt, payload, future)
+                await self._publish_request(mqtt, payload, future, assignment.instance)
                 reply, reply_bytes = await future
                 await self.link.downlink(reply_bytes)
         except TimeoutError:
@@ -336,6 +485,7 @@ class InferenceRunner:
             raise _Fallback("disconnected") from None
         finally:
             self._pending.pop(seq, None)
+            self._pending_to.pop(seq, None)
         if isinstance(reply, ErrorReport):
             raise _Fallback(f"error:{reply.code.value}")
         rtt = (time.perf_counter() - sent_at) * 1000
@@ -347,7 +497,7 @@ class InferenceRunner:
         return output, len(payload), reply, rtt
 
     async def _publish_request(
-        self, mqtt: MqttSession, payload: bytes, future: asyncio.Future[_Reply]
+        self, mqtt: MqttSession, payload: bytes, future: asyncio.Future[_Reply], instance: str
     ) -> None:
         """Publish an `infer` (QoS 1), giving up as soon as the device falls back.
 
@@ -355,7 +505,7 @@ class InferenceRunner:
         inference until the client's own timeout instead of finishing it locally at once.
         """
         self.summary.requests_sent += 1
-        topic = device_topic(self.device.device_id, DeviceTopic.INFER)
+        topic = device_topic(self.device.device_id, DeviceTopic.INFER, instance)
         publishing = asyncio.ensure_future(mqtt.publish(topic, payload, qos=1))
         try:
             waits: set[asyncio.Future[Any]] = {publishing, future}
@@ -374,11 +524,15 @@ class InferenceRunner:
         seq: int,
         reason: str,
         device_ms: list[float],
+        *,
+        refresh: bool = False,
     ) -> None:
         mqtt = self.device.mqtt
-        if mqtt is None:
-            return
-        rtt_ms, rtt_seq = self._take_rtt()
+        assignment = self.device.assignment
+        if mqtt is None or assignment is None:
+            return  # no instance serves it: nobody to tell
+        # A refresh leaves the round trip to the next inference's message.
+        rtt_ms, rtt_seq = (None, None) if refresh else self._take_rtt()
         timings = LocalTimings(
             seq=seq,
             session=self.device.session,
@@ -388,7 +542,24 @@ class InferenceRunner:
             rtt_ms=rtt_ms,
             rtt_seq=rtt_seq,
         )
+        payload = timings.encode()
+        if refresh:
+            self.summary.measure_uplink_bytes += len(payload)
+        else:
+            # A probe run in place is a local run the user needed anyway (`plan`).
+            self.summary.user_uplink_bytes += len(payload)
         with contextlib.suppress(ConnectionLostError):
             await mqtt.publish(
-                device_topic(self.device.device_id, DeviceTopic.TIMINGS), timings.encode(), qos=1
+                device_topic(self.device.device_id, DeviceTopic.TIMINGS, assignment.instance),
+                payload,
+                qos=1,
             )
+
+
+def _offloads(decision: SplitDecision | None, package: ModelPackage) -> bool:
+    return (
+        decision is not None
+        and decision.model == package.model_id
+        and decision.mode == "offload"
+        and decision.split < package.num_ops
+    )

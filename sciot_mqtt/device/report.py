@@ -41,6 +41,15 @@ class DeviceSummary:
     # Accounting of offloads: every `infer` published ends as answered or finished locally.
     requests_sent: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
+    # What measuring cost, apart from what users' inferences cost: payload bytes sent up
+    # (`infer` and `timings` of users' inferences; probe reports) and device compute (probe
+    # runs in place of an inference, refreshes beside them).
+    user_uplink_bytes: int = 0
+    measure_uplink_bytes: int = 0
+    measure_device_ms: float = 0.0
+    refreshes: int = 0  # probes answered off the critical path (operator times refreshed)
+    refresh_device_ms: float = 0.0  # device time they took, between users' inferences
+    refresh_mismatches: int = 0  # refreshes whose output differed from the service's result
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

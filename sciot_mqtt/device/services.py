@@ -16,6 +16,10 @@ class ServiceWatch:
     def any_online(self) -> bool:
         return any(self._online.values())
 
+    def is_online(self, instance: str) -> bool:
+        """Whether `instance` said it is online on this connection (its retained state)."""
+        return self._online.get(instance, False)
+
     def new_connection(self) -> None:
         """Forget who was online: the broker tells again (retained) on subscribing."""
         self._online.clear()

@@ -115,6 +115,23 @@ class SegmentRunner:
             live = {k: v for k, v in live.items() if k in keep}
         return {t.name: live[t.index] for t in pkg.boundaries[s].tensors}, op_seconds
 
+    def run_op(
+        self, i: int, tensors: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """Op ``i`` alone, from the tensors live at ``i``; the tensors live at ``i + 1`` and
+        its invoke time (a device timing the rest of a model one op at a time)."""
+        pkg = self.package
+        if not 0 <= i < pkg.num_ops:
+            raise ModelError(f"op {i} outside 0..{pkg.num_ops - 1}")
+        boundary = pkg.boundaries[i]
+        missing = [t.name for t in boundary.tensors if t.name not in tensors]
+        if missing:
+            raise ModelError(f"op {i}: missing tensors {missing}")
+        live = {t.index: t.check(tensors[t.name]) for t in boundary.tensors}
+        outs, seconds = self._op_segment(i).run(live)
+        live.update(outs)
+        return {t.name: live[t.index] for t in pkg.boundaries[i + 1].tensors}, seconds
+
     def run_tail_outputs(self, s: int, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Ops ``[s, N)`` fused, from the tensors live at ``s``; every graph output by name."""
         pkg = self.package

@@ -31,6 +31,7 @@ from sciot_mqtt.protocol.messages import (
     Strict,
 )
 from sciot_mqtt.protocol.topics import (
+    ADDRESSED,
     DEVICE_ID_MAX_LEN,
     NAMESPACE,
     PROTOCOL_VERSION,
@@ -145,6 +146,8 @@ def _model_block(model: type[BaseModel], lines: list[str]) -> None:
         lines.append(f"#define SCIOT_{name}_QOS {model.QOS}")  # type: ignore[attr-defined]
         lines.append(f"#define SCIOT_{name}_RETAIN {int(model.RETAIN)}")  # type: ignore[attr-defined]
         lines.append(f"#define SCIOT_{name}_MAX_BYTES {model.MAX_BYTES}u")  # type: ignore[attr-defined]
+        # 1: its topic goes on with /{instance}, the instance the device's `assign` names.
+        lines.append(f"#define SCIOT_{name}_ADDRESSED {int(topic in ADDRESSED)}")
     entries = []
     for field_name, field in model.model_fields.items():
         key = field.alias or field_name

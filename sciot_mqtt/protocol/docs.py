@@ -13,7 +13,7 @@ from typing import Any
 
 from sciot_mqtt.errors import ErrorCode
 from sciot_mqtt.protocol.messages import ALL_MESSAGES, Message
-from sciot_mqtt.protocol.topics import NAMESPACE, DeviceTopic
+from sciot_mqtt.protocol.topics import ADDRESSED, NAMESPACE, DeviceTopic
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (python -m sciot_mqtt.protocol.docs --write topics.md) -->"
 END = "<!-- END GENERATED: {name} -->"
@@ -21,7 +21,8 @@ END = "<!-- END GENERATED: {name} -->"
 
 def _topic_pattern(message: type[Message]) -> str:
     if isinstance(message.TOPIC, DeviceTopic):
-        return f"`{NAMESPACE}/dev/{{id}}/{message.TOPIC.value}`"
+        to = "/{instance}" if message.TOPIC in ADDRESSED else ""
+        return f"`{NAMESPACE}/dev/{{id}}/{message.TOPIC.value}{to}`"
     return f"`{NAMESPACE}/service/{{instance}}/{message.TOPIC.value}`"
 
 

@@ -44,6 +44,10 @@ _DECODING = {"decoding": True}
 """Validation context of `Message.decode`: what arrives from the wire, never adjusted."""
 
 Publisher = Literal["device", "service", "health"]
+Tier = Literal["edge", "cloud"]
+"""Where a service instance runs, for the `tiered` placement (topics.md, "Fleet")."""
+Placement = Literal["hash", "least-loaded", "tiered"]
+"""How a fleet of instances places devices (topics.md, "Fleet")."""
 DeviceMode = Literal["offload", "local"]
 """What a device does now (its heartbeat says it): send tensors, or run everything itself."""
 SplitMode = Literal["offload", "local", "probe"]
@@ -66,6 +70,9 @@ class Message(Strict):
     QOS: ClassVar[int] = 1
     RETAIN: ClassVar[bool] = False
     MAX_BYTES: ClassVar[int] = CONTROL_MAX_BYTES
+    # Whether a device may read it, on a device topic from the service: false for what
+    # service instances keep for each other (the access rules follow it).
+    DEVICE_READS: ClassVar[bool] = True
 
     def encode(self) -> bytes:
         packed: bytes = msgpack.packb(
@@ -125,6 +132,20 @@ class ServiceState(Message):
     )
     version: ShortText | None = Field(default=None, description="software version")
     protocol: int = Field(default=PROTOCOL_VERSION, description="protocol version it speaks")
+    capacity: float | None = Field(
+        default=None, gt=0, le=1e6, description="its weight in the fleet's placement (1 if absent)"
+    )
+    tier: Tier | None = Field(default=None, description="edge or cloud (edge if absent)")
+    placement: Placement | None = Field(
+        default=None, description="the placement policy it follows (hash if absent)"
+    )
+    models: list[ModelId] | None = Field(
+        default=None, max_length=64, description="the models it serves, preferred first"
+    )
+    draining: bool | None = Field(
+        default=None,
+        description="true while it hands its devices over before stopping; it still serves",
+    )
 
 
 class DeviceCounts(Strict):
@@ -154,6 +175,15 @@ class InferenceCounts(Strict):
     running: int = Field(ge=0, description="accepted and still computing")
 
 
+class ServiceLoad(Strict):
+    """How busy an instance is, for the fleet's placement."""
+
+    queue: float = Field(
+        ge=0, le=1e9, description="inferences accepted and not answered, mean over the interval"
+    )
+    served: int = Field(ge=0, description="devices it serves, online now")
+
+
 class ServiceStats(Message):
     """Published every stats interval."""
 
@@ -171,6 +201,7 @@ class ServiceStats(Message):
     inference: InferenceCounts | None = Field(
         default=None, description="every `infer` since start: received = the other five summed"
     )
+    load: ServiceLoad | None = Field(default=None, description="its load, for the fleet")
 
 
 class Ping(Message):
@@ -203,7 +234,7 @@ class Birth(Message):
     TOPIC = DeviceTopic.BIRTH
     PUBLISHER = "device"
 
-    protocol: int = Field(description="protocol version the device speaks (2)")
+    protocol: int = Field(description="protocol version the device speaks (3)")
     session: U32 = Field(description="session counter of this connection, also in its will")
     kind: ShortText = Field(description='device kind, e.g. "python", "esp32s3"')
     models: list[ModelId] = Field(
@@ -337,7 +368,9 @@ class Assign(Message):
     session: U32 = Field(description="the birth session this answers")
     hb_interval_s: float = Field(gt=0, le=3600, description="heartbeat interval (s)")
     max_payload: int = Field(ge=256, description="largest payload (bytes) the service accepts")
-    instance: ShortText = Field(description="the service instance that assigned it")
+    instance: ShortText = Field(
+        description="the service instance serving the device: `infer` and `timings` go to it"
+    )
 
 
 class SplitDecision(Message):
@@ -393,6 +426,36 @@ class ErrorReport(Message):
     seq: int | None = Field(default=None, description="its sequence number, when it had one")
 
 
+# --- service -> service ---------------------------------------------------------------------
+
+
+class DeviceSnapshot(Message):
+    """What the serving instance learnt of a device: its successor starts from it.
+
+    Retained; published when it changes materially, not per inference. Only service
+    instances read it (topics.md, "Fleet")."""
+
+    TOPIC = DeviceTopic.SNAPSHOT
+    PUBLISHER = "service"
+    RETAIN = True
+    MAX_BYTES = 65536
+    DEVICE_READS = False
+
+    instance: ShortText = Field(description="the instance that learnt it")
+    session: U32 = Field(description="the device's birth session when it was taken")
+    kind: ShortText = Field(description="the device kind of that birth (a new kind starts over)")
+    model: ModelId = Field(description="the model the times are for")
+    device_ms: list[DurationMs] | None = Field(
+        default=None,
+        max_length=65535,
+        description="moving average of each operator's time on the device (ms); absent "
+        "until every operator was timed",
+    )
+    link_ms: DurationMs = Field(description="fitted link latency (ms)")
+    link_ms_per_byte: float = Field(ge=0, le=1e3, description="fitted link cost per byte (ms)")
+    link_samples: int = Field(ge=0, description="round trips the link fit has seen")
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     ServiceState,
     ServiceStats,
@@ -408,4 +471,5 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     InferResult,
     Command,
     ErrorReport,
+    DeviceSnapshot,
 )

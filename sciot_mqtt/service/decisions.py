@@ -8,17 +8,24 @@ Predicted latency of split point s (the device runs operators [0, s)):
 Device times are EMAs of what the device reports per operator; edge times are the service's
 own (calibrated, then EMA of measured tails); the link is fitted from round trips the device
 measures itself (no clock is shared), net of the service's own time for that request.
+What to measure, and when, is `measuring.py`'s: only what could change the decision, within a
+budget.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sciot_mqtt.protocol import SplitMode
+from sciot_mqtt.service.measuring import (
+    MeasureBudget,
+    link_check_could_matter,
+    refresh_could_matter,
+    switch_margin,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +36,8 @@ class DecisionSettings:
     window: int = 10  # per-operator samples kept for the variance test
     cv_threshold: float = 0.15  # coefficient of variation that marks an operator unstable
     min_sd_ms: float = 0.1  # ...if its spread is also this large: sub-0.1 ms jitter moves nothing
-    probe_probability: float = 0.05  # random device-only runs, so device times never go stale
+    measure_budget: float = 0.1  # share of the device's inference time measuring may cost
     link_window: int = 20  # round-trip samples the link fit uses
-    explore_every: int = 6  # local by cost: try the best offloading split once per this many
     prior_latency_ms: float = 5.0  # link guesses until the device has reported round trips
     prior_kbps: float = 10_000.0
 
@@ -207,20 +213,20 @@ class DeviceCostModel:
         n_ops: int,
         bytes_at: Sequence[int],
         settings: DecisionSettings,
-        rng: random.Random | None = None,
     ) -> None:
         self.n_ops = n_ops
         self.bytes_at = list(bytes_at)
         self.settings = settings
         self.device = OperatorTimes(n_ops, settings.alpha, settings.window)
         self.link = LinkEstimate(settings)
+        # The best link fitted so far (latency ms, ms per byte): it may come back.
+        self.best_link: tuple[float, float] | None = None
         self.current: Decision | None = None
         self.last_curve: list[float] | None = None
-        self._rng = rng or random.Random()
+        self.budget = MeasureBudget(settings.measure_budget)
         self._sent: dict[int, _Sent] = {}
         self._since_variance_probe = settings.window
         self._probe_wait = 0
-        self._local_streak = 0
         self._exploring = 0  # decisions left to wait for the exploring request
         self._reason: str | None = None  # why the current split was chosen
 
@@ -231,6 +237,7 @@ class DeviceCostModel:
         self._exploring = 0
         self._remember(seq, nbytes)
         self._since_variance_probe += 1
+        self._earn(split)
 
     def on_result(self, seq: int, nbytes: int, service_ms: float) -> None:
         sent = self._sent.get(seq)
@@ -243,12 +250,24 @@ class DeviceCostModel:
         sent = self._sent.pop(seq, None)
         if sent is None or sent.service_ms is None:
             return
-        self.link.observe(sent.nbytes, rtt_ms - sent.service_ms)
+        link = self.link
+        link.observe(sent.nbytes, rtt_ms - sent.service_ms)
+        best = self.best_link
+        if best is None or link.predict(self.bytes_at[0]) < best[0] + self.bytes_at[0] * best[1]:
+            self.best_link = (link.latency_ms, link.ms_per_byte)
 
     def on_local_run(self, device_ms: Sequence[float], *, probe: bool = False) -> None:
         if len(device_ms) == self.n_ops:
             self.device.observe(device_ms, 0, refresh=probe)
             self._since_variance_probe += 1
+            if not probe:
+                self._earn(self.n_ops)
+
+    def _earn(self, split: int) -> None:
+        """A user's inference ran at `split`: measuring earns its share of the time it took."""
+        curve = self.last_curve
+        if curve is not None and 0 <= split < len(curve):
+            self.budget.earn(curve[split])
 
     def _remember(self, seq: int, nbytes: int) -> None:
         self._sent[seq] = _Sent(nbytes)
@@ -288,31 +307,19 @@ class DeviceCostModel:
             queue_ms=queue_ms,
         )
         self.last_curve = curve
+        split, changed = with_hysteresis(curve, self.bytes_at, self._last_split, self.settings)
         # Right after a probe no new one: never two in a row.
         if not after_probe and (previous is None or previous.mode != "probe"):
-            unstable = self.device.unstable(self.settings.cv_threshold, self.settings.min_sd_ms)
-            if unstable and self._since_variance_probe >= self.settings.window:
-                self._since_variance_probe = 0
-                ops = ",".join(str(i) for i in sorted(unstable)[:6])
-                return self._set(Decision(self.n_ops, "probe", None, f"unstable ops {ops}"))
-            if self._rng.random() < self.settings.probe_probability:
-                return self._set(Decision(self.n_ops, "probe", None, "routine probe"))
-        split, changed = with_hysteresis(curve, self.bytes_at, self._last_split, self.settings)
+            probe = self._refresh_if_worth_it(curve, split)
+            if probe is not None:
+                return self._set(probe)
         mode: SplitMode = "local" if split == self.n_ops else "offload"
         if mode == "local" and self.n_ops > 0:
-            # A link is only measured by using it: now and then try the best offloading split,
-            # so a link that got better is noticed. Its round trip arrives with the next run.
-            self._local_streak += 1
-            if self._local_streak > self.settings.explore_every:
-                self._local_streak = 0
+            check = self._link_check_if_worth_it(curve)
+            if check is not None:
                 self._exploring = 3
-                offload = best_split(curve[: self.n_ops], self.bytes_at[: self.n_ops])
-                self.current = Decision(
-                    offload, "offload", curve[offload], "checking the link (device only so far)"
-                )
-                return self.current
-        else:
-            self._local_streak = 0
+                self.current = check
+                return check
         if changed or self._reason is None:
             where = "device only" if mode == "local" else ("edge only" if split == 0 else "split")
             self._reason = (
@@ -322,6 +329,46 @@ class DeviceCostModel:
         return self._set(Decision(split, mode, curve[split], self._reason))
 
     _last_split: int | None = None
+
+    def _refresh_if_worth_it(self, curve: Sequence[float], split: int) -> Decision | None:
+        """A probe, when the operators `split` does not run could change the decision if
+        plausibly faster, and the budget pays their device time; at most one per variance
+        window of inferences. Unstable operators among them are named in the reason."""
+        if split >= self.n_ops:
+            return None  # a local device times every operator with every run
+        times = self.device.values()
+        margin = switch_margin(curve[split], self.settings.rel_margin, self.settings.abs_margin_ms)
+        if not refresh_could_matter(curve, times, split, margin):
+            return None
+        unstable = self.device.unstable(self.settings.cv_threshold, self.settings.min_sd_ms)
+        unstable = {i for i in unstable if i >= split}  # ops [0, split) come with each request
+        if self._since_variance_probe < self.settings.window:
+            return None
+        if not self.budget.try_spend(sum(times[split:])):
+            return None
+        self._since_variance_probe = 0
+        if unstable:
+            ops = ",".join(str(i) for i in sorted(unstable)[:6])
+            return Decision(self.n_ops, "probe", None, f"unstable ops {ops}")
+        return Decision(self.n_ops, "probe", None, f"refreshing ops {split}..{self.n_ops - 1}")
+
+    def _link_check_if_worth_it(self, curve: Sequence[float]) -> Decision | None:
+        """Local by cost, the link is not measured: check it by offloading once at the best
+        offloading split when a plausibly better link (four times better, or as good as the
+        best seen) would win and the budget pays what the user's inference may lose by it."""
+        n = self.n_ops
+        margin = switch_margin(curve[n], self.settings.rel_margin, self.settings.abs_margin_ms)
+        link = self.link
+        if not link_check_could_matter(
+            curve, self.bytes_at, link.latency_ms, link.ms_per_byte, margin, self.best_link
+        ):
+            return None
+        offload = best_split(curve[:n], self.bytes_at[:n])
+        if not self.budget.try_spend(curve[offload] - curve[n]):
+            return None
+        return Decision(
+            offload, "offload", curve[offload], "checking the link (device only so far)"
+        )
 
     def _set(self, decision: Decision) -> Decision:
         if decision.mode != "probe":

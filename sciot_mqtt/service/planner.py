@@ -27,8 +27,7 @@ def decision_settings(settings: ServiceSettings) -> DecisionSettings:
         abs_margin_ms=settings.hysteresis_ms,
         window=settings.variance_window,
         cv_threshold=settings.variance_cv,
-        probe_probability=settings.probe_probability,
-        explore_every=settings.explore_every,
+        measure_budget=settings.measure_budget,
     )
 
 

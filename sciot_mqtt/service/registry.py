@@ -57,6 +57,13 @@ class DeviceRecord:
     decision: SplitDecision | None = None  # the last `split` published (or recovered)
     cost: DeviceCostModel | None = None  # what is learnt of its timing, for `model`
     recent: RecentRequests = field(default_factory=RecentRequests)  # QoS 1 redeliveries
+    # Another instance of the fleet serves it now: kept a while only to answer requests
+    # already sent here, never decided for, counted or watched.
+    released_at: float | None = None
+
+    @property
+    def released(self) -> bool:
+        return self.released_at is not None
 
     @property
     def registered(self) -> bool:
@@ -92,6 +99,7 @@ class Registry:
     offline_grace: float = 15.0
     max_devices: int = 10_000  # records held at most: births beyond are refused
     evict_after: float = 3600.0  # seconds offline before a record is dropped
+    release_grace: float = 30.0  # seconds a released record answers stragglers
     clock: Callable[[], float] = time.monotonic
     evicted: int = 0  # records dropped so far, to make room or after `evict_after`
     _devices: dict[str, DeviceRecord] = field(default_factory=dict)
@@ -108,7 +116,8 @@ class Registry:
     def counts(self) -> DeviceCounts:
         tally = {p: 0 for p in Presence}
         for record in self._devices.values():
-            tally[record.presence] += 1
+            if not record.released:
+                tally[record.presence] += 1
         return DeviceCounts(
             online=tally[Presence.ONLINE],
             stale=tally[Presence.STALE],
@@ -144,6 +153,7 @@ class Registry:
                 )
         record.session = birth.session
         record.offline_since = None
+        record.released_at = None
         record.birth = birth
         record.model = model
         record.presence = Presence.ONLINE
@@ -232,6 +242,23 @@ class Registry:
         self._devices[device_id] = record
         return record
 
+    def release(self, device_id: str) -> DeviceRecord | None:
+        """Another instance serves the device now. A registered record stays `release_grace`
+        to answer the requests already on their way here; any other is dropped."""
+        record = self._devices.get(device_id)
+        if record is None or record.released:
+            return None
+        if not record.registered:
+            del self._devices[device_id]
+            return None
+        record.released_at = self.clock()
+        return record
+
+    def served(self, device_id: str) -> DeviceRecord | None:
+        """The device's record if this instance serves it (held, not released)."""
+        record = self._devices.get(device_id)
+        return None if record is None or record.released else record
+
     def touch_all(self) -> None:
         """After our own reconnect: silence while we were away is not the devices' fault."""
         now = self.clock()
@@ -261,7 +288,12 @@ class Registry:
         stale_after = self.missed_heartbeats * self.hb_interval
         moved = []
         gone = []
+        handed_over = []
         for record in self._devices.values():
+            if record.released_at is not None:
+                if now - record.released_at > self.release_grace:
+                    handed_over.append(record.device_id)
+                continue
             if record.presence is Presence.ONLINE and now - record.last_seen > stale_after:
                 record.stale_since = now
                 moved.append(self._move(record, Presence.STALE, "missed heartbeats"))
@@ -277,7 +309,7 @@ class Registry:
                 and now - record.offline_since > self.evict_after
             ):
                 gone.append(record.device_id)
-        for device_id in gone:
+        for device_id in gone + handed_over:
             del self._devices[device_id]
         self.evicted += len(gone)
         return [t for t in moved if t is not None]

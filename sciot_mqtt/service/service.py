@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import traceback
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from sciot_mqtt._supervisor import ConnectionSupervisor
 from sciot_mqtt._tasks import Changes, run_until_stopped
 from sciot_mqtt.errors import AccessDeniedError, ConnectionLostError, ErrorCode, ProtocolError
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Assign,
     Birth,
     DeviceAddress,
@@ -29,17 +31,20 @@ from sciot_mqtt.protocol import (
     DeviceTopic,
     Heartbeat,
     LocalTimings,
+    Message,
     Ping,
     ServiceAddress,
+    ServiceLoad,
     ServiceState,
     ServiceTopic,
-    SplitDecision,
     device_filter,
     is_valid_device_id,
     parse_topic,
+    service_filter,
     service_topic,
 )
 from sciot_mqtt.protocol.accounts import RESERVED_PREFIX, service_client_id
+from sciot_mqtt.service.coordinator import FleetCoordinator
 from sciot_mqtt.service.hearing import HearingCheck
 from sciot_mqtt.service.limits import TokenBucket
 from sciot_mqtt.service.outbox import MqttOutbox
@@ -104,6 +109,8 @@ class Service:
         # Tracebacks of handler failures; the testing kit fails a test that leaves any.
         self.internal_errors: list[str] = []
         self.planner = SplitPlanner(settings, self.packages, engine=None)
+        # The fleet of instances on this broker (a fleet of one when alone).
+        self.fleet = FleetCoordinator(settings, self)
         self.pipeline = InferencePipeline(
             registry=self.registry,
             packages=self.packages,
@@ -165,7 +172,15 @@ class Service:
         await self.stop()
 
     async def stop(self) -> None:
-        """Finish inferences under way, publish `online: false`, disconnect, end every task."""
+        """Hand devices over to the fleet, finish inferences under way, publish
+        `online: false`, disconnect, end every task."""
+        if self.outbox.mqtt is not None and not self._stopping.is_set():
+            with contextlib.suppress(ConnectionLostError):
+                left = await self.fleet.hand_over(
+                    self.settings.handover_timeout, self._changes.wait_until
+                )
+                if left:
+                    self._log.warning("devices not taken over before stopping", devices=left)
         await self._supervisor.stop()
         await self.pipeline.cancel()
         if self.engine is not None:
@@ -208,19 +223,28 @@ class Service:
         ) as mqtt:
             self.outbox.mqtt = mqtt
             try:
+                settle = self.fleet.new_connection()
                 await self._publish_service_state(mqtt, online=True)
-                # Our own retained assign and split first: the retained device states that
-                # follow trigger rebirths, and their answers must find the recovered state.
+                # The fleet's instances first, then the retained assign (the claims), split
+                # and snapshot: the retained device states that follow trigger rebirths, and
+                # their answers must find the recovered state. `infer` and `timings` only as
+                # sent to this instance (topics.md, "Fleet").
                 await mqtt.subscribe(
+                    service_filter(ServiceTopic.STATE),
+                    service_filter(ServiceTopic.STATS),
                     device_filter(DeviceTopic.ASSIGN),
                     device_filter(DeviceTopic.SPLIT),
+                    device_filter(DeviceTopic.SNAPSHOT),
                     device_filter(DeviceTopic.STATE),
                     device_filter(DeviceTopic.BIRTH),
                     device_filter(DeviceTopic.HB),
-                    device_filter(DeviceTopic.INFER),
-                    device_filter(DeviceTopic.TIMINGS),
+                    device_filter(DeviceTopic.INFER, self.instance),
+                    device_filter(DeviceTopic.TIMINGS, self.instance),
                     service_topic(self.instance, ServiceTopic.PING),
                 )
+                # Back after every retained message above: the fleet's view is then whole.
+                ping_topic = service_topic(self.instance, ServiceTopic.PING)
+                await mqtt.publish(ping_topic, settle.encode(), qos=1)
                 self.hearing.reset()
                 self.registry.touch_all()
                 self._connected.set()
@@ -233,6 +257,7 @@ class Service:
                         "service-heartbeats": self._watch_heartbeats(),
                         "service-stats": self._publish_stats(mqtt),
                         "service-hearing": self._check_hearing(mqtt),
+                        "service-fleet": self._follow_fleet(),
                     },
                 )
                 if self._stopping.is_set():
@@ -249,10 +274,29 @@ class Service:
             instance=self.instance,
             started_at=self._started_wall,
             version=__version__,
+            **(self.fleet.state_fields() if online else {}),
         )
         await mqtt.publish(
             service_topic(self.instance, ServiceTopic.STATE), state.encode(), qos=1, retain=True
         )
+
+    # --- the fleet's host (coordinator.py) ------------------------------------------------
+
+    async def send(self, device_id: str, message: Message) -> int:
+        return await self.outbox.send(device_id, message)
+
+    async def reject(
+        self, device_id: str, topic: DeviceTopic, error: ProtocolError, seq: int | None
+    ) -> None:
+        await self.outbox.reject(device_id, topic, error, seq)
+
+    async def publish_own_state(self) -> None:
+        mqtt = self.outbox.mqtt
+        if mqtt is not None:
+            await self._publish_service_state(mqtt, online=True)
+
+    async def request_rebirth(self, device_id: str, why: str) -> None:
+        await self.outbox.request_rebirth(device_id, why)
 
     # --- receiving ------------------------------------------------------------------------
 
@@ -280,24 +324,25 @@ class Service:
     async def _dispatch(self, message: Inbound) -> None:
         address = parse_topic(message.topic)
         if isinstance(address, ServiceAddress):
-            if address.kind is ServiceTopic.PING and address.instance == self.instance:
-                await self._on_ping(message.payload)
+            await self._on_service_message(address, message)
             return
         if not isinstance(address, DeviceAddress):
             return
         device_id, kind = address.device_id, address.kind
-        if kind is DeviceTopic.ASSIGN:
-            if message.retain and is_valid_device_id(device_id):
-                with contextlib.suppress(ProtocolError):
-                    self.registry.on_recovered_assign(device_id, Assign.decode(message.payload))
-            return  # live copies are our own publications echoed back
-        if kind is DeviceTopic.SPLIT:
-            if message.retain and is_valid_device_id(device_id) and message.payload:
-                with contextlib.suppress(ProtocolError):
-                    decision = SplitDecision.decode(message.payload)
-                    self.registry.on_recovered_split(device_id, decision)
+        if kind in (DeviceTopic.ASSIGN, DeviceTopic.SPLIT, DeviceTopic.SNAPSHOT):
+            if is_valid_device_id(device_id):
+                await self._on_fleet_record(device_id, kind, message)
             return
         if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR):
+            return
+        if kind in (DeviceTopic.INFER, DeviceTopic.TIMINGS) and address.instance != self.instance:
+            return  # (not subscribed; sent to another instance)
+        if kind not in (DeviceTopic.INFER, DeviceTopic.TIMINGS) and not self.fleet.serves(
+            device_id
+        ):
+            # Another instance serves this device or places it: it hears its lifecycle and
+            # answers its faults. Here it only feeds the fleet's view.
+            await self._observe(device_id, kind, message)
             return
         if not is_valid_device_id(device_id) or device_id.startswith(RESERVED_PREFIX):
             # `sciot-` names belong to service and health accounts (topics.md, "Clients and
@@ -311,11 +356,24 @@ class Service:
             return
         try:
             if kind is DeviceTopic.BIRTH:
-                await self._on_birth(device_id, Birth.decode(message.payload))
+                birth = Birth.decode(message.payload)
+                if birth.protocol != PROTOCOL_VERSION:
+                    raise ProtocolError(
+                        ErrorCode.UNSUPPORTED_VERSION,
+                        f"protocol {birth.protocol} not supported; this service speaks "
+                        f"{PROTOCOL_VERSION}",
+                    )
+                await self.fleet.on_birth(device_id, birth)
             elif kind is DeviceTopic.STATE:
                 if message.retain and not message.payload:
                     return  # someone cleared the retained state; nothing to learn
                 state = DeviceState.decode(message.payload)
+                self.fleet.on_device_state(device_id, state, retained=message.retain)
+                if (
+                    self.registry.served(device_id) is None
+                    and self.fleet.fleet.owner(device_id) is not self.fleet.me
+                ):
+                    return  # placed by this instance, served by none yet: its birth decides
                 reaction = self.registry.on_state(device_id, state, retained=message.retain)
                 await self._react(device_id, reaction, rebirth_reason="service restarted")
             elif kind is DeviceTopic.HB:
@@ -328,12 +386,57 @@ class Service:
         except ProtocolError as error:
             await self.outbox.reject(device_id, kind, error, None)
 
-    async def _on_birth(self, device_id: str, birth: Birth) -> None:
+    async def _on_service_message(self, address: ServiceAddress, message: Inbound) -> None:
+        if address.kind is ServiceTopic.PING:
+            if address.instance == self.instance:
+                await self._on_ping(message.payload)
+        elif address.kind is ServiceTopic.STATE:
+            await self.fleet.on_member_state(address.instance, message.payload)
+        elif address.kind is ServiceTopic.STATS:
+            self.fleet.on_member_stats(address.instance, message.payload)
+
+    async def _on_fleet_record(self, device_id: str, kind: DeviceTopic, message: Inbound) -> None:
+        """A retained record of the fleet: the claim (`assign`), `split` or `snapshot`."""
+        if kind is DeviceTopic.ASSIGN:
+            if message.retain and message.payload:
+                with contextlib.suppress(ProtocolError):
+                    assign = Assign.decode(message.payload)
+                    if assign.instance == self.instance:
+                        self.registry.on_recovered_assign(device_id, assign)
+            await self.fleet.on_assign(device_id, message.payload)
+        elif kind is DeviceTopic.SPLIT:
+            decision = self.fleet.on_split(device_id, message.payload)
+            if message.retain and decision is not None and self.registry.served(device_id):
+                self.registry.on_recovered_split(device_id, decision)
+        else:
+            self.fleet.on_snapshot(device_id, message.payload)
+
+    async def _observe(self, device_id: str, kind: DeviceTopic, message: Inbound) -> None:
+        """A device another instance serves: what the fleet's view needs, no answer."""
+        if not is_valid_device_id(device_id) or device_id.startswith(RESERVED_PREFIX):
+            return
+        with contextlib.suppress(ProtocolError):
+            if kind is DeviceTopic.STATE and message.payload:
+                state = DeviceState.decode(message.payload)
+                self.fleet.on_device_state(device_id, state, retained=message.retain)
+            elif kind is DeviceTopic.BIRTH:
+                birth = Birth.decode(message.payload)
+                if birth.protocol == PROTOCOL_VERSION:
+                    await self.fleet.on_birth(device_id, birth)
+
+    async def answer_birth(self, device_id: str, birth: Birth) -> None:
+        """Serve the device here: register it, publish its `assign`, decide its split."""
         before = self.registry.get(device_id)
-        if before is not None and before.birth is not None and before.birth.kind != birth.kind:
-            # Another kind of hardware behind the same id: what we learnt of its timing is void.
+        if before is not None and (
+            before.released or (before.birth is not None and before.birth.kind != birth.kind)
+        ):
+            # Back from another instance (whose snapshot is newer), or another kind of
+            # hardware behind the same id: what we learnt of its timing is void.
             before.cost = None
         assign = self.registry.on_birth(device_id, birth)
+        record = self.registry.get(device_id)
+        assert record is not None
+        self.fleet.answered(record)
         self._log.info(
             "device registered",
             device_id=device_id,
@@ -342,8 +445,6 @@ class Service:
             model=assign.model,
         )
         await self.outbox.send(device_id, assign)
-        record = self.registry.get(device_id)
-        assert record is not None
         known = record.decision
         if known is not None and (known.model != assign.model or known.model not in self.packages):
             known = None  # a decision this service would not make now: leave it alone
@@ -352,6 +453,7 @@ class Service:
             # Unchanged, so nothing was sent; send it again all the same: a broker that
             # crashed within its autosave interval may have lost the retained copy.
             await self.outbox.send(device_id, known)
+        await self.fleet.after_birth(record)
 
     async def _react(self, device_id: str, reaction: Reaction, *, rebirth_reason: str) -> None:
         """Log what a state or heartbeat changed; decide again and ask for a birth if needed."""
@@ -402,8 +504,11 @@ class Service:
 
     async def _publish_decision(self, record: DeviceRecord, *, after_probe: bool = False) -> None:
         """Publish the device's retained split decision when split, mode or model change."""
+        if record.released:
+            return  # another instance decides for it now
         message = self.planner.update(record, after_probe=after_probe)
         if message is None:
+            await self.fleet.after_decision(record)
             return
         self._log.info(
             "split decision",
@@ -414,6 +519,7 @@ class Service:
             reason=message.reason,
         )
         await self.outbox.send(record.device_id, message)
+        await self.fleet.after_decision(record)
 
     # --- periodic -------------------------------------------------------------------------
 
@@ -423,6 +529,8 @@ class Service:
             ping = Ping.decode(payload)
         except ProtocolError as error:
             self._log.warning("ping rejected", code=error.code.value, reason=error.reason)
+            return
+        if await self.fleet.on_ping(ping):
             return
         if self.hearing.is_own(ping):
             self.hearing.came_back(ping)
@@ -442,6 +550,16 @@ class Service:
                 raise ConnectionLostError("deaf: the service's own ping did not come back")
             await mqtt.publish(ping_topic, self.hearing.ping().encode(), qos=1)
             await asyncio.sleep(self.hearing.interval)
+
+    async def _follow_fleet(self) -> None:
+        """Sample the load; now and then, do what the fleet's view asks (orphans, moves)."""
+        period = min(0.25, self.settings.stats_interval / 4)
+        ticks_per_sweep = max(1, round(min(1.0, self.settings.stats_interval) / period))
+        for tick in itertools.count():
+            await asyncio.sleep(period)
+            self.fleet.load.sample(self.counters.running)
+            if tick % ticks_per_sweep == 0:
+                await self.fleet.tick()
 
     async def _watch_heartbeats(self) -> None:
         period = min(0.25, self.settings.heartbeat_interval / 4)
@@ -466,7 +584,9 @@ class Service:
                     devices=len(self.registry),
                 )
                 refused, evicted = self.replies.refused, self.registry.evicted
-            stats = reporter.message(self.registry.counts())
+            counts = self.registry.counts()
+            load = ServiceLoad(queue=self.fleet.load.take(), served=counts.online)
+            stats = reporter.message(counts, load=load)
             await mqtt.publish(
                 service_topic(self.instance, ServiceTopic.STATS), stats.encode(), qos=0
             )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from sciot_mqtt.protocol import DeviceCounts, InferenceCounts, MessageRates, ServiceStats
+from sciot_mqtt.protocol import (
+    DeviceCounts,
+    InferenceCounts,
+    MessageRates,
+    ServiceLoad,
+    ServiceStats,
+)
 
 
 @dataclass
@@ -32,7 +38,7 @@ class StatsReporter:
         self._previous = Counters()
         self._previous_at = self._started
 
-    def message(self, devices: DeviceCounts) -> ServiceStats:
+    def message(self, devices: DeviceCounts, load: ServiceLoad | None = None) -> ServiceStats:
         now, counters = time.monotonic(), self.counters
         interval = max(now - self._previous_at, 1e-9)
         previous, self._previous, self._previous_at = self._previous, replace(counters), now
@@ -56,4 +62,5 @@ class StatsReporter:
                 lost=counters.lost,
                 running=counters.running,
             ),
+            load=load,
         )

@@ -24,6 +24,7 @@ import pytest_asyncio
 
 from sciot_mqtt.broker import MosquittoBroker
 from sciot_mqtt.errors import ConfigurationError
+from sciot_mqtt.protocol import ADDRESSED
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.testing.probe import MqttProbe
 from sciot_mqtt.transport import BrokerAddress, Inbound
@@ -145,9 +146,12 @@ class DeviceRun:
     child: Child
     probe: MqttProbe
     summary: dict[str, Any] = field(default_factory=dict)
+    # The instance its `infer` and `timings` go to (topics.md, "Fleet"): the service's.
+    instance: str = "conf"
 
     def topic(self, last: str) -> str:
-        return f"sciot/v1/dev/{self.device_id}/{last}"
+        to = f"/{self.instance}" if last in ADDRESSED else ""
+        return f"sciot/v1/dev/{self.device_id}/{last}{to}"
 
     async def expect(
         self, last: str, where: Any = None, *, since: int = 0, timeout: float = 20.0

@@ -253,6 +253,42 @@ async def test_service_offline_local_fallback_and_resume(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+async def test_handover_to_another_instance_without_going_local(
+    kind: str,
+    launcher: Launcher,
+    probe: MqttProbe,
+    sciot_broker: BrokerAddress,
+    sciot_service_settings: ServiceSettings,
+    sciot_models: dict[str, Any],
+) -> None:
+    """A fleet (topics.md, "Fleet"): the serving instance stops cleanly, the other takes the
+    device with an `assign` naming it, and the device sends its requests there from then on,
+    offloading all along (another instance's state changes nothing for it)."""
+    device_id = _device_id(kind)
+    # A tiny capacity: the device hashes to the first instance and stays there until it stops.
+    other = sciot_service_settings.model_copy(update={"instance": "conf2", "capacity": 0.001})
+    async with Service(sciot_service_settings, sciot_broker, packages=sciot_models) as first:
+        await first.connected(timeout=10)
+        dev = await launcher.start(kind, device_id, interval=0.2)
+        await dev.expect("result")
+        assign = await dev.expect("assign")
+        assert assign["instance"] == "conf"
+        async with Service(other, sciot_broker, packages=sciot_models) as second:
+            await second.connected(timeout=10)
+            await dev.expect("hb", lambda p: p["mode"] == "offload", since=probe.mark())
+            mark = probe.mark()
+            await first.stop()  # a clean stop: it hands the device over first
+            await dev.expect("assign", lambda p: p["instance"] == "conf2", since=mark)
+            dev.instance = "conf2"
+            await dev.expect("infer", since=mark)
+            await dev.expect("result", since=mark)
+            summary = await dev.stop()
+    assert summary["fallbacks"] == 0, summary
+    assert all(h["mode"] == "offload" for h in dev.published("hb", since=mark))
+    assert summary["inference"]["all_match_local"] is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
 async def test_broker_gone_local_then_reconnect_with_a_new_session(
     kind: str,
     launcher: Launcher,

@@ -182,6 +182,35 @@ BROKEN: dict[str, tuple[str, bytes]] = {
         "heartbeat",
         _raw(VALID["heartbeat"].model_dump() | {"session": True}),
     ),
+    # What the instances of a fleet tell each other (topics.md, "Fleet"); devices read past it.
+    "service_state__fleet__ok": (
+        "service_state",
+        _raw(
+            VALID["service_state"].model_dump(exclude_none=True)
+            | {
+                "capacity": 2.5,
+                "tier": "cloud",
+                "placement": "least-loaded",
+                "models": ["fomo96", "mbv2"],
+                "draining": True,
+            }
+        ),
+    ),
+    "service_state__bad_tier__invalid": (
+        "service_state",
+        _raw(VALID["service_state"].model_dump(exclude_none=True) | {"tier": "fog"}),
+    ),
+    "service_state__capacity_zero__invalid": (
+        "service_state",
+        _raw(VALID["service_state"].model_dump(exclude_none=True) | {"capacity": 0}),
+    ),
+    "service_stats__load__ok": (
+        "service_stats",
+        _raw(
+            VALID["service_stats"].model_dump(exclude_none=True)
+            | {"load": {"queue": 1.5, "served": 7}}
+        ),
+    ),
     "command__unknown_cmd__invalid": ("command", _raw({"cmd": "reboot", "reason": "x"})),
     "birth__no_models__invalid": (
         "birth",

@@ -31,6 +31,7 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.errors import ConfigurationError, ProtocolError
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import (
+    ADDRESSED,
     PROTOCOL_VERSION,
     Birth,
     DeviceState,
@@ -188,7 +189,8 @@ def malformed(draw: st.DrawFn, tpl: dict[DeviceTopic, dict[str, Any]]) -> tuple[
         payload = msgpack.packb({"pad": b"\0" * limit}, use_bin_type=True)
     else:
         payload = msgpack.packb(mutate(draw, tpl[kind], kind), use_bin_type=True)
-    return device_topic(device_id, kind), device_id, payload
+    to = "edge" if kind in ADDRESSED else None  # the instance under test (service_settings)
+    return device_topic(device_id, kind, to), device_id, payload
 
 
 def is_rejected(kind: str, device_id: str, payload: bytes) -> bool:

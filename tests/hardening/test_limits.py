@@ -11,6 +11,7 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import (
+    ADDRESSED,
     PROTOCOL_VERSION,
     U32_MAX,
     Birth,
@@ -55,7 +56,7 @@ async def test_redelivered_infer_runs_once_and_is_answered_alike(
     sciot_probe: MqttProbe,
 ) -> None:
     package = sciot_models["fomo96"]
-    dev, topic = "twice", device_topic("twice", DeviceTopic.INFER)
+    dev, topic = "twice", device_topic("twice", DeviceTopic.INFER, sciot_service.instance)
     await register(sciot_service, sciot_probe, dev, session=40)
     payload = request(package, seq=9, session=40).encode()
     answered = sciot_service.counters.answered
@@ -113,7 +114,9 @@ async def test_sequence_numbers_wrap_at_2_32(
     for fill, seq in enumerate(seqs):
         mark = sciot_probe.mark()
         payload = request(package, seq=seq, session=U32_MAX, fill=fill).encode()
-        await sciot_probe.publish(device_topic(dev, DeviceTopic.INFER), payload)
+        await sciot_probe.publish(
+            device_topic(dev, DeviceTopic.INFER, sciot_service.instance), payload
+        )
         result = await sciot_probe.expect_message(
             InferResult, device_topic(dev, DeviceTopic.RESULT), since=mark
         )
@@ -125,7 +128,7 @@ async def test_sequence_numbers_wrap_at_2_32(
 
     mark = sciot_probe.mark()
     again = request(package, seq=U32_MAX, session=U32_MAX, fill=1).encode()
-    await sciot_probe.publish(device_topic(dev, DeviceTopic.INFER), again)
+    await sciot_probe.publish(device_topic(dev, DeviceTopic.INFER, sciot_service.instance), again)
     await sciot_probe.expect(device_topic(dev, DeviceTopic.RESULT), since=mark)
     assert sciot_service.counters.duplicates == 1
     assert sciot_service.counters.answered == answered + 4
@@ -175,7 +178,8 @@ async def test_ids_are_validated_and_every_rejection_is_logged_with_the_device_i
     with structlog.testing.capture_logs() as logs:
         for device_id, kind, payload, code in cases:
             mark = sciot_probe.mark()
-            await sciot_probe.publish(device_topic(device_id, kind), payload)
+            to = sciot_service.instance if kind in ADDRESSED else None
+            await sciot_probe.publish(device_topic(device_id, kind, to), payload)
             error = await sciot_probe.expect_message(
                 ErrorReport, device_topic(device_id, DeviceTopic.ERROR), since=mark
             )

@@ -159,7 +159,7 @@ async def test_a_device_reads_nothing_of_anothers(
                 device_topic("dev-b", DeviceTopic.RESULT),
                 device_topic("dev-b", DeviceTopic.SPLIT),
                 device_topic("dev-b", DeviceTopic.ASSIGN),
-                device_topic("dev-b", DeviceTopic.INFER),
+                device_topic("dev-b", DeviceTopic.INFER, service.instance),
             ):
                 # Mosquitto grants and filters each delivery; amqtt refuses the subscription.
                 with contextlib.suppress(AccessDeniedError):

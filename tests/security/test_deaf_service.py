@@ -26,13 +26,16 @@ async def test_a_deaf_service_is_unhealthy_until_it_heals_itself(
         mqtt = service.mqtt
         assert mqtt is not None
         await mqtt.unsubscribe(
+            "sciot/v1/service/+/state",
+            "sciot/v1/service/+/stats",
             "sciot/v1/dev/+/hb",
-            "sciot/v1/dev/+/infer",
+            f"sciot/v1/dev/+/infer/{service.instance}",
             "sciot/v1/dev/+/birth",
             "sciot/v1/dev/+/state",
-            "sciot/v1/dev/+/timings",
+            f"sciot/v1/dev/+/timings/{service.instance}",
             "sciot/v1/dev/+/assign",
             "sciot/v1/dev/+/split",
+            "sciot/v1/dev/+/snapshot",
             service_topic(service.instance, ServiceTopic.PING),
         )
         mark = watch.mark()

@@ -124,7 +124,7 @@ async def _flood(broker: ServedBroker, account: str) -> int:
     packet = connect_packet(account, username=account, password=broker.passwords[account])
     code, reader, writer = await open_connection(broker.address, packet)
     assert code == 0
-    writer.write(publish_header(device_topic(account, DeviceTopic.INFER), HUGE))
+    writer.write(publish_header(device_topic(account, DeviceTopic.INFER, INSTANCE), HUGE))
     chunk = bytes(2**20)  # the payload is streamed: the attacker holds 1 MB, not 100
     sent = 0
     try:
@@ -169,7 +169,7 @@ async def test_the_limit_leaves_room_for_the_largest_accepted_payload(
     payload = bytes(service.settings.max_payload)
     errors = device_topic("dev-a", DeviceTopic.ERROR)
     async with MqttSession(broker.as_user("dev-a"), client_id="dev-a") as device:
-        await device.publish(device_topic("dev-a", DeviceTopic.INFER), payload, qos=1)
+        await device.publish(device_topic("dev-a", DeviceTopic.INFER, INSTANCE), payload, qos=1)
     report = await observer.expect_message(ErrorReport, errors, timeout=10)
     assert report.code is ErrorCode.MALFORMED, report
 

@@ -26,8 +26,9 @@ CRAWL = LinkProfile("crawl", latency_ms=30, jitter_ms=3, uplink_kbps=200, downli
 
 @pytest.fixture
 def sciot_service_settings(sciot_service_settings: ServiceSettings) -> ServiceSettings:
-    # Routine probes are random; these tests want determinism.
-    return sciot_service_settings.model_copy(update={"probe_probability": 0.0})
+    # Link checks of a local device come as often as the budget pays: more here than by
+    # default, so that recovering from a crawling link takes a dozen inferences, not forty.
+    return sciot_service_settings.model_copy(update={"measure_budget": 0.3})
 
 
 @pytest.fixture
@@ -66,6 +67,8 @@ async def test_slow_device_offloads_early_on_a_fast_link_and_goes_local_when_it_
     )
     assert "predicted" in decision.reason and decision.predicted_ms is not None
 
+    for _ in range(5):  # the service learns this link
+        await device.infer(next(images))
     device.link.set_profile(CRAWL)  # the network changes under the device
     # Re-converged within 10 inferences (the target).
     await run_until(
@@ -76,10 +79,10 @@ async def test_slow_device_offloads_early_on_a_fast_link_and_goes_local_when_it_
     )
     assert local.reason.startswith("device only")
 
-    device.link.set_profile("wifi")  # and recovers: exploration notices it
-    await run_until(
-        device, images, offloading_early, limit=sciot_service.settings.explore_every + 10
-    )
+    device.link.set_profile("wifi")  # and recovers: a link check notices it. It is due as
+    # the link was better before; the budget (a third of about 255 ms a run, see the
+    # fixture) pays for one costing about 950 ms on the crawling link within about 12 runs.
+    await run_until(device, images, offloading_early, limit=25)
 
 
 async def test_two_devices_with_different_chips_get_different_splits(
@@ -104,7 +107,7 @@ async def test_two_devices_with_different_chips_get_different_splits(
     assert slow_choice.split < fast.decision.split
 
 
-async def test_a_noisy_operator_triggers_a_probe(
+async def test_a_noisy_operator_of_a_local_device_needs_no_probe(
     sciot_service: Service,
     sciot_device_factory: DeviceFactory,
     sciot_models: dict[str, ModelPackage],
@@ -114,25 +117,22 @@ async def test_a_noisy_operator_triggers_a_probe(
     package = sciot_models["fomo96"]
     device = await sciot_device_factory("jittery", network="congested", profile=ESP32)
     await device.wait_until(lambda: device.mode == "offload", timeout=10)
-    # On a congested link this chip runs locally, reporting every operator each time.
+    # On a congested link this chip runs locally, reporting every operator each time: a
+    # probe would measure nothing more, however unstable an operator looks.
     await run_until(
         device, images, lambda: device.decision is not None and device.decision.mode == "local", 10
     )
     mark = sciot_probe.mark()
     device.compute_emulator(package).noisy_ops[3] = 0.6
-    await run_until(
-        device,
-        images,
-        lambda: device.decision is not None and device.decision.mode == "probe",
-        limit=2 * sciot_service.settings.variance_window + 5,
-    )
-    probe = await sciot_probe.expect_message(
-        SplitDecision,
-        device_topic("jittery", DeviceTopic.SPLIT),
-        lambda d: d.mode == "probe",
-        since=mark,
-    )
-    assert probe.reason.startswith("unstable ops") and "3" in probe.reason.split()[-1]
+    for _ in range(2 * sciot_service.settings.variance_window + 5):
+        record = await device.infer(next(images))
+        assert record.reason != "probe"
+    published = [
+        SplitDecision.decode(m.payload)
+        for m in sciot_probe.messages[mark:]
+        if m.topic == device_topic("jittery", DeviceTopic.SPLIT)
+    ]
+    assert all(d.mode != "probe" for d in published), published
 
 
 async def test_hysteresis_holds_the_split_under_steady_noise(

@@ -49,7 +49,7 @@ async def test_every_split_point_gives_the_whole_models_output(
             else:
                 assert record.path == "local" and record.reason == "pinned"
     timings = await sciot_probe.expect_message(
-        LocalTimings, device_topic("splitter", DeviceTopic.TIMINGS)
+        LocalTimings, device_topic("splitter", DeviceTopic.TIMINGS, sciot_service.instance)
     )
     assert timings.reason == "pinned" and len(timings.device_ms) == package.num_ops
     assert sciot_service.results_published == 2 * package.num_ops
@@ -94,7 +94,7 @@ async def test_first_decision_probes_the_device_then_offloads_with_a_reason(
     record = await sciot_device.infer(next(synthetic_images()))
     assert (record.path, record.reason) == ("local", "probe")
     timings = await sciot_probe.expect_message(
-        LocalTimings, device_topic("device-1", DeviceTopic.TIMINGS)
+        LocalTimings, device_topic("device-1", DeviceTopic.TIMINGS, sciot_service.instance)
     )
     assert timings.reason == "probe" and len(timings.device_ms) == package.num_ops
     second = await sciot_probe.expect_message(SplitDecision, topic, lambda d: d.decision == 2)
@@ -185,7 +185,9 @@ async def test_requests_that_break_the_manifest_are_answered_with_errors(
     }
     for label, (payload, code) in cases.items():
         mark = sciot_probe.mark()
-        await sciot_probe.publish(device_topic(rogue, DeviceTopic.INFER), payload)
+        await sciot_probe.publish(
+            device_topic(rogue, DeviceTopic.INFER, sciot_service.instance), payload
+        )
         error = await sciot_probe.expect_message(
             ErrorReport, device_topic(rogue, DeviceTopic.ERROR), since=mark
         )
@@ -195,7 +197,9 @@ async def test_requests_that_break_the_manifest_are_answered_with_errors(
 
     # The same request done right is answered, and the well-behaved device never noticed.
     mark = sciot_probe.mark()
-    await sciot_probe.publish(device_topic(rogue, DeviceTopic.INFER), good.encode())
+    await sciot_probe.publish(
+        device_topic(rogue, DeviceTopic.INFER, sciot_service.instance), good.encode()
+    )
     await sciot_probe.expect_message(
         InferResult, device_topic(rogue, DeviceTopic.RESULT), since=mark
     )

@@ -57,6 +57,11 @@ static bool str_is(sciot_str s, const char *cstr)
     return sciot_str_eq(s.ptr, s.len, cstr);
 }
 
+static bool str_eq_c(const char *a, const char *b)
+{
+    return sciot_str_eq(a, sciot_strlen(a), b);
+}
+
 /* sciot/v1/dev/{id}/{kind} in dev->topic */
 static const char *dev_topic(sciot_device *dev, const char *kind)
 {
@@ -67,6 +72,19 @@ static const char *dev_topic(sciot_device *dev, const char *kind)
     (void)sciot_append(dev->topic, sizeof dev->topic, &pos, dev->id, sciot_strlen(dev->id));
     (void)sciot_append(dev->topic, sizeof dev->topic, &pos, "/", 1);
     (void)sciot_append(dev->topic, sizeof dev->topic, &pos, kind, sciot_strlen(kind));
+    return dev->topic;
+}
+
+/* sciot/v1/dev/{id}/{kind}/{instance} in dev->topic: what goes to the one instance serving the
+ * device, the one its assign names (topics.md, "Fleet"); NULL if it does not fit. */
+static const char *addressed_topic(sciot_device *dev, const char *kind)
+{
+    size_t pos = sciot_strlen(dev_topic(dev, kind));
+    if (!sciot_append(dev->topic, sizeof dev->topic, &pos, "/", 1) ||
+        !sciot_append(dev->topic, sizeof dev->topic, &pos, dev->assign_instance,
+                      sciot_strlen(dev->assign_instance))) {
+        return NULL;
+    }
     return dev->topic;
 }
 
@@ -187,11 +205,13 @@ bool sciot_device_init(sciot_device *dev, const sciot_config *cfg, const sciot_h
 
 /* --- mode ------------------------------------------------------------------------------ */
 
+/* Whether the instance serving the device (its assign's) is online: another instance of a
+ * fleet being up does not serve it (topics.md, "Fleet"). */
 static bool service_online(const sciot_device *dev)
 {
     uint8_t i;
     for (i = 0; i < dev->n_services; i++) {
-        if (dev->services[i].online) {
+        if (dev->services[i].online && str_eq_c(dev->services[i].name, dev->assign_instance)) {
             return true;
         }
     }
@@ -229,6 +249,14 @@ static bool publish(sciot_device *dev, const char *kind, const uint8_t *p, size_
                     bool retain)
 {
     return dev->hal.publish(dev->hal.user, dev_topic(dev, kind), p, n, qos, retain);
+}
+
+/* To the instance serving the device (`infer`, `timings`). */
+static bool publish_addressed(sciot_device *dev, const char *kind, const uint8_t *p, size_t n,
+                              uint8_t qos, bool retain)
+{
+    const char *topic = addressed_topic(dev, kind);
+    return topic != NULL && dev->hal.publish(dev->hal.user, topic, p, n, qos, retain);
 }
 
 /* `state` online, then `birth`: the order topics.md fixes. */
@@ -442,9 +470,11 @@ static void on_service_state(sciot_device *dev, const char *name, size_t name_le
         was_online = dev->services[slot].online;
         restarted = dev->services[slot].has_started_at != st.has_started_at ||
                     (st.has_started_at && dev->services[slot].started_at != st.started_at);
-        if (st.online && (!was_online || restarted)) {
-            /* A service (re)starting knows nothing of this connection yet: wait for the
-             * answer to a birth (it asks for one) before offloading again. */
+        if (st.online && (!was_online || restarted) &&
+            str_eq_c(dev->services[slot].name, dev->assign_instance)) {
+            /* Its instance (re)starting knows nothing of this connection yet: wait for the
+             * answer to a birth (it asks for one) before offloading again. Another instance
+             * of the fleet coming up changes nothing here. */
             dev->assign_live = false;
         }
         dev->services[slot].online = st.online;
@@ -751,8 +781,8 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
 {
     sciot_local_timings_out t;
     size_t n;
-    if (!dev->connected) {
-        return;
+    if (!dev->connected || !dev->has_assign) {
+        return; /* no instance serves it: nobody to tell */
     }
     t.seq = seq;
     t.session = dev->session;
@@ -764,8 +794,8 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
     t.device_ms = dev->op_ms;
     take_rtt(dev, &t.has_rtt, &t.rtt_ms, &t.rtt_seq);
     if (sciot_encode_local_timings(&t, dev->tx, dev->tx_cap, &n) == SCIOT_OK) {
-        (void)publish(dev, SCIOT_LOCAL_TIMINGS_TOPIC, dev->tx, n, SCIOT_LOCAL_TIMINGS_QOS,
-                      SCIOT_LOCAL_TIMINGS_RETAIN);
+        (void)publish_addressed(dev, SCIOT_LOCAL_TIMINGS_TOPIC, dev->tx, n, SCIOT_LOCAL_TIMINGS_QOS,
+                                SCIOT_LOCAL_TIMINGS_RETAIN);
     }
 }
 
@@ -800,8 +830,8 @@ static const char *offload(sciot_device *dev, uint32_t seq, uint16_t split,
     dev->pending_outcome = 0;
     sent_at = now_us(dev);
     deadline = sent_at + secs_to_us(dev->cfg.result_timeout_s);
-    if (!publish(dev, SCIOT_INFER_REQUEST_TOPIC, dev->tx, n, SCIOT_INFER_REQUEST_QOS,
-                 SCIOT_INFER_REQUEST_RETAIN)) {
+    if (!publish_addressed(dev, SCIOT_INFER_REQUEST_TOPIC, dev->tx, n, SCIOT_INFER_REQUEST_QOS,
+                           SCIOT_INFER_REQUEST_RETAIN)) {
         dev->pending = false;
         return "disconnected";
     }

@@ -23,6 +23,12 @@ static const char *const REASONS[] = {
     SCIOT_LOCAL_TIMINGS_REASON_PROBE,
     SCIOT_LOCAL_TIMINGS_REASON_PINNED,
 };
+static const char *const TIERS[] = {SCIOT_SERVICE_STATE_TIER_EDGE, SCIOT_SERVICE_STATE_TIER_CLOUD};
+static const char *const PLACEMENTS[] = {
+    SCIOT_SERVICE_STATE_PLACEMENT_HASH,
+    SCIOT_SERVICE_STATE_PLACEMENT_LEAST_LOADED,
+    SCIOT_SERVICE_STATE_PLACEMENT_TIERED,
+};
 static const char *const COMMANDS[] = {SCIOT_COMMAND_CMD_REBIRTH};
 static const char *const ERROR_CODES[] = {
 #define SCIOT_X_ERR(NAME, STR) STR,
@@ -142,6 +148,8 @@ typedef struct schema {
 /* clang-format off */
 #define FBOOL(M, F, T, m) \
     {KEY_REQ(M, F), F_BOOL, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define FBOOLH(M, F, T, m, h) \
+    {KEY_REQ(M, F), F_BOOL, 0, OFF(T, m), h, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 #define FINT(M, F, T, m, h, fl, lo, hi) \
     {KEY_REQ(M, F), F_INT, fl, OFF(T, m), h, 0, lo, hi, 0, 0, 0, 0, 0, 0, 0, 0}
 #define FU32(M, F, T, m, h) \
@@ -159,6 +167,8 @@ typedef struct schema {
 #define FENUM(M, F, T, m, tab) \
     {KEY_REQ(M, F), F_ENUM, 0, OFF(T, m), NONE, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, \
      0}
+#define FENUMH(M, F, T, m, h, tab) \
+    {KEY_REQ(M, F), F_ENUM, 0, OFF(T, m), h, 0, 0, 0, 0, 0, 0, tab, (uint8_t)COUNT(tab), 0, 0, 0}
 /* Every number list is of durations: each item within the generated _ITEM_GE/_ITEM_LE. */
 #define FNUMS(M, F, T, m, items) \
     {KEY_REQ(M, F), F_NUMS, HAS_MIN | HAS_MAX, OFF(T, m), NONE, 0, SCIOT_##M##_##F##_ITEM_GE, \
@@ -200,6 +210,19 @@ static const field SERVICE_STATE_F[] = {
          HAS(sciot_service_state, has_version), SCIOT_SERVICE_STATE_VERSION_MAX_LEN),
     FINT(SERVICE_STATE, PROTOCOL, sciot_service_state, protocol,
          HAS(sciot_service_state, has_protocol), 0, 0, 0),
+    FNUM(SERVICE_STATE, CAPACITY, sciot_service_state, capacity,
+         HAS(sciot_service_state, has_capacity), HAS_MIN | MIN_EXCL | HAS_MAX,
+         SCIOT_SERVICE_STATE_CAPACITY_GT, SCIOT_SERVICE_STATE_CAPACITY_LE),
+    FENUMH(SERVICE_STATE, TIER, sciot_service_state, tier, HAS(sciot_service_state, has_tier),
+           TIERS),
+    FENUMH(SERVICE_STATE, PLACEMENT, sciot_service_state, placement,
+           HAS(sciot_service_state, has_placement), PLACEMENTS),
+    /* validated and counted; max_store 0: none kept */
+    {KEY_REQ(SERVICE_STATE, MODELS), F_IDS, 0, OFF(sciot_service_state, n_models), NONE,
+     OFF(sciot_service_state, n_models), 0, 0, 0, SCIOT_SERVICE_STATE_MODELS_MAX_LEN,
+     SCIOT_SERVICE_STATE_MODELS_ITEM_MAX_LEN, 0, 0, 0, 0, 0},
+    FBOOLH(SERVICE_STATE, DRAINING, sciot_service_state, draining,
+           HAS(sciot_service_state, has_draining)),
 };
 SCIOT_STATIC_ASSERT(COUNT(SERVICE_STATE_F) == SCIOT_SERVICE_STATE_FIELD_COUNT, ss_fields);
 static const schema SERVICE_STATE_S = {SERVICE_STATE_F, (uint8_t)COUNT(SERVICE_STATE_F)};
@@ -229,6 +252,13 @@ static const field INFERENCE_F[] = {
 };
 SCIOT_STATIC_ASSERT(COUNT(INFERENCE_F) == SCIOT_INFERENCE_COUNTS_FIELD_COUNT, inference_fields);
 static const schema INFERENCE_S = {INFERENCE_F, (uint8_t)COUNT(INFERENCE_F)};
+static const field LOAD_F[] = {
+    FNUM(SERVICE_LOAD, QUEUE, sciot_service_load, queue, NONE, HAS_MIN | HAS_MAX, 0,
+         SCIOT_SERVICE_LOAD_QUEUE_LE),
+    FINT(SERVICE_LOAD, SERVED, sciot_service_load, served, NONE, HAS_MIN, 0, 0),
+};
+SCIOT_STATIC_ASSERT(COUNT(LOAD_F) == SCIOT_SERVICE_LOAD_FIELD_COUNT, load_fields);
+static const schema LOAD_S = {LOAD_F, (uint8_t)COUNT(LOAD_F)};
 static const field STATS_F[] = {
     FSTR(SERVICE_STATS, INSTANCE, sciot_service_stats, instance, NONE,
          SCIOT_SERVICE_STATS_INSTANCE_MAX_LEN),
@@ -240,6 +270,8 @@ static const field STATS_F[] = {
     FINT(SERVICE_STATS, ERRORS_TOTAL, sciot_service_stats, errors_total, NONE, HAS_MIN, 0, 0),
     FOBJH(SERVICE_STATS, INFERENCE, sciot_service_stats, inference,
           HAS(sciot_service_stats, has_inference), INFERENCE_S, sciot_inference_counts),
+    FOBJH(SERVICE_STATS, LOAD, sciot_service_stats, load, HAS(sciot_service_stats, has_load),
+          LOAD_S, sciot_service_load),
 };
 SCIOT_STATIC_ASSERT(COUNT(STATS_F) == SCIOT_SERVICE_STATS_FIELD_COUNT, stats_fields);
 static const schema STATS_S = {STATS_F, (uint8_t)COUNT(STATS_F)};

@@ -31,7 +31,7 @@ extern "C" {
 
 #define SCIOT_MAX_SERVICES 8
 #define SCIOT_MAX_DETECTIONS 256
-#define SCIOT_TOPIC_MAX 128
+#define SCIOT_TOPIC_MAX 160 /* sciot/v1/dev/{id}/timings/{instance} */
 #define SCIOT_TEXT_MAX 72
 
 /* The model's part of the HAL, with its own context: the ops adapter (sciot/ops_adapter.h)

@@ -80,7 +80,20 @@ typedef struct {
     sciot_str version;
     bool has_protocol;
     int64_t protocol; /* SCIOT_PROTOCOL_VERSION when absent */
+    /* What the instances of a fleet tell each other (topics.md, "Fleet"): validated; a device
+     * has no use for them (its assign names the instance serving it). */
+    bool has_capacity;
+    double capacity;
+    bool has_tier;
+    uint8_t tier; /* SCIOT_TIER_EDGE, SCIOT_TIER_CLOUD */
+    bool has_placement;
+    uint8_t placement; /* index in SCIOT_SERVICE_STATE_PLACEMENT_*, in contract order */
+    uint32_t n_models; /* the models it serves: counted, not kept */
+    bool has_draining;
+    bool draining;
 } sciot_service_state;
+
+enum { SCIOT_TIER_EDGE = 0, SCIOT_TIER_CLOUD = 1 };
 
 typedef struct {
     int64_t online, stale, offline;
@@ -95,6 +108,11 @@ typedef struct {
 } sciot_inference_counts;
 
 typedef struct {
+    double queue;
+    int64_t served;
+} sciot_service_load;
+
+typedef struct {
     sciot_str instance;
     double uptime_s;
     sciot_device_counts devices;
@@ -102,6 +120,8 @@ typedef struct {
     int64_t rx_total, tx_total, errors_total;
     bool has_inference;
     sciot_inference_counts inference;
+    bool has_load;
+    sciot_service_load load;
 } sciot_service_stats;
 
 typedef struct {
