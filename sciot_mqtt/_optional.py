@@ -12,13 +12,22 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "swarm": ("rich", "psutil", "matplotlib"),
     # Benchmarks: their plots, and the CPU of the processes they measure.
     "bench": ("matplotlib", "psutil"),
+    # The live web dashboard of `up --dashboard`.
+    "dashboard": ("aiohttp",),
 }
 
 
 def require_extra(extra: str, command: str) -> None:
     """Raise `ConfigurationError` naming the install command if `extra`'s modules are missing."""
-    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    missing = [m for m in EXTRAS[extra] if not _importable(m)]
     if missing:
         raise ConfigurationError(
             f"{command} needs {', '.join(missing)}: pip install 'sciot-mqtt[{extra}]'"
         )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a finder refused it (a broken install): as good as missing
+        return False

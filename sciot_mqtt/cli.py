@@ -129,6 +129,12 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--swarm-mix", type=Path, help="their mix file (default: see README)")
     p.add_argument(
+        "--dashboard",
+        type=_listen_address,
+        metavar="[HOST:]PORT",
+        help="serve the live web dashboard there (host 127.0.0.1 unless given; port 0: any free)",
+    )
+    p.add_argument(
         "--processes",
         type=int,
         default=1,
@@ -147,10 +153,21 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_cmd_up)
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    """`[HOST:]PORT` of `--dashboard`, as (host, port)."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"want [HOST:]PORT, got {text!r}")
+    return host, int(port)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     settings = ServiceSettings(**_overrides(args, _SERVICE_FLAGS))
     configure_logging(settings.log_level, settings.log_format)
     address = _service_broker(settings)  # refuses unsafe exposure before loading models
+    if args.dashboard is not None:
+        require_extra("dashboard", "up --dashboard")
     if args.processes != 1:
         return _up_processes(args, settings, address)
     swarm = None
@@ -169,7 +186,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         if sys.stderr.isatty() and args.log_level is None:
             # The live view owns the terminal; routine log lines would tear it.
             configure_logging("warning", settings.log_format)
-    asyncio.run(_until_signalled(lambda stop: _run_up(settings, address, stop, swarm)))
+    asyncio.run(
+        _until_signalled(lambda stop: _run_up(settings, address, stop, swarm, args.dashboard))
+    )
     return 0
 
 
@@ -206,6 +225,14 @@ def _up_processes(
                     )
                 )
                 broker_address = broker.address
+            if args.dashboard is not None:
+                from sciot_mqtt.dashboard import dashboard
+
+                # One page for the whole fleet: it reads every instance from the broker.
+                server = await stack.enter_async_context(
+                    dashboard(broker_address, settings.instance, *args.dashboard)
+                )
+                print(f"dashboard: {server.url}", file=sys.stderr, flush=True)
             return await run_instances(
                 broker_address, names, passed, stop, settings.handover_timeout + 10
             )
@@ -253,6 +280,7 @@ async def _run_up(
     address: BrokerAddress,
     stop: asyncio.Event,
     swarm: tuple[list[DevicePlan], Mix] | None = None,
+    dashboard_at: tuple[str, int] | None = None,
 ) -> None:
     from sciot_mqtt.broker import EmbeddedBroker
     from sciot_mqtt.broker.limits import max_packet_size
@@ -272,6 +300,14 @@ async def _run_up(
             )
             address = dataclasses.replace(broker.address, credentials=address.credentials)
         service = await stack.enter_async_context(Service(settings, address, packages=packages))
+        if dashboard_at is not None:
+            from sciot_mqtt.dashboard import dashboard
+
+            server = await stack.enter_async_context(
+                dashboard(address, settings.instance, *dashboard_at)
+            )
+            # Printed, not logged: the swarm's live view silences routine logs.
+            print(f"dashboard: {server.url}", file=sys.stderr, flush=True)
         watcher = asyncio.create_task(_stop_when_ended(service, stop), name="up-watch-service")
         try:
             if swarm is None:
@@ -337,7 +373,14 @@ def _add_device(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="compute to emulate: host (default), esp32s3[:SCALE][:DIST[:SPREAD]], or a .json",
     )
     p.add_argument("--emulation-seed", type=int, help="seed of the emulation (0)")
-    p.add_argument("--images", type=Path, help="folder of input images (default: synthetic)")
+    p.add_argument(
+        "--inputs",
+        "--images",
+        dest="inputs",
+        type=Path,
+        help="folder of inputs: .npy arrays of the model's input shape, or images of any "
+        "size (PNG/JPEG/BMP need Pillow); default: synthetic inputs for the model",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (0)")
     p.add_argument(
         "--wait", type=float, default=10.0, help="seconds to wait for the service before --count"
@@ -356,12 +399,18 @@ def _cmd_device(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     from sciot_mqtt.device import Device
     from sciot_mqtt.device.emulation import Emulation
-    from sciot_mqtt.device.inputs import folder_images, synthetic_images
+    from sciot_mqtt.device.inputs import FolderInputs, InputSource, SyntheticInputs
     from sciot_mqtt.device.report import summarize_inferences
     from sciot_mqtt.models.catalog import resolve_packages
 
     packages = resolve_packages(settings.models, settings.model_cache)
-    images = folder_images(args.images) if args.images else synthetic_images(args.seed)
+    inputs: InputSource
+    if args.inputs:
+        folder = FolderInputs(args.inputs)
+        folder.check(list(packages.values()))
+        inputs = folder
+    else:
+        inputs = SyntheticInputs(args.seed)
     summary: dict[str, object] = {}
 
     async def run(stop: asyncio.Event) -> None:
@@ -378,7 +427,8 @@ def _cmd_device(args: argparse.Namespace) -> int:
                 for _ in range(args.count):
                     if stop.is_set():
                         break
-                    records.append(await device.infer(next(images), verify=True))
+                    data = inputs.next_for(device.model_package())
+                    records.append(await device.infer(data, verify=True))
                     if args.interval:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), args.interval)

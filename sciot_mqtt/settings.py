@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sciot_mqtt.errors import ConfigurationError
@@ -73,6 +73,11 @@ class ServiceSettings(BaseSettings):
     variance_cv: float = Field(0.15, gt=0, description="CV marking an operator unstable")
     measure_budget: float = Field(
         0.1, ge=0, le=1, description="share of a device's inference time measuring may cost"
+    )
+    explain_interval: float = Field(
+        10.0,
+        gt=0,
+        description="seconds between a device's explanations when only predictions moved",
     )
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
@@ -145,7 +150,9 @@ class ServiceSettings(BaseSettings):
 class DeviceSettings(BaseSettings):
     """`sciot-mqtt device`. Environment: `SCIOT_DEVICE_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="SCIOT_DEVICE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCIOT_DEVICE_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     id: str = Field("device-1", pattern=DEVICE_ID_PATTERN.pattern, description="device id")
     host: str = Field("127.0.0.1", description="broker host")
@@ -162,7 +169,12 @@ class DeviceSettings(BaseSettings):
     emulation_seed: int = Field(0, description="seed of the link and compute emulation")
     split: int | None = Field(None, ge=0, description="pin the split point (testing)")
     result_timeout: float = Field(5.0, gt=0, description="wait for a result before local (s)")
-    model_cache: str | None = Field(None, description="prepared-model cache directory")
+    # One variable for every command; SCIOT_DEVICE_MODEL_CACHE is its deprecated old name.
+    model_cache: str | None = Field(
+        None,
+        description="prepared-model cache directory",
+        validation_alias=AliasChoices("SCIOT_MODEL_CACHE", "SCIOT_DEVICE_MODEL_CACHE"),
+    )
     log_level: str = Field("info", description="as for the service")
     log_format: LogFormat = Field("auto", description="as for the service")
     password: SecretStr | None = Field(None, description="broker password (username = id)")

@@ -26,5 +26,23 @@ if [ ! -x .venv/bin/python ]; then
         rm -rf .venv
         apt_install "python3-venv" && "$PYTHON" -m venv .venv
     }
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+
+pip_install_once() {  # pip_install_once SPEC: only when missing or pyproject.toml changed
+    local stamp=".venv/.installed-$(printf '%s' "$1" | tr -c 'A-Za-z0-9' '_')"
+    local want
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+    echo "installing $1 into .venv (first run, or pyproject.toml changed)..." >&2
+    # Quiet, and pip's log only when it fails: nothing is left above what runs next.
+    local log
+    log="$(mktemp)"
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e "$1" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        return 1
+    fi
+    rm -f "$log"
+    echo "$want" >"$stamp"
+}

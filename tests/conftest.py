@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from sciot_mqtt.broker import EmbeddedBroker, MosquittoBroker
 from sciot_mqtt.transport import BrokerAddress
+from tests.zoo.builders import ZooModels, zoo_names
 
 
 @pytest_asyncio.fixture(params=["amqtt", "mosquitto"])
@@ -35,3 +36,18 @@ def cli_env() -> dict[str, str]:
 @pytest.fixture
 def cli() -> list[str]:
     return [sys.executable, "-m", "sciot_mqtt"]
+
+
+@pytest.fixture(scope="session")
+def zoo_models(tmp_path_factory: pytest.TempPathFactory) -> ZooModels:
+    """Third-party architectures (tests/zoo/builders.py), each built once per session when
+    a test first asks for it: ``zoo_models.tflite(name)``, ``zoo_models.package(name)``."""
+    pytest.importorskip("tensorflow", reason="TensorFlow builds the zoo of test models")
+    return ZooModels(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(params=zoo_names())
+def zoo_name(request: pytest.FixtureRequest) -> str:
+    """Each zoo model in turn (parametrizes the test)."""
+    name: str = request.param
+    return name

@@ -5,12 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
-
-import numpy as np
-
-from sciot_mqtt.device.inputs import folder_images
-from sciot_mqtt.models import ModelPackage, SegmentRunner
 
 
 def test_service_and_device_never_import_tensorflow() -> None:
@@ -41,7 +35,7 @@ def test_up_runs_without_the_optional_dependencies() -> None:
 import asyncio, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("rich", "psutil", "matplotlib", "PIL", "tensorflow"):
+        if name.split(".")[0] in ("rich", "psutil", "matplotlib", "PIL", "tensorflow", "aiohttp"):
             raise ImportError(f"{name} is blocked")
 sys.meta_path.insert(0, Block())
 from sciot_mqtt.cli import build_parser
@@ -50,6 +44,14 @@ from sciot_mqtt.models.catalog import resolve_packages
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import ServiceSettings
 build_parser().parse_args(["up"])
+# `up --dashboard` without its extra stops before starting, naming the install command.
+from sciot_mqtt._optional import require_extra
+from sciot_mqtt.errors import ConfigurationError
+try:
+    require_extra("dashboard", "up --dashboard")
+    raise SystemExit("aiohttp was not blocked")
+except ConfigurationError as exc:
+    assert "sciot-mqtt[dashboard]" in str(exc), exc
 
 async def main():
     packages = resolve_packages(["fomo96"], sys.argv[1])
@@ -69,27 +71,3 @@ asyncio.run(main())
             timeout=120,
         )
     assert out.stdout.strip().splitlines()[-1] == "served", out.stdout + out.stderr
-
-
-def test_folder_images_feed_the_model(
-    tmp_path: Path, sciot_models: dict[str, ModelPackage]
-) -> None:
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        np.save(tmp_path / f"frame{i}.npy", rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
-    (tmp_path / "notes.txt").write_text("ignored")
-    images = folder_images(tmp_path)
-    frames = [next(images) for _ in range(4)]
-    assert np.array_equal(frames[0], frames[3])  # it loops over the folder
-    package = sciot_models["fomo96"]
-    output = SegmentRunner(package).run_whole(package.quantize_input(frames[1]))
-    assert output.shape == package.output.shape
-
-
-def test_folder_without_images_is_a_clear_error(tmp_path: Path) -> None:
-    import pytest
-
-    from sciot_mqtt.errors import ConfigurationError
-
-    with pytest.raises(ConfigurationError, match="no images"):
-        next(folder_images(tmp_path))

@@ -50,7 +50,7 @@ static void build_blob(void)
 {
     memset(BLOB, 0, sizeof BLOB);
     memcpy(BLOB, "SCMB", 4);
-    put16(4, 1);  /* version */
+    put16(4, SCIOT_MODEL_VERSION);
     put16(6, 96); /* header bytes */
     put32(8, BLOB_LEN);
     put16(12, 3);  /* tensors */
@@ -75,12 +75,13 @@ static void build_blob(void)
     put32(252, (uint32_t)-128);
     put32(256, 127);
     put32(260, 272); /* params at */
-    put32(264, 28);
+    put32(264, 32);
     put32(272, 20);            /* left shift */
     put32(276, 1u << 30);      /* input 1: x 0.5 */
     put32(284, 1u << 30);      /* input 2: x 0.5 */
     put32(292, 1u << 30);      /* output: x 0.5 ... */
     put32(296, (uint32_t)-18); /* ... x 2^-18 */
+    put32(300, 0);             /* no element computed like LiteRT's NEON blocks */
     put32(304, 312);           /* boundary 0 */
     put32(308, 320);           /* boundary 1 */
     put16(312, 2);

@@ -11,10 +11,25 @@ from sciot_mqtt._optional import require_extra
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = sub.add_parser("bench", help="benchmarks: print and save JSON (and PNG plots)")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: print and save JSON (and PNG plots)",
+        description="Benchmarks of the service on this machine. Each prints its figures as "
+        "JSON and saves them, with PNG plots, in --out.",
+    )
     kinds = bench.add_subparsers(dest="bench", required=True)
-    split = kinds.add_parser("split", help="latency of every split point on loopback")
-    split.add_argument("--model", default="fomo96", help="model id (fomo96)")
+    split = kinds.add_parser(
+        "split",
+        help="latency of every split point on loopback",
+        description="Start the broker(s) and `sciot-mqtt up` in its own process, then run "
+        "--iterations inferences at every split point 0..N from a device in this process "
+        "over loopback: the round trip (infer to result), the edge's tail compute, the "
+        "service's own overhead and the device's head compute, per split point and broker.",
+    )
+    split.add_argument(
+        "--model", default="fomo96", help="zoo or prepared model id (fomo96; models split)"
+    )
+    split.add_argument("--model-cache", help="prepared-model cache ($SCIOT_MODEL_CACHE)")
     split.add_argument("--iterations", type=int, default=200, help="per split point (200)")
     split.add_argument("--warmup", type=int, default=20, help="per split point (20)")
     split.add_argument(
@@ -23,8 +38,17 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     split.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     split.set_defaults(handler=_cmd_split)
 
-    decisions = kinds.add_parser("decisions", help="quality of the service's split choices")
-    decisions.add_argument("--model", default="fomo96", help="model id (fomo96)")
+    decisions = kinds.add_parser(
+        "decisions",
+        help="quality of the service's split choices",
+        description="For every pairing of emulated chip (--chips) and link (--links): "
+        "measure every fixed split point, then let the service decide for --adaptive "
+        "inferences, and score its last --steady ones against the best fixed split.",
+    )
+    decisions.add_argument(
+        "--model", default="fomo96", help="zoo or prepared model id (fomo96; models split)"
+    )
+    decisions.add_argument("--model-cache", help="prepared-model cache ($SCIOT_MODEL_CACHE)")
     decisions.add_argument("--links", default="5g,wifi,lte,congested,lossy", help="link profiles")
     decisions.add_argument("--chips", default="esp32s3:0.05,host", help="compute profiles")
     decisions.add_argument("--repeats", type=int, default=8, help="inferences per fixed split")
@@ -36,7 +60,13 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     decisions.add_argument("--out", type=Path, default=Path("bench-results"))
     decisions.set_defaults(handler=_cmd_decisions)
 
-    scale = kinds.add_parser("scale", help="sustained rate of one service, and the knee")
+    scale = kinds.add_parser(
+        "scale",
+        help="sustained rate of one service, and the knee",
+        description="Run --devices simulated devices against one service at each per-device "
+        "rate of --rates in turn, and report the sustained inferences/s and latency of each "
+        "step: where latency bends up is the knee.",
+    )
     scale.add_argument("--devices", type=int, default=1000, help="host-profile devices (1000)")
     scale.add_argument(
         "--rates", default="0.1,0.25,0.5,0.75,1,1.5", help="per-device inferences/s, in order"
@@ -49,7 +79,13 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     scale.add_argument("--out", type=Path, default=Path("bench-results"))
     scale.set_defaults(handler=_cmd_scale)
 
-    soak = kinds.add_parser("soak", help="long run with churn: memory, descriptors, losses")
+    soak = kinds.add_parser(
+        "soak",
+        help="long run with churn: memory, descriptors, losses",
+        description="Run --devices devices for --duration seconds with devices leaving, "
+        "crashing and rejoining (--churn), and report the service's memory and file "
+        "descriptors over time and every inference lost.",
+    )
     soak.add_argument("--devices", type=int, default=100, help="devices (100)")
     soak.add_argument("--duration", type=float, default=600, help="seconds (600)")
     soak.add_argument("--rate", type=float, default=1.0, help="inferences/s per device (1)")
@@ -91,11 +127,16 @@ def _cmd_split(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"sciot-mqtt: unknown broker(s) {sorted(unknown)}; use {BROKERS}")
     brokers = tuple(b for b in BROKERS if b in names)
-    package = resolve_package(args.model)
+    package = resolve_package(args.model, args.model_cache)
     args.out.mkdir(parents=True, exist_ok=True)
     report = asyncio.run(
         run_split_bench(
-            package, args.out, brokers=brokers, iterations=args.iterations, warmup=args.warmup
+            package,
+            args.out,
+            brokers=brokers,
+            iterations=args.iterations,
+            warmup=args.warmup,
+            model_cache=args.model_cache,
         )
     )
     summary = {
@@ -124,7 +165,7 @@ def _cmd_decisions(args: argparse.Namespace) -> int:
     from sciot_mqtt.models.catalog import resolve_package
 
     configure_logging("warning")
-    package = resolve_package(args.model)
+    package = resolve_package(args.model, args.model_cache)
     args.out.mkdir(parents=True, exist_ok=True)
     asyncio.run(
         run_decisions_bench(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from sciot_mqtt.broker import EmbeddedBroker
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.emulation import Emulation
 from sciot_mqtt.device.inference import InferenceRecord
-from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.device.inputs import SyntheticInputs
 from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.service import Service
@@ -56,7 +56,12 @@ MEASURING = (
 
 
 def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings: Any) -> Device:
-    values = {"result_timeout": 30.0, "heartbeat_interval": 1.0} | settings
+    # The device announces the benchmarked model in its birth, whichever model that is.
+    values: dict[str, Any] = {
+        "result_timeout": 30.0,
+        "heartbeat_interval": 1.0,
+        "models": [package.model_id],
+    } | settings
     device_settings = DeviceSettings(_env_file=None, id=name, **values)  # type: ignore[call-arg]
     return Device(
         device_settings,
@@ -64,6 +69,13 @@ def _device(address: BrokerAddress, package: ModelPackage, name: str, **settings
         packages={package.model_id: package},
         emulation=Emulation.from_settings(device_settings),
     )
+
+
+def _inputs(package: ModelPackage, seed: int) -> Iterator[np.ndarray]:
+    """Endless synthetic inputs for the model (scenes for image models)."""
+    source = SyntheticInputs(seed)
+    while True:
+        yield source.next_for(package)
 
 
 def latency_figures(totals: Sequence[float]) -> dict[str, float]:
@@ -88,7 +100,7 @@ async def _fixed_splits(
 ) -> tuple[list[float], dict[int, dict[str, float]]]:
     """Realized mean latency of every split point, pinned; then the best one and device-only
     again over `confirm` inferences, as many as the adaptive run is scored on."""
-    images = synthetic_images(seed=1)
+    images = _inputs(package, seed=1)
     name = f"fixed-{chip.replace(':', '_')}-{link}"
     device = _device(address, package, name, network=link, profile=chip)
 
@@ -148,7 +160,7 @@ async def _adaptive(
     steady: int,
     interval: float,
 ) -> dict[str, Any]:
-    images = synthetic_images(seed=2)
+    images = _inputs(package, seed=2)
     name = f"adaptive-{chip.replace(':', '_')}-{link}"
     device = _device(address, package, name, network=link, profile=chip)
     records = []
@@ -210,7 +222,7 @@ async def _step(
     limit: int,
     interval: float,
 ) -> dict[str, Any]:
-    images = synthetic_images(seed=3)
+    images = _inputs(package, seed=3)
     name = f"step-{chip.replace(':', '_')}-{before}-{after}"
     device = _device(address, package, name, network=before, profile=chip)
     async with device:
@@ -259,7 +271,9 @@ async def run_decisions_bench(
     steady: int = 50,
     interval: float = 0.0,
 ) -> dict[str, Any]:
-    settings = ServiceSettings(_env_file=None, instance="bench", heartbeat_interval=1.0)  # type: ignore[call-arg]
+    settings = ServiceSettings(  # type: ignore[call-arg]
+        _env_file=None, instance="bench", heartbeat_interval=1.0, models=[package.model_id]
+    )
     report: dict[str, Any] = {
         "benchmark": "decisions",
         "command": "sciot-mqtt bench decisions " + " ".join(sys.argv[3:]),

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from sciot_mqtt.device import Device
-from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.device.inputs import SyntheticInputs
 from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.settings import DeviceSettings
-from sciot_mqtt.swarm.edge import BrokerKind, edge_stack
+from sciot_mqtt.swarm.edge import BrokerKind, edge_stack, model_flags
 from sciot_mqtt.transport import BrokerAddress
 
 BROKERS: tuple[BrokerKind, ...] = ("amqtt", "mosquitto")
@@ -38,12 +38,14 @@ def _stats(values: list[float]) -> dict[str, float]:
 async def _measure(
     address: BrokerAddress, package: ModelPackage, iterations: int, warmup: int
 ) -> list[dict[str, Any]]:
-    settings = DeviceSettings(_env_file=None, id="bench", result_timeout=10.0)  # type: ignore[call-arg]
+    settings = DeviceSettings(  # type: ignore[call-arg]
+        _env_file=None, id="bench", models=[package.model_id], result_timeout=10.0
+    )
     rows = []
     async with Device(settings, address, packages={package.model_id: package}) as device:
         await device.wait_until(lambda: device.mode == "offload", timeout=30)
-        images = synthetic_images(seed=7)
-        frames = [next(images) for _ in range(16)]
+        source = SyntheticInputs(seed=7)
+        frames = [package.quantize_input(source.next_for(package)) for _ in range(16)]
         for split in package.split_points:
             settings.split = split
             records = []
@@ -78,7 +80,10 @@ async def run_split_bench(
     brokers: tuple[BrokerKind, ...] = BROKERS,
     iterations: int = 200,
     warmup: int = 20,
+    model_cache: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Every split point of ``package`` (prepared in ``model_cache``, which the service
+    child is told), on each broker in turn."""
     report: dict[str, Any] = {
         "benchmark": "split",
         "command": "sciot-mqtt bench split " + " ".join(sys.argv[3:]),
@@ -94,7 +99,12 @@ async def run_split_bench(
         "brokers": {},
     }
     for broker in brokers:
-        async with edge_stack(broker, out, log_name=f"service-{broker}.log") as edge:
+        async with edge_stack(
+            broker,
+            out,
+            log_name=f"service-{broker}.log",
+            service_args=model_flags([package.model_id], model_cache),
+        ) as edge:
             address = edge.address
             report["brokers"][broker] = await _measure(address, package, iterations, warmup)
     (out / "split.json").write_text(json.dumps(report, indent=2))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sciot_mqtt.protocol.accounts import (
     Role,
+    dashboard_client_id,
     health_client_id,
     parse_account,
     service_client_id,
@@ -38,6 +39,9 @@ DEVICE_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE,)
 SERVICE_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE, ServiceTopic.STATS)
 # What `sciot-mqtt health` reads to see its instance alive and hearing.
 HEALTH_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE, ServiceTopic.STATS, ServiceTopic.PONG)
+# What a dashboard reads, of every instance and device; it never publishes.
+DASHBOARD_READABLE_SERVICE_TOPICS = (ServiceTopic.STATE, ServiceTopic.STATS)
+DASHBOARD_READABLE_DEVICE_TOPICS = (DeviceTopic.EXPLAIN,)
 # The instances the committed mosquitto/acl has accounts for (the default `--instance`).
 DEFAULT_INSTANCES = ("edge",)
 
@@ -84,6 +88,8 @@ def rules() -> list[Rule]:
                 # Read too: the instances rebuild their decisions from the retained messages
                 # and follow each other's (topics.md, "Fleet").
                 out.append(Rule(Role.SERVICE, Access.READWRITE, every, name))
+            if topic in DASHBOARD_READABLE_DEVICE_TOPICS:
+                out.append(Rule(Role.DASHBOARD, Access.READ, every, f"{name} of every device"))
         else:
             mine = f"{NAMESPACE}/service/{INSTANCE}/{topic.value}"
             every = f"{NAMESPACE}/service/+/{topic.value}"
@@ -95,6 +101,8 @@ def rules() -> list[Rule]:
                 out.append(Rule(Role.SERVICE, Access.READ, every, f"{name} of every instance"))
             if topic in HEALTH_READABLE_SERVICE_TOPICS:
                 out.append(Rule(Role.HEALTH, Access.READ, mine, f"{name}, its instance's"))
+            if topic in DASHBOARD_READABLE_SERVICE_TOPICS:
+                out.append(Rule(Role.DASHBOARD, Access.READ, every, f"{name} of every instance"))
             if message.PUBLISHER == "health":
                 out.append(Rule(Role.HEALTH, Access.WRITE, mine, f"{name}, to its instance"))
     return out
@@ -171,7 +179,8 @@ def render_mosquitto_acl(instances: Iterable[str] = DEFAULT_INSTANCES) -> str:
         + ").",
         "#",
         "# Every account is a device whose username is its device id (%u), except the service",
-        "# instances (sciot-service-NAME) and their health checks (sciot-health-NAME) below.",
+        "# instances (sciot-service-NAME), their health checks (sciot-health-NAME) and the",
+        "# dashboards beside them (sciot-dashboard-NAME, read-only) below.",
         "# Anything not listed is denied; a denied publish is dropped by the broker.",
         "",
         "# Devices: publish as themselves, read what the service tells them.",
@@ -182,6 +191,7 @@ def render_mosquitto_acl(instances: Iterable[str] = DEFAULT_INSTANCES) -> str:
         for role, account in (
             (Role.SERVICE, service_client_id(instance)),
             (Role.HEALTH, health_client_id(instance)),
+            (Role.DASHBOARD, dashboard_client_id(instance)),
         ):
             lines += ["", f"# The {role.value} account of instance {instance}.", f"user {account}"]
             for rule in rules_for(role):

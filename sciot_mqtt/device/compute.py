@@ -5,7 +5,10 @@
 ``host`` runs at the host's real speed (it takes a distribution, for noise around the
 measured time, but no scale factor). ``esp32s3`` makes operator ``i`` take
 ``package.ops[i].reference_ms``: the time the reference profile measured on an ESP32-S3
-for the Keras layers that operator fuses. A spec adds, each optional and in this order, a
+for the Keras layers that operator fuses. A model without such measurements (any model
+but fomo96) gets an **estimate** instead: each operator's time from its work, at rates
+fitted on the measured model (``models.cost``); the profile says so (``estimated``,
+``basis``) and the device logs it. A spec adds, each optional and in this order, a
 scale factor, a distribution and a spread: ``esp32s3:0.2`` (5 times faster than measured),
 ``esp32s3:0.2:gaussian:0.1``, ``esp32s3:uniform:0.05``. The spread is relative to the mean
 ``m``: ``gaussian`` draws with standard deviation ``spread * m``, ``uniform`` between
@@ -27,9 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
+import structlog
 
 from sciot_mqtt._specfiles import looks_like_file, number, parse_float, read_json
 from sciot_mqtt.errors import ConfigurationError
+from sciot_mqtt.models.cost import estimate_ms, reference_rates
+from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.models.reference import load_reference_profiles
 
 if TYPE_CHECKING:
@@ -68,6 +74,8 @@ class ComputeProfile:
     per_op_ms: tuple[float, ...] | None
     distribution: Distribution = "static"
     spread: float = 0.0
+    estimated: bool = False  # per_op_ms estimated from the operators' work, not measured
+    basis: str = ""  # where per_op_ms came from, in words
 
     def __post_init__(self) -> None:
         where = f"compute profile {self.name!r}"
@@ -118,8 +126,9 @@ def load_compute_profile(spec: str, package: ModelPackage) -> ComputeProfile:
             text, None, dist, spread if spread is not None else _DEFAULT_SPREAD[dist]
         )
     devices = sorted(set(_reference_devices().values()))
+    estimated = False
     if head.lower() in devices:
-        per_op = _reference_times(head.lower(), package)
+        per_op, estimated, basis = _reference_times(head.lower(), package)
         base_dist: Distribution = "static"
         base_spread = 0.0
         name = text
@@ -127,6 +136,7 @@ def load_compute_profile(spec: str, package: ModelPackage) -> ComputeProfile:
         path = Path(head).expanduser()
         per_op, base_dist, base_spread, file_name = _read_compute_file(path)
         name = file_name if not rest else f"{file_name}:{':'.join(rest)}"
+        basis = f"per_op_ms from {path}"
         if len(per_op) != package.num_ops:
             raise ConfigurationError(
                 f"{path}: per_op_ms has {len(per_op)} times but model {package.model_id!r} "
@@ -144,25 +154,29 @@ def load_compute_profile(spec: str, package: ModelPackage) -> ComputeProfile:
     else:
         dist = base_dist
         final_spread = spread if spread is not None else base_spread
-    return ComputeProfile(name, tuple(v * scale for v in per_op), dist, final_spread)
+    return ComputeProfile(
+        name,
+        tuple(v * scale for v in per_op),
+        dist,
+        final_spread,
+        estimated=estimated,
+        basis=basis + (f", times {scale:g}" if scale != 1.0 else ""),
+    )
 
 
-def _reference_times(device: str, package: ModelPackage) -> tuple[float, ...]:
-    missing = [op.index for op in package.ops if op.reference_ms is None]
-    if package.reference is None or missing:
-        raise ConfigurationError(
-            f"compute profile {device!r}: model {package.model_id!r} has no {device} "
-            "reference times mapped onto its operators"
-            + (f" (none for ops {missing})" if package.reference is not None else "")
-            + "; use host, or a .json file with per_op_ms"
-        )
-    measured_on = _reference_devices().get(package.reference)
-    if measured_on != device:
-        raise ConfigurationError(
-            f"compute profile {device!r}: model {package.model_id!r} has reference times "
-            f"from {measured_on or package.reference!r}, not {device}"
-        )
-    return tuple(float(op.reference_ms or 0.0) for op in package.ops)
+def _reference_times(device: str, package: ModelPackage) -> tuple[tuple[float, ...], bool, str]:
+    """Per-operator times on ``device``: measured when the package has them, else estimated
+    from each operator's work; whether they are estimated, and how they were got."""
+    measured_on = _reference_devices().get(package.reference or "")
+    if measured_on == device and all(op.reference_ms is not None for op in package.ops):
+        times = tuple(float(op.reference_ms or 0.0) for op in package.ops)
+        return times, False, f"measured on {device}, per layer ({package.reference})"
+    try:
+        rates = reference_rates(device)
+    except ModelError as exc:
+        raise ConfigurationError(f"compute profile {device!r}: {exc}") from exc
+    basis = f"ESTIMATED from each operator's work; {rates.quality.describe()}"
+    return estimate_ms(package.ops, rates), True, basis
 
 
 def _parse_modifiers(
@@ -221,6 +235,8 @@ def _read_compute_file(path: Path) -> tuple[tuple[float, ...], Distribution, flo
 
 
 # -- compute emulator --------------------------------------------------------------------
+
+_log = structlog.get_logger("sciot.device")
 
 
 class ComputeEmulator:
@@ -318,5 +334,13 @@ class EmulatedChip:
         emulator = self._emulators.get(package.sha256)
         if emulator is None:
             profile = load_compute_profile(self.spec, package)
+            if profile.estimated:
+                _log.info(
+                    "emulated compute times are an estimate",
+                    profile=profile.name,
+                    model=package.model_id,
+                    run_ms=round(sum(profile.per_op_ms or ()), 1),
+                    basis=profile.basis,
+                )
             emulator = self._emulators[package.sha256] = ComputeEmulator(profile, seed=self.seed)
         return emulator

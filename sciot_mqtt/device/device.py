@@ -460,9 +460,10 @@ class Device:
             )
         return self._inference
 
-    async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
-        """One inference: split as planned, offload, and finish locally if the edge fails."""
-        return await self._runner_or_fail().infer(image, verify=verify)
+    async def infer(self, data: np.ndarray, *, verify: bool = False) -> InferenceRecord:
+        """One inference on ``data`` (an image of any size, or an array of the model's input
+        shape): split as planned, offload, and finish locally if the edge fails."""
+        return await self._runner_or_fail().infer(data, verify=verify)
 
     async def settle_measurements(self, timeout: float) -> None:
         """Wait (up to `timeout` s) for measurements under way to end (benchmarks)."""

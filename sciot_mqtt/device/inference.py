@@ -46,6 +46,7 @@ from sciot_mqtt.transport import MqttSession
 if TYPE_CHECKING:
     from sciot_mqtt.device.report import DeviceSummary
     from sciot_mqtt.models import ModelPackage
+    from sciot_mqtt.models.tasks import OutputSummary
     from sciot_mqtt.settings import DeviceSettings
 
 InferencePath = Literal["offload", "local", "fallback"]
@@ -68,7 +69,7 @@ class InferenceRecord:
     total_ms: float  # input to result, on the device's clock
     sent_bytes: int
     output: bytes
-    detections: tuple[tuple[int, int, int, float], ...]
+    result: OutputSummary  # the output as the model's task reads it
     matches_local: bool | None = None
     rtt_ms: float | None = None  # publish of `infer` to arrival of `result` (offload only)
     decision_reason: str | None = None  # why the service chose this split (None if pinned)
@@ -255,10 +256,12 @@ class InferenceRunner:
 
     # --- running --------------------------------------------------------------------------
 
-    async def infer(self, image: np.ndarray, *, verify: bool = False) -> InferenceRecord:
-        """One inference: split as planned, offload, and finish locally if the edge fails."""
+    async def infer(self, data: np.ndarray, *, verify: bool = False) -> InferenceRecord:
+        """One inference on ``data`` (an image of any size, or an array of the model's input
+        shape; ``ModelPackage.quantize_input``): split as planned, offload, and finish
+        locally if the edge fails."""
         package = self.model_package()
-        x = package.quantize_input(image)
+        x = package.quantize_input(data)
         seq = self._seq
         self._seq = (self._seq + 1) & U32_MAX
         split, reason, followed = self.plan(package)
@@ -329,9 +332,7 @@ class InferenceRunner:
             total_ms=total_ms,
             sent_bytes=sent,
             output=output.tobytes(),
-            detections=tuple(
-                (d.class_id, d.x, d.y, float(d.score)) for d in package.decode(output)
-            ),
+            result=package.summarize(output),
             matches_local=matches,
             rtt_ms=rtt_ms,
             decision_reason=followed.reason if followed else None,

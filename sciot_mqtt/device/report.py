@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sciot_mqtt.models.tasks import aggregate_summaries
 from sciot_mqtt.protocol import DeviceMode
 
 if TYPE_CHECKING:
@@ -74,4 +75,5 @@ def summarize_inferences(records: Sequence[InferenceRecord]) -> dict[str, object
         "bytes_sent": sum(r.sent_bytes for r in records),
         "checked_against_local": len(checked),
         "all_match_local": bool(checked) and all(checked),
+        "outputs": aggregate_summaries(r.result for r in records),
     }

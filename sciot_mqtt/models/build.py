@@ -37,6 +37,7 @@ __all__ = [
     "convert_keras_to_int8",
     "load_keras_model",
     "train_fomo",
+    "with_batch_of_one",
 ]
 
 DEFAULT_EPOCHS = 10
@@ -250,6 +251,40 @@ def _representative(
     return from_iterable
 
 
+def with_batch_of_one(model: Any) -> Any:
+    """``model`` with its batch dimension fixed at 1 (same layers, same weights).
+
+    Keras models take a batch of any size, and the converter then computes every shape
+    that depends on it at run time: a Flatten or Reshape becomes SHAPE, STRIDED_SLICE,
+    PACK and RESHAPE. A device runs one input at a time, so a fixed batch lets the
+    converter fold those into a constant shape.
+    """
+    keras = _keras()
+    if all(t.shape[0] == 1 for t in model.inputs):
+        return model
+    inputs = [
+        keras.Input(batch_shape=(1, *t.shape[1:]), dtype=t.dtype, name=_input_name(t))
+        for t in model.inputs
+    ]
+    try:
+        fixed = keras.models.clone_model(
+            model, input_tensors=inputs if len(inputs) > 1 else inputs[0]
+        )
+    except (ValueError, TypeError):
+        # Subclassed models cannot be cloned: call them on the fixed-batch inputs instead
+        # (the layers, and so the weights, are shared).
+        outputs = model(inputs if len(inputs) > 1 else inputs[0])
+        return keras.Model(inputs, outputs, name=model.name)
+    # A clone has new layers with freshly initialized weights: give it the model's.
+    fixed.set_weights(model.get_weights())
+    return fixed
+
+
+def _input_name(tensor: Any) -> str | None:
+    name = getattr(tensor, "name", None)
+    return str(name).split(":")[0] if name else None
+
+
 def convert_keras_to_int8(
     model: Any,
     out_path: str | Path,
@@ -258,23 +293,33 @@ def convert_keras_to_int8(
     num_samples: int = 100,
     input_range: tuple[float, float] = (0.0, 1.0),
     seed: int = 0,
+    io_dtype: str = "int8",
+    batch_of_one: bool = True,
 ) -> Path:
-    """Full-integer int8 TFLite (int8 input and output) from a Keras model or file.
+    """Full-integer int8 TFLite from a Keras model or file, batch dimension fixed at 1.
 
     Calibrates with ``representative`` (see ``RepresentativeData``), or, if None, with
-    ``num_samples`` of uniform noise over ``input_range``.
+    ``num_samples`` of uniform noise over ``input_range``. Every operator is int8; the
+    model's input and output are int8 too, or with ``io_dtype="float32"`` float32 (the
+    graph then starts with QUANTIZE and ends with DEQUANTIZE). ``batch_of_one=False``
+    keeps Keras' dynamic batch (see ``with_batch_of_one``).
     """
     tf = _tf()
+    io_types = {"int8": tf.int8, "float32": tf.float32}
+    if io_dtype not in io_types:
+        raise ModelError(f"io_dtype must be one of {sorted(io_types)}, got {io_dtype!r}")
     if isinstance(model, (str, os.PathLike)):
         model = load_keras_model(model)
+    if batch_of_one:
+        model = with_batch_of_one(model)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = _representative(
         model, representative, num_samples, input_range, seed
     )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    converter.inference_input_type = io_types[io_dtype]
+    converter.inference_output_type = io_types[io_dtype]
     # The Keras export path prints every captured variable to stdout.
     with contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -337,7 +382,13 @@ def build_zoo_model(
     calibration = SyntheticScenes(seed).batch(200, start=train_scenes)[0]
     tflite_path = out / "model.tflite"
     convert_keras_to_int8(
-        model, tflite_path, representative=calibration.astype(np.float32) / 255.0, num_samples=200
+        model,
+        tflite_path,
+        representative=calibration.astype(np.float32) / 255.0,
+        num_samples=200,
+        # The shipped fomo96 was converted with Keras' dynamic batch (its graph has no
+        # operator that depends on the batch); kept so that a rebuild gives its bytes.
+        batch_of_one=False,
     )
     # Score the deployed int8 artefact through the same runtime the service uses.
     with _scratch_cache() as cache:

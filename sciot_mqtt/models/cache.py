@@ -36,15 +36,18 @@ __all__ = [
     "file_sha256",
     "install",
     "read_package",
+    "update_metadata",
 ]
 
-#: Environment variable that moves the default cache root.
-CACHE_ENV = "SCIOT_MQTT_MODEL_CACHE"
+#: Environment variable that moves the default cache root, for every command.
+CACHE_ENV = "SCIOT_MODEL_CACHE"
+#: Its old name for `sciot-mqtt models`, still read (deprecated).
+_DEPRECATED_CACHE_ENV = "SCIOT_MQTT_MODEL_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """``$SCIOT_MQTT_MODEL_CACHE``, else ``$XDG_CACHE_HOME/sciot-mqtt/models``, else ~/.cache."""
-    env = os.environ.get(CACHE_ENV)
+    """``$SCIOT_MODEL_CACHE``, else ``$XDG_CACHE_HOME/sciot-mqtt/models``, else ~/.cache."""
+    env = os.environ.get(CACHE_ENV) or os.environ.get(_DEPRECATED_CACHE_ENV)
     if env:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -151,3 +154,27 @@ def install(root: Path, sha: str, write: Callable[[PackageFiles], None]) -> None
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def update_metadata(directory: Path, manifest: Manifest) -> None:
+    """Rewrite the package's sidecar and manifest with ``manifest.metadata``.
+
+    Each file is written aside and renamed over the old one, so a reader sees the old
+    package or the new one; the segments do not change.
+    """
+    files = PackageFiles(directory)
+    stored = Manifest.from_dict(json.loads(files.manifest.read_text()))
+    stored.metadata = manifest.metadata
+    _replace(files.sidecar, json.dumps(manifest.metadata, indent=1) + "\n")
+    _replace(files.manifest, json.dumps(stored.to_dict(), indent=1) + "\n")
+
+
+def _replace(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sciot_mqtt.models.cache import default_cache_dir, file_sha256
+from sciot_mqtt.models.cache import CACHE_ENV, default_cache_dir, file_sha256
 from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.models.export.budget import DEFAULT_PSRAM_KIB, DEFAULT_RAM_RESERVE_KIB, Budget
 from sciot_mqtt.models.graph import TfliteGraph
@@ -51,7 +51,7 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help="cut a model into per-op and tail segments (cached) and show its split points",
     )
     s.add_argument("path", type=Path, help="int8 .tflite, or a .keras/.h5 model to convert first")
-    s.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
+    _add_cache_flag(s)
     s.add_argument("--model-id", help="id to record (model.json sidecar, else file stem)")
     s.add_argument(
         "--representative",
@@ -65,8 +65,7 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         type=float,
         nargs=2,
         metavar=("LO", "HI"),
-        default=(0.0, 1.0),
-        help="Keras only: float range of the model input (0 1)",
+        help="Keras only: float range of the model input (the sidecar's input_range, else 0 1)",
     )
     s.add_argument(
         "--tflite-out",
@@ -77,7 +76,7 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     s.set_defaults(handler=cmd_split)
 
     ls = sub.add_parser("list", help="zoo and cached models with op count, size, split points")
-    ls.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
+    _add_cache_flag(ls)
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(handler=cmd_list)
 
@@ -88,7 +87,7 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )
     ex.add_argument("model", help="zoo or prepared model id (fomo96), or an int8 .tflite path")
     ex.add_argument("--out", type=Path, required=True, help="output directory")
-    ex.add_argument("--cache-dir", type=Path, help=f"cache root ({default_cache_dir()})")
+    _add_cache_flag(ex)
     ex.add_argument(
         "--conv-rounding",
         choices=["auto", "double", "single", "ties-up"],
@@ -117,6 +116,16 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )
     ex.add_argument("--json", action="store_true", help="print the files and budget as JSON")
     ex.set_defaults(handler=cmd_export_c)
+
+
+def _add_cache_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-cache",
+        "--cache-dir",  # deprecated alias
+        dest="model_cache",
+        type=Path,
+        help=f"prepared-model cache ({default_cache_dir()}; ${CACHE_ENV})",
+    )
 
 
 def _fail(message: str) -> int:
@@ -167,6 +176,11 @@ def _load_representative(path: Path) -> np.ndarray:
 def _convert_keras(args: argparse.Namespace, root: Path) -> Path:
     from sciot_mqtt.models.build import convert_keras_to_int8
 
+    # A sidecar next to the Keras file (labels, task, ...) goes with the converted model.
+    sidecar = _read_json_object(args.path.with_suffix(".json"))
+    input_range = args.input_range or sidecar.get("input_range") or [0.0, 1.0]
+    if not (isinstance(input_range, list | tuple) and len(input_range) == 2):
+        raise ModelError(f"input_range must be [LO, HI], got {input_range!r}")
     representative = _load_representative(args.representative) if args.representative else None
     out = args.tflite_out or root / "converted" / f"{file_sha256(args.path)}.tflite"
     convert_keras_to_int8(
@@ -174,22 +188,34 @@ def _convert_keras(args: argparse.Namespace, root: Path) -> Path:
         out,
         representative=representative,
         num_samples=args.num_samples,
-        input_range=tuple(args.input_range),
+        input_range=(float(input_range[0]), float(input_range[1])),
     )
-    sidecar = {
-        "model_id": args.model_id or args.path.stem,
-        "source": str(args.path),
-        "input_range": list(args.input_range),
-        "calibration": str(args.representative) if args.representative else "uniform noise",
-    }
+    sidecar.update(
+        model_id=args.model_id or sidecar.get("model_id") or args.path.stem,
+        source=str(args.path),
+        input_range=[float(v) for v in input_range],
+        calibration=str(args.representative) if args.representative else "uniform noise",
+    )
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
     print(f"converted {args.path} -> {out}", file=sys.stderr)
     return out
 
 
+def _read_json_object(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelError(f"bad metadata file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: the sidecar must hold a JSON object")
+    return data
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     path: Path = args.path
-    root = args.cache_dir or default_cache_dir()
+    root = args.model_cache or default_cache_dir()
     if not path.exists():
         return _fail(f"no such file: {path}")
     if path.is_dir():
@@ -208,6 +234,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     if args.json:
         manifest = pkg.manifest()
         manifest["directory"] = str(pkg.directory)
+        manifest["task"] = pkg.task.to_dict()
         print(json.dumps(manifest, indent=1))
         return 0
     _print_package(pkg)
@@ -216,27 +243,45 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def _print_package(pkg: ModelPackage) -> None:
     inp, out = pkg.input, pkg.output
+    task = pkg.task
     print(f"model {pkg.model_id}  sha256 {pkg.sha256[:16]}  {pkg.model_bytes} bytes")
     print(f"  input  {inp.dtype}{list(inp.shape)} scale {inp.scale:.6g} zp {inp.zero_point}")
+    print(f"         fed as {pkg.input_format.describe()}")
     print(f"  output {out.dtype}{list(out.shape)} scale {out.scale:.6g} zp {out.zero_point}")
+    labels = f", labels {', '.join(task.labels)}" if task.labels else ""
+    print(f"         read as {task.task.value} ({task.source}{labels})")
     print(f"  {pkg.num_ops} ops, split points 0..{pkg.num_ops}; segments in {pkg.directory}")
-    if pkg.reference:
-        print(f"  reference profile: {pkg.reference}")
-    print(f"  {'s':>3}  {'next op':<18} {'live':>4} {'bytes':>7}  {'ref ms [0,s)':>12}  layers")
+    chip_ms, how = _esp32s3_ms(pkg)
+    print(f"  esp32s3 time: {sum(chip_ms):.1f} ms a run, {how}")
+    print(f"  {'s':>3}  {'next op':<18} {'live':>4} {'bytes':>7}  {'esp32s3 [0,s)':>13}  layers")
     for b in pkg.boundaries:
         op = pkg.ops[b.index] if b.index < pkg.num_ops else None
-        ref = pkg.reference_ms(0, b.index)
-        ref_txt = f"{ref:12.1f}" if ref is not None else f"{'-':>12}"
         layers = ",".join(op.reference_layers) if op else "(end)"
         name = op.op if op else "-"
-        print(f"  {b.index:>3}  {name:<18} {len(b.tensors):>4} {b.nbytes:>7}  {ref_txt}  {layers}")
+        head = sum(chip_ms[: b.index])
+        print(
+            f"  {b.index:>3}  {name:<18} {len(b.tensors):>4} {b.nbytes:>7}  {head:13.1f}  {layers}"
+        )
+
+
+def _esp32s3_ms(pkg: ModelPackage) -> tuple[list[float], str]:
+    """Per-op ESP32-S3 times: measured when mapped, else estimated (``models.cost``)."""
+    from sciot_mqtt.models.cost import estimate_ms, reference_rates
+
+    measured = [op.reference_ms for op in pkg.ops]
+    if pkg.reference_device == "esp32s3" and all(ms is not None for ms in measured):
+        return [ms or 0.0 for ms in measured], f"measured per layer ({pkg.reference})"
+    rates = reference_rates("esp32s3")
+    return list(
+        estimate_ms(pkg.ops, rates)
+    ), f"ESTIMATED from each op's work; {rates.quality.describe()}"
 
 
 # -- list -------------------------------------------------------------------------------
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    root = args.cache_dir or default_cache_dir()
+    root = args.model_cache or default_cache_dir()
     rows: list[dict[str, Any]] = []
     for model_id in zoo_model_ids():
         path = zoo_model_path(model_id)
@@ -297,7 +342,7 @@ def cmd_export_c(args: argparse.Namespace) -> int:
     from sciot_mqtt.models.export import ROUNDINGS, detect_conv_rounding, export_c
     from sciot_mqtt.models.export.budget import esp32_targets, memory_budget
 
-    root = args.cache_dir or default_cache_dir()
+    root = args.model_cache or default_cache_dir()
     target = Path(args.model)
     try:
         if target.suffix.lower() == ".tflite":
@@ -354,8 +399,8 @@ def cmd_export_c(args: argparse.Namespace) -> int:
         print(f"{path}  {path.stat().st_size} bytes")
     if files.blob_refused is not None:
         print(
-            f"no sciot model blob: {files.blob_refused}. The ESP32's esp-tflite-micro runner "
-            "needs none; sciot-fw-host and SCIOT_RUNNER_SCIOT_OPS do"
+            "no sciot model blob (the ESP32's esp-tflite-micro runner needs none; "
+            f"sciot-fw-host and SCIOT_RUNNER_SCIOT_OPS do):\n{files.blob_refused}"
         )
     print(budget.table())
     for warning in warnings:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sciot_mqtt.models.cache import PackageFiles
+from sciot_mqtt.models.cost import op_work
 from sciot_mqtt.models.graph import TfliteGraph
 from sciot_mqtt.models.manifest import Boundary, Manifest, OpInfo, TensorSpec, wire_dtype
 from sciot_mqtt.models.reference import map_reference_layers
@@ -77,6 +78,7 @@ def cut_model(
     for i in range(graph.num_ops):
         seg_in, seg_out = graph.op_segment_io(i)
         layers = tuple(mapping[1][i]) if mapping else ()
+        work = op_work(graph, i)
         ops.append(
             OpInfo(
                 index=i,
@@ -85,6 +87,9 @@ def cut_model(
                 outputs=tuple(seg_out),
                 reference_layers=layers,
                 reference_ms=round(sum(layer_ms[n] for n in layers), 6) if profile else None,
+                macs=work.macs,
+                elements_in=work.elements_in,
+                elements_out=work.elements_out,
             )
         )
     boundaries = []

@@ -157,6 +157,10 @@ class TfliteGraph:
     def tensor(self, index: int) -> TensorInfo:
         return self._tensor_info[index]
 
+    def op_options(self, op_index: int) -> Any:
+        """Operator ``op_index``'s builtin options (a ``schema.*OptionsT``), or None."""
+        return self._sg.operators[op_index].builtinOptions
+
     def is_constant(self, index: int) -> bool:
         buf = self._buffer_of(index)
         return buf is not None and buf.data is not None and len(buf.data) > 0

@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 #: Bumped whenever the manifest layout or the way segments are cut changes; a cached
-#: package of another format is rebuilt.
-MANIFEST_FORMAT = 1
+#: package of another format is rebuilt. 2: each op's work (MACs, elements in and out).
+MANIFEST_FORMAT = 2
 
 _NP_DTYPES: dict[Dtype, type[np.generic]] = {
     "int8": np.int8,
@@ -132,6 +132,10 @@ class OpInfo:
     outputs: tuple[int, ...]  # tensors it produces that are used later
     reference_layers: tuple[str, ...] = ()  # Keras layers of the reference profile it fuses
     reference_ms: float | None = None  # their summed time in the reference profile
+    # Its work, for estimating its time on a chip (``models.cost``).
+    macs: int = 0  # multiply-accumulates (convolutions, dense layers; windows for pooling)
+    elements_in: int = 0  # activation elements it reads
+    elements_out: int = 0  # elements it writes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +145,9 @@ class OpInfo:
             "outputs": list(self.outputs),
             "reference_layers": list(self.reference_layers),
             "reference_ms": self.reference_ms,
+            "macs": self.macs,
+            "elements_in": self.elements_in,
+            "elements_out": self.elements_out,
         }
 
     @classmethod
@@ -153,6 +160,9 @@ class OpInfo:
             outputs=tuple(int(x) for x in d["outputs"]),
             reference_layers=tuple(d.get("reference_layers", ())),
             reference_ms=None if ms is None else float(ms),
+            macs=int(d["macs"]),
+            elements_in=int(d["elements_in"]),
+            elements_out=int(d["elements_out"]),
         )
 
 

@@ -23,14 +23,16 @@ from sciot_mqtt.models.cache import (
     file_sha256,
     install,
     read_package,
+    update_metadata,
 )
 from sciot_mqtt.models.cutter import cut_model
 from sciot_mqtt.models.decode import Detection, decode_detections
 from sciot_mqtt.models.errors import ModelError
-from sciot_mqtt.models.inputs import DEFAULT_INPUT_RANGE, quantize_input
+from sciot_mqtt.models.inputs import InputFormat
 from sciot_mqtt.models.manifest import Manifest, TensorSpec
+from sciot_mqtt.models.tasks import OutputSummary, TaskSpec, summarize, task_spec
 
-__all__ = ["ModelPackage"]
+__all__ = ["ModelPackage", "check_metadata"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -73,14 +75,18 @@ class ModelPackage(Manifest):
             if hashlib.sha256(model_bytes).hexdigest() != sha:
                 raise ModelError(f"{src} changed while it was being prepared")
             cut = cut_model(model_bytes, sha256=sha, model_id=resolved_id, metadata=sidecar)
+            check_metadata(cut.manifest)  # before anything is written
             install(root, sha, cut.write)
             manifest = read_package(target)
             if manifest is None:
                 raise ModelError(f"prepared package in {target} failed to load")
+        elif sidecar and sidecar != manifest.metadata:
+            # The sidecar was edited (labels, task, ...) since the model was cut: it wins.
+            manifest.metadata = sidecar
+            check_metadata(manifest)
+            update_metadata(target, manifest)
         # The same file may be served under several ids; the package is cut once.
         manifest.model_id = resolved_id
-        if sidecar and not manifest.metadata:
-            manifest.metadata = sidecar
         return cls._located(target, manifest)
 
     @classmethod
@@ -151,19 +157,38 @@ class ModelPackage(Manifest):
             return None
         return float(sum(op.reference_ms or 0.0 for op in ops))
 
+    @property
+    def task(self) -> TaskSpec:
+        """What the (first) output means: from the sidecar, else inferred (``tasks``)."""
+        return task_spec(self)
+
+    @property
+    def input_format(self) -> InputFormat:
+        """How to feed the (first) input: image or tensor, and its real range (``inputs``)."""
+        return InputFormat.of(self.input, self.metadata)
+
     # -- data helpers -------------------------------------------------------------------
 
     def quantize_input(self, array: np.ndarray) -> np.ndarray:
-        """Camera image or float input -> the model's input tensor (see ``inputs``).
+        """An image of any size, or an array of the input's shape, as the input tensor
+        (see ``InputFormat.to_tensor``)."""
+        return self.input_format.to_tensor(array)
 
-        Pixels map onto the sidecar's ``input_range`` (default ``[0, 1]``).
-        """
-        input_range = self.metadata.get("input_range", DEFAULT_INPUT_RANGE)
-        return quantize_input(self.input, array, input_range)
+    def summarize(self, output: np.ndarray) -> OutputSummary:
+        """An output as this model's task reads it: detections, top classes, or stats."""
+        return summarize(self.task, self.output, output)
 
     def decode(self, output: np.ndarray, threshold: float = 0.5) -> list[Detection]:
-        """FOMO output -> detections (see ``decode_detections``)."""
+        """A FOMO grid output -> detections (``decode_detections``); FOMO models only.
+
+        For any model, ``summarize`` reads the output as its task says."""
         return decode_detections(output, spec=self.output, threshold=threshold)
+
+
+def check_metadata(manifest: Manifest) -> None:
+    """``ModelError`` unless the sidecar's task and input fields fit the model."""
+    task_spec(manifest)
+    InputFormat.of(manifest.inputs[0], manifest.metadata)
 
 
 def _read_sidecar(model_path: Path) -> dict[str, Any]:

@@ -9,9 +9,12 @@ embedded broker refuses any other id). The names:
 | device `{id}` | `{id}` |
 | service instance `{instance}` | `sciot-service-{instance}` |
 | health check of instance `{instance}` | `sciot-health-{instance}` |
+| dashboard of `up --instance {instance} --dashboard` | `sciot-dashboard-{instance}` |
 
 One account per service instance lets several instances share a broker without taking each
-other's sessions; the health check has its own so that it never takes the service's.
+other's sessions; the health check has its own so that it never takes the service's. The
+dashboard's account reads every instance and device (never writes); it is named after the
+`up` process that serves it, so two such processes never take turns with one session.
 Account names starting with `sciot-` are reserved for these roles: no device account may
 use the prefix. On a broker without logins the same client ids are used.
 """
@@ -26,12 +29,14 @@ from sciot_mqtt.protocol.topics import is_valid_device_id
 RESERVED_PREFIX = "sciot-"
 SERVICE_PREFIX = "sciot-service-"
 HEALTH_PREFIX = "sciot-health-"
+DASHBOARD_PREFIX = "sciot-dashboard-"
 
 
 class Role(StrEnum):
     DEVICE = "device"
     SERVICE = "service"
     HEALTH = "health"
+    DASHBOARD = "dashboard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +63,19 @@ def health_client_id(instance: str) -> str:
     return f"{HEALTH_PREFIX}{instance}"
 
 
+def dashboard_client_id(instance: str) -> str:
+    """The account and client id of the dashboard served beside a service instance."""
+    return f"{DASHBOARD_PREFIX}{instance}"
+
+
 def parse_account(name: str) -> Account | None:
     """The account `name` stands for; None for a name no client of the contract uses."""
-    for prefix, role in ((SERVICE_PREFIX, Role.SERVICE), (HEALTH_PREFIX, Role.HEALTH)):
+    prefixes = (
+        (SERVICE_PREFIX, Role.SERVICE),
+        (HEALTH_PREFIX, Role.HEALTH),
+        (DASHBOARD_PREFIX, Role.DASHBOARD),
+    )
+    for prefix, role in prefixes:
         if name.startswith(prefix):
             instance = name.removeprefix(prefix)
             return Account(name, role, instance) if is_valid_device_id(instance) else None

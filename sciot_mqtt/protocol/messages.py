@@ -12,7 +12,15 @@ import math
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
 from sciot_mqtt.protocol.topics import (
@@ -175,6 +183,24 @@ class InferenceCounts(Strict):
     running: int = Field(ge=0, description="accepted and still computing")
 
 
+class InferenceWindow(Strict):
+    """Inferences of the last stats interval, as the service sees them."""
+
+    interval_s: float = Field(gt=0, le=86400, description="its length (s)")
+    offloaded: int = Field(ge=0, description="results published")
+    local: int = Field(ge=0, description="device-only runs reported on `timings`")
+    samples: int = Field(ge=0, description="end-to-end latencies measured (see `latency_p50_ms`)")
+    latency_p50_ms: DurationMs | None = Field(
+        default=None,
+        description="median end-to-end latency: the device's part plus its round trip "
+        "(offloaded, known with its next request), or its device-only run (local)",
+    )
+    latency_p99_ms: DurationMs | None = Field(default=None, description="99th percentile of it")
+    queue_ms: DurationMs = Field(
+        description="the edge queue wait the decisions use now (moving average)"
+    )
+
+
 class ServiceLoad(Strict):
     """How busy an instance is, for the fleet's placement."""
 
@@ -200,6 +226,9 @@ class ServiceStats(Message):
     errors_total: int = Field(ge=0, description="messages rejected since start")
     inference: InferenceCounts | None = Field(
         default=None, description="every `infer` since start: received = the other five summed"
+    )
+    window: InferenceWindow | None = Field(
+        default=None, description="inferences and their latency over the last stats interval"
     )
     load: ServiceLoad | None = Field(default=None, description="its load, for the fleet")
 
@@ -403,6 +432,113 @@ class SplitDecision(Message):
         return value
 
 
+PresenceName = Literal["online", "stale", "offline"]
+
+
+class DecisionRecord(Strict):
+    """One `split` decision, as published, and when."""
+
+    decision: U32 = Field(description="its decision number")
+    split: int = Field(ge=0, le=65535, description="operators run on the device: [0, split)")
+    mode: SplitMode = Field(description="as in `split`")
+    reason: ShortText = Field(description="as in `split`")
+    predicted_ms: DurationMs | None = Field(default=None, description="as in `split`")
+    at: float | None = Field(
+        default=None,
+        ge=0,
+        description="unix time (s) it was made, on the service's clock; absent for a decision "
+        "recovered from the retained `split` after a restart",
+    )
+
+
+class PredictedLatency(Strict):
+    """The predicted latency T(s) of every split point s = 0..N, in parts (ms).
+
+    Item s of each list is split point s; T(s) is the sum of the four parts at s."""
+
+    device_ms: list[DurationMs] = Field(
+        max_length=65536, description="operators [0, s) on the device"
+    )
+    link_ms: list[DurationMs] = Field(
+        max_length=65536, description="link latency + bytes(s) / bandwidth; 0 at N"
+    )
+    queue_ms: list[DurationMs] = Field(
+        max_length=65536, description="waiting for an edge worker; 0 at N"
+    )
+    edge_ms: list[DurationMs] = Field(
+        max_length=65536, description="operators [s, N) at the edge; 0 at N"
+    )
+    bytes: list[Annotated[int, Field(ge=0)]] = Field(
+        max_length=65536, description="bytes sent at s (the raw input at 0)"
+    )
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> Self:
+        lengths = {len(self.device_ms), len(self.link_ms), len(self.queue_ms)}
+        lengths |= {len(self.edge_ms), len(self.bytes)}
+        if len(lengths) != 1:
+            raise ValueError("every list has one item per split point")
+        return self
+
+
+class LinkFit(Strict):
+    """The device's link as the service fitted it: time = latency + bytes / bandwidth."""
+
+    latency_ms: DurationMs = Field(description="fitted latency (ms)")
+    kbps: float | None = Field(
+        default=None, ge=0, description="fitted bandwidth (kbit/s); absent when unbounded"
+    )
+    samples: int = Field(ge=0, description="round trips fitted so far (0: still the prior guess)")
+
+
+class MeasuredLatency(Strict):
+    """One inference of the device as the service measured it."""
+
+    split: int = Field(ge=0, le=65535, description="where it was cut")
+    total_ms: DurationMs = Field(description="end to end: device part + round trip, or the run")
+    device_ms: DurationMs = Field(description="operators [0, split) on the device")
+    link_ms: DurationMs | None = Field(
+        default=None, description="offloaded: the round trip minus the service's own time"
+    )
+    service_ms: DurationMs | None = Field(
+        default=None, description="offloaded: receive to publish in the service (queue + edge)"
+    )
+
+
+class SplitExplanation(Message):
+    """Why a device is cut where it is: the service's view of it, for dashboards.
+
+    Retained; published when a decision is made or the device's presence changes, and at most
+    every `explain_interval` when only predictions or measurements moved (never per
+    inference). Devices and the firmware ignore it."""
+
+    TOPIC = DeviceTopic.EXPLAIN
+    PUBLISHER = "service"
+    QOS = 0
+    RETAIN = True
+    MAX_BYTES = 65536
+
+    instance: ShortText = Field(description="the service instance that explains it")
+    at: float = Field(ge=0, description="unix time (s) of this explanation")
+    presence: PresenceName = Field(description="online, stale or offline, as the service sees it")
+    kind: ShortText | None = Field(default=None, description="device kind from its birth")
+    model: ModelId = Field(description="its assigned model")
+    ops: int = Field(
+        ge=0, le=65535, description="operators of the model (N): split N = device only"
+    )
+    decision: DecisionRecord | None = Field(default=None, description="the decision in force")
+    history: list[DecisionRecord] = Field(
+        default_factory=list, max_length=32, description="earlier decisions, newest first"
+    )
+    predicted: PredictedLatency | None = Field(
+        default=None, description="T(s) of every split point; absent until device times are known"
+    )
+    link: LinkFit | None = Field(default=None, description="the link fit the prediction uses")
+    measured: list[MeasuredLatency] = Field(
+        default_factory=list, max_length=64, description="recent inferences, oldest first"
+    )
+
+
 class Command(Message):
     """An instruction to one device."""
 
@@ -471,5 +607,6 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     InferResult,
     Command,
     ErrorReport,
+    SplitExplanation,
     DeviceSnapshot,
 )

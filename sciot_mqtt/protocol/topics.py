@@ -25,6 +25,7 @@ class DeviceTopic(StrEnum):
     RESULT = "result"
     CMD = "cmd"
     ERROR = "error"
+    EXPLAIN = "explain"
     SNAPSHOT = "snapshot"
 
 

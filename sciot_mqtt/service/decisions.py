@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sciot_mqtt.protocol import SplitMode
@@ -42,6 +42,47 @@ class DecisionSettings:
     prior_kbps: float = 10_000.0
 
 
+@dataclass(frozen=True, slots=True)
+class CurveParts:
+    """T(s) for s in 0..N in its parts (ms): what the device, the link, the edge's queue and
+    the edge each take. `totals()` is the cost curve."""
+
+    device: list[float]
+    link: list[float]
+    queue: list[float]
+    edge: list[float]
+
+    def totals(self) -> list[float]:
+        return [
+            d + lk + q + e
+            for d, lk, q, e in zip(self.device, self.link, self.queue, self.edge, strict=True)
+        ]
+
+
+def curve_parts(
+    device_ms: Sequence[float],
+    edge_ms: Sequence[float],
+    bytes_at: Sequence[int],
+    *,
+    latency_ms: float,
+    ms_per_byte: float,
+    queue_ms: float = 0.0,
+) -> CurveParts:
+    """The parts of T(s) for s in 0..N (see the module docstring)."""
+    n = len(device_ms)
+    if len(edge_ms) != n or len(bytes_at) != n + 1:
+        raise ValueError("need N device times, N edge times and N + 1 byte counts")
+    head = [0.0]
+    for t in device_ms:
+        head.append(head[-1] + t)
+    tail = [0.0] * (n + 1)
+    for s in range(n - 1, -1, -1):
+        tail[s] = tail[s + 1] + edge_ms[s]
+    link = [latency_ms + bytes_at[s] * ms_per_byte for s in range(n)] + [0.0]
+    queue = [queue_ms] * n + [0.0]
+    return CurveParts(head, link, queue, tail)
+
+
 def cost_curve(
     device_ms: Sequence[float],
     edge_ms: Sequence[float],
@@ -52,20 +93,15 @@ def cost_curve(
     queue_ms: float = 0.0,
 ) -> list[float]:
     """T(s) for s in 0..N (see the module docstring)."""
-    n = len(device_ms)
-    if len(edge_ms) != n or len(bytes_at) != n + 1:
-        raise ValueError("need N device times, N edge times and N + 1 byte counts")
-    head = [0.0]
-    for t in device_ms:
-        head.append(head[-1] + t)
-    tail = [0.0] * (n + 1)
-    for s in range(n - 1, -1, -1):
-        tail[s] = tail[s + 1] + edge_ms[s]
-    curve = [
-        head[s] + latency_ms + bytes_at[s] * ms_per_byte + queue_ms + tail[s] for s in range(n)
-    ]
-    curve.append(head[n])
-    return curve
+    parts = curve_parts(
+        device_ms,
+        edge_ms,
+        bytes_at,
+        latency_ms=latency_ms,
+        ms_per_byte=ms_per_byte,
+        queue_ms=queue_ms,
+    )
+    return parts.totals()
 
 
 def best_split(curve: Sequence[float], bytes_at: Sequence[int]) -> int:
@@ -199,9 +235,23 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One inference of the device as the service learnt it (ms): offloaded, its round trip
+    came with the device's next message; local, the device reported the whole run."""
+
+    split: int
+    device_ms: float  # operators [0, split) on the device
+    total_ms: float  # device part + round trip, or the device-only run
+    link_ms: float | None = None  # offloaded: the round trip minus the service's own time
+    service_ms: float | None = None  # offloaded: receive to publish (queue + edge)
+
+
 @dataclass
 class _Sent:
     nbytes: int
+    split: int = 0
+    head_ms: float = 0.0  # the device's time for operators [0, split)
     service_ms: float | None = None
 
 
@@ -213,7 +263,9 @@ class DeviceCostModel:
         n_ops: int,
         bytes_at: Sequence[int],
         settings: DecisionSettings,
+        on_measured: Callable[[Measured], None] | None = None,
     ) -> None:
+        """`on_measured` hears of every inference measured (the service's latency stats)."""
         self.n_ops = n_ops
         self.bytes_at = list(bytes_at)
         self.settings = settings
@@ -223,19 +275,20 @@ class DeviceCostModel:
         self.best_link: tuple[float, float] | None = None
         self.current: Decision | None = None
         self.last_curve: list[float] | None = None
+        self.measured: deque[Measured] = deque(maxlen=16)  # the latest, for explanations
+        self._on_measured = on_measured
         self.budget = MeasureBudget(settings.measure_budget)
         self._sent: dict[int, _Sent] = {}
         self._since_variance_probe = settings.window
         self._probe_wait = 0
         self._exploring = 0  # decisions left to wait for the exploring request
-        self._reason: str | None = None  # why the current split was chosen
 
     # --- observations ---------------------------------------------------------------------
 
     def on_request(self, seq: int, split: int, device_ms: Sequence[float], nbytes: int) -> None:
         self.device.observe(device_ms, 0)
         self._exploring = 0
-        self._remember(seq, nbytes)
+        self._remember(seq, nbytes, split, sum(device_ms))
         self._since_variance_probe += 1
         self._earn(split)
 
@@ -255,11 +308,16 @@ class DeviceCostModel:
         best = self.best_link
         if best is None or link.predict(self.bytes_at[0]) < best[0] + self.bytes_at[0] * best[1]:
             self.best_link = (link.latency_ms, link.ms_per_byte)
+        network_ms = max(0.0, rtt_ms - sent.service_ms)
+        total = sent.head_ms + rtt_ms
+        self._measure(Measured(sent.split, sent.head_ms, total, network_ms, sent.service_ms))
 
     def on_local_run(self, device_ms: Sequence[float], *, probe: bool = False) -> None:
         if len(device_ms) == self.n_ops:
             self.device.observe(device_ms, 0, refresh=probe)
             self._since_variance_probe += 1
+            run = sum(device_ms)
+            self._measure(Measured(self.n_ops, run, run))
             if not probe:
                 self._earn(self.n_ops)
 
@@ -269,8 +327,13 @@ class DeviceCostModel:
         if curve is not None and 0 <= split < len(curve):
             self.budget.earn(curve[split])
 
-    def _remember(self, seq: int, nbytes: int) -> None:
-        self._sent[seq] = _Sent(nbytes)
+    def _measure(self, measured: Measured) -> None:
+        self.measured.append(measured)
+        if self._on_measured is not None:
+            self._on_measured(measured)
+
+    def _remember(self, seq: int, nbytes: int, split: int, head_ms: float) -> None:
+        self._sent[seq] = _Sent(nbytes, split, head_ms)
         while len(self._sent) > 64:
             self._sent.pop(next(iter(self._sent)))
 
@@ -307,7 +370,7 @@ class DeviceCostModel:
             queue_ms=queue_ms,
         )
         self.last_curve = curve
-        split, changed = with_hysteresis(curve, self.bytes_at, self._last_split, self.settings)
+        split, _ = with_hysteresis(curve, self.bytes_at, self._last_split, self.settings)
         # Right after a probe no new one: never two in a row.
         if not after_probe and (previous is None or previous.mode != "probe"):
             probe = self._refresh_if_worth_it(curve, split)
@@ -320,13 +383,20 @@ class DeviceCostModel:
                 self._exploring = 3
                 self.current = check
                 return check
-        if changed or self._reason is None:
-            where = "device only" if mode == "local" else ("edge only" if split == 0 else "split")
-            self._reason = (
-                f"{where}: {curve[split]:.1f} ms predicted, link {self.link.latency_ms:.1f} ms"
-                f" + {self.link.kbps:.0f} kbit/s"
-            )
-        return self._set(Decision(split, mode, curve[split], self._reason))
+        return self._set(Decision(split, mode, curve[split], self._reason(curve, split, mode)))
+
+    def _reason(self, curve: Sequence[float], split: int, mode: SplitMode) -> str:
+        """Why `split`, from the same curve as the prediction sent with it (so they agree),
+        naming the cheaper split that hysteresis passed over, if any."""
+        where = "device only" if mode == "local" else ("edge only" if split == 0 else "split")
+        best = best_split(curve, self.bytes_at)
+        held = ""
+        if best != split:
+            held = f" (split {best} would take {curve[best]:.1f} ms: too small a gain to move)"
+        return (
+            f"{where}: {curve[split]:.1f} ms predicted{held}, link {self.link.latency_ms:.1f} ms"
+            f" + {self.link.kbps:.0f} kbit/s"
+        )
 
     _last_split: int | None = None
 

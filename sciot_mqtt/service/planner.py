@@ -7,11 +7,11 @@ published only when split, mode or model change, numbered on from the last one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from sciot_mqtt.protocol import U32_MAX, SplitDecision
-from sciot_mqtt.service.decisions import Decision, DecisionSettings, DeviceCostModel
+from sciot_mqtt.service.decisions import Decision, DecisionSettings, DeviceCostModel, Measured
 from sciot_mqtt.service.registry import DeviceRecord, Presence
 from sciot_mqtt.settings import ServiceSettings
 
@@ -39,12 +39,15 @@ class SplitPlanner:
         settings: ServiceSettings,
         packages: Mapping[str, ModelPackage],
         engine: InferenceEngine | None,
+        on_measured: Callable[[Measured], None] | None = None,
     ) -> None:
-        """`engine` supplies the edge's own times and queue; None: edge costs count as 0."""
+        """`engine` supplies the edge's own times and queue; None: edge costs count as 0.
+        `on_measured` hears of every inference a device's cost model measures."""
         self.pinned_split = settings.split
         self.settings = decision_settings(settings)
         self.packages = packages
         self.engine = engine
+        self.on_measured = on_measured
         self._bytes_at: dict[str, tuple[ModelPackage, list[int]]] = {}
 
     def cost_model(self, record: DeviceRecord) -> DeviceCostModel | None:
@@ -61,8 +64,17 @@ class SplitPlanner:
             )
         bytes_at = known[1]
         if record.cost is None or record.cost.bytes_at != bytes_at:
-            record.cost = DeviceCostModel(package.num_ops, bytes_at, self.settings)
+            record.cost = DeviceCostModel(
+                package.num_ops, bytes_at, self.settings, on_measured=self.on_measured
+            )
         return record.cost
+
+    def edge_costs(self, model_id: str) -> tuple[Sequence[float], float]:
+        """The edge's per-operator times for `model_id` and its queue wait now (ms)."""
+        engine = self.engine
+        if engine is None:
+            return [0.0] * self.packages[model_id].num_ops, 0.0
+        return engine.profiles[model_id].ms, engine.queue_ms
 
     def next_decision(self, record: DeviceRecord, *, after_probe: bool = False) -> Decision | None:
         """What the device should do now (None: no loaded model assigned to it)."""
@@ -78,9 +90,7 @@ class SplitPlanner:
             return Decision(split, mode, None, "pinned by the service")
         cost = self.cost_model(record)
         assert cost is not None
-        engine = self.engine
-        edge_ms = engine.profiles[package.model_id].ms if engine else [0.0] * n
-        queue_ms = engine.queue_ms if engine else 0.0
+        edge_ms, queue_ms = self.edge_costs(package.model_id)
         return cost.decide(edge_ms, queue_ms, after_probe=after_probe)
 
     def update(self, record: DeviceRecord, *, after_probe: bool = False) -> SplitDecision | None:

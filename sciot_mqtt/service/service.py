@@ -45,13 +45,14 @@ from sciot_mqtt.protocol import (
 )
 from sciot_mqtt.protocol.accounts import RESERVED_PREFIX, service_client_id
 from sciot_mqtt.service.coordinator import FleetCoordinator
+from sciot_mqtt.service.explain import Explainer
 from sciot_mqtt.service.hearing import HearingCheck
 from sciot_mqtt.service.limits import TokenBucket
 from sciot_mqtt.service.outbox import MqttOutbox
 from sciot_mqtt.service.pipeline import InferencePipeline
 from sciot_mqtt.service.planner import SplitPlanner
 from sciot_mqtt.service.registry import DeviceRecord, Reaction, Registry, Transition
-from sciot_mqtt.service.stats import Counters, StatsReporter
+from sciot_mqtt.service.stats import Counters, LatencyWindow, StatsReporter
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
 
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from sciot_mqtt.service.engine import InferenceEngine
 
 _DRAIN_TIMEOUT_S = 2.0
+_EXPLAIN_TICK_S = 0.5  # a new decision's explanation goes out within this
 
 
 class Service:
@@ -108,7 +110,11 @@ class Service:
         )
         # Tracebacks of handler failures; the testing kit fails a test that leaves any.
         self.internal_errors: list[str] = []
-        self.planner = SplitPlanner(settings, self.packages, engine=None)
+        self.latencies = LatencyWindow()  # end-to-end latencies measured, for `stats`
+        self.planner = SplitPlanner(
+            settings, self.packages, engine=None, on_measured=self.latencies.add
+        )
+        self.explainer = Explainer(self.instance, self.planner, settings.explain_interval)
         # The fleet of instances on this broker (a fleet of one when alone).
         self.fleet = FleetCoordinator(settings, self)
         self.pipeline = InferencePipeline(
@@ -257,6 +263,7 @@ class Service:
                         "service-heartbeats": self._watch_heartbeats(),
                         "service-stats": self._publish_stats(mqtt),
                         "service-hearing": self._check_hearing(mqtt),
+                        "service-explain": self._publish_explanations(),
                         "service-fleet": self._follow_fleet(),
                     },
                 )
@@ -333,7 +340,7 @@ class Service:
             if is_valid_device_id(device_id):
                 await self._on_fleet_record(device_id, kind, message)
             return
-        if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR):
+        if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR, DeviceTopic.EXPLAIN):
             return
         if kind in (DeviceTopic.INFER, DeviceTopic.TIMINGS) and address.instance != self.instance:
             return  # (not subscribed; sent to another instance)
@@ -480,6 +487,7 @@ class Service:
         )
         record = self.registry.get(transition.device_id)
         if record is not None:
+            self.explainer.presence_changed(record)
             await self._publish_decision(record)
 
     async def _on_timings(self, device_id: str, timings: LocalTimings) -> None:
@@ -495,6 +503,7 @@ class Service:
                 f"timings has {len(timings.device_ms)} times; {timings.model} has {cost.n_ops} ops",
             )
         probe = timings.reason == "probe"
+        self.counters.local_runs += 1
         cost.on_local_run(timings.device_ms, probe=probe)
         if timings.rtt_ms is not None and timings.rtt_seq is not None:
             cost.on_round_trip(timings.rtt_seq, timings.rtt_ms)
@@ -508,8 +517,10 @@ class Service:
             return  # another instance decides for it now
         message = self.planner.update(record, after_probe=after_probe)
         if message is None:
+            self.explainer.observed(record)
             await self.fleet.after_decision(record)
             return
+        self.explainer.decided(record, message)
         self._log.info(
             "split decision",
             device_id=record.device_id,
@@ -551,6 +562,13 @@ class Service:
             await mqtt.publish(ping_topic, self.hearing.ping().encode(), qos=1)
             await asyncio.sleep(self.hearing.interval)
 
+    async def _publish_explanations(self) -> None:
+        """The retained explanations that are due (never per inference: `explain.py`)."""
+        while True:
+            await asyncio.sleep(_EXPLAIN_TICK_S)
+            for device_id, explanation in self.explainer.due(self.registry.get):
+                await self.outbox.send(device_id, explanation)
+
     async def _follow_fleet(self) -> None:
         """Sample the load; now and then, do what the fleet's view asks (orphans, moves)."""
         period = min(0.25, self.settings.stats_interval / 4)
@@ -572,7 +590,7 @@ class Service:
                 await self._changes.notify()
 
     async def _publish_stats(self, mqtt: MqttSession) -> None:
-        reporter = StatsReporter(self.instance, self.counters)
+        reporter = StatsReporter(self.instance, self.counters, self.latencies)
         refused, evicted = self.replies.refused, self.registry.evicted
         while True:
             await asyncio.sleep(self.settings.stats_interval)
@@ -584,9 +602,10 @@ class Service:
                     devices=len(self.registry),
                 )
                 refused, evicted = self.replies.refused, self.registry.evicted
+            queue_ms = self.engine.queue_ms if self.engine is not None else 0.0
             counts = self.registry.counts()
             load = ServiceLoad(queue=self.fleet.load.take(), served=counts.online)
-            stats = reporter.message(counts, load=load)
+            stats = reporter.message(counts, queue_ms, load=load)
             await mqtt.publish(
                 service_topic(self.instance, ServiceTopic.STATS), stats.encode(), qos=0
             )

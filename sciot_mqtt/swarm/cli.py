@@ -46,6 +46,12 @@ def add_swarm_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--external", metavar="HOST:PORT", help="use a running broker and service instead"
     )
     p.add_argument("--instance", default=None, help="service instance name (edge)")
+    p.add_argument(
+        "--models",
+        default="fomo96",
+        help="comma-separated model ids the service serves and the devices carry (fomo96)",
+    )
+    p.add_argument("--model-cache", help="prepared-model cache directory ($SCIOT_MODEL_CACHE)")
     p.add_argument("--split", type=int, help="pin every device's split point")
     p.add_argument("--rate", type=float, help="inferences per second per device (mix: 1)")
     p.add_argument("--processes", type=int, help="worker processes (1 per 300 devices)")
@@ -108,6 +114,8 @@ def _cmd_swarm(args: argparse.Namespace) -> int:
         processes=args.processes,
         threads=args.threads,
         service_args=service_args,
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        model_cache=args.model_cache,
         verify_every=args.verify_every,
         seed=args.seed,
         live=not args.no_live and sys.stderr.isatty(),

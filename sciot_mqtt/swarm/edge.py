@@ -19,7 +19,7 @@ from sciot_mqtt.protocol import ServiceState, ServiceTopic, service_topic
 from sciot_mqtt.testing.probe import MqttProbe
 from sciot_mqtt.transport import BrokerAddress
 
-__all__ = ["Edge", "edge_stack"]
+__all__ = ["Edge", "edge_stack", "model_flags"]
 
 BrokerKind = Literal["mosquitto", "amqtt"]
 
@@ -39,6 +39,14 @@ async def wait_for_service(address: BrokerAddress, instance: str, timeout: float
     await asyncio.wait_for(until_accepting(address), timeout)
     async with MqttProbe(address, topic) as probe:
         await probe.expect_message(ServiceState, topic, lambda s: s.online, timeout=timeout)
+
+
+def model_flags(models: Sequence[str], model_cache: str | os.PathLike[str] | None) -> list[str]:
+    """`up` flags serving `models` from the cache they were prepared in (the child process
+    gets no `SCIOT_` variables, so the cache is passed explicitly)."""
+    from sciot_mqtt.models.cache import cache_root
+
+    return ["--models", ",".join(models), "--model-cache", str(cache_root(model_cache))]
 
 
 @contextlib.asynccontextmanager

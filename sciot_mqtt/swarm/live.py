@@ -95,8 +95,9 @@ class SwarmTotals:
         """One log line's worth, for when there is no terminal."""
         r = self.recent()
         lat = f"p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms" if "p50" in r else "no results yet"
+        states = ", ".join(f"{name} {count}" for name, count in self.states.items()) or "none"
         return (
-            f"{self.elapsed_s:5.0f}s  devices {self.states}  {r['rate']:.0f} inf/s  {lat}  "
+            f"{self.elapsed_s:5.0f}s  devices (mode now): {states}  {r['rate']:.0f} inf/s  {lat}  "
             f"done {self.recorded}  fallbacks {self.paths['fallback']}  "
             f"failed {self.paths['failed']}"
         )
@@ -136,12 +137,15 @@ class LiveView:
         summary.add_column(style="bold")
         summary.add_column()
         states = "  ".join(f"{name} {count}" for name, count in t.states.items()) or "-"
-        summary.add_row("devices", f"{t.devices}: {states}")
+        # A device's mode is what the service told it last; where each result was computed is
+        # counted below. A device told "local" still offloads now and then to measure its
+        # link, so the two differ.
+        summary.add_row("devices (mode now)", f"{t.devices}: {states}")
         summary.add_row("inferences/s", f"{r['rate']:.1f}")
         if "p50" in r:
             summary.add_row("latency", f"p50 {r['p50']:.1f} ms   p99 {r['p99']:.1f} ms")
         summary.add_row(
-            "results",
+            "results (computed where)",
             f"{t.recorded} done: offloaded {t.paths['offload']}, local {t.paths['local']}, "
             f"fell back {t.paths['fallback']}, failed {t.paths['failed']}",
         )
@@ -152,13 +156,15 @@ class LiveView:
                 f"CPU {t.service.get('cpu_percent', 0):.0f} %   "
                 f"RSS {t.service.get('rss_mb', 0):.0f} MB",
             )
-        splits = Table(title="split chosen (count)", show_edge=False, pad_edge=False)
+        splits = Table(show_edge=False, pad_edge=False)
         top = sorted(t.splits.items())
         for split, _ in top:
             splits.add_column(str(split), justify="right")
         if top:
             splits.add_row(*(str(count) for _, count in top))
-        parts: list[Any] = [summary, splits]
+        # The table is as narrow as its columns: its explanation goes on a line of its own.
+        legend = "inferences by split point (0 = send the raw input, N = all on the device):"
+        parts: list[Any] = [summary, legend, splits]
         if t.duration:
             done = min(t.elapsed_s, t.duration)
             parts.append(ProgressBar(total=t.duration, completed=done, width=60))

@@ -59,6 +59,8 @@ def _typed(raw: Mapping[str, str]) -> dict[str, Any]:
         "edge_ms": number(raw["edge_ms"]),
         "total_ms": float(raw["total_ms"]),
         "ok": None if ok == "" else ok == "True",
+        "model": raw.get("model", ""),
+        "result": raw.get("result", ""),
     }
 
 
@@ -135,6 +137,7 @@ def build_figures(
         "offload_ratio": round(offloaded / len(done), 4) if done else None,
         "splits": {str(k): v for k, v in sorted(Counter(r["split"] for r in done).items())},
         "bytes_sent": sum(r["sent_bytes"] for r in rows),
+        "results_by_model": _results_by_model(done),
         "verified": {
             "checked": len(verified),
             "identical_to_local": sum(1 for r in verified if r["ok"]),
@@ -154,6 +157,14 @@ def build_figures(
             "sent": series("broker_tx_per_s"),
         },
     }
+
+
+def _results_by_model(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per model, how often each result came out (best class, objects found, or raw)."""
+    counts: dict[str, Counter[str]] = {}
+    for r in rows:
+        counts.setdefault(r["model"], Counter())[r["result"]] += 1
+    return {model: dict(c.most_common()) for model, c in sorted(counts.items())}
 
 
 def write_report(
@@ -245,27 +256,51 @@ def _plot(
     ax.set_ylabel("end-to-end latency (ms)")
     save(fig, "latency")
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    devices = sorted({r["device"] for r in done})
+    # Devices grouped by profile (chip, then link), each group labelled once; one colour per
+    # split value that occurs (there are few), so neighbouring splits never look alike.
+    profile_of = {r["device"]: (r["compute"], r["link"]) for r in done}
+    devices = sorted(profile_of, key=lambda d: (profile_of[d], d))
     shown = devices[:: max(1, math.ceil(len(devices) / 60))]
     position = {d: i for i, d in enumerate(shown)}
     points = [r for r in done if r["device"] in position]
+    fig, ax = plt.subplots(figsize=(9, max(3.6, 1.2 + 0.12 * len(shown))))
     if points:
-        scatter = ax.scatter(
-            [r["t_s"] for r in points],
-            [position[r["device"]] for r in points],
-            c=[r["split"] for r in points],
-            cmap="viridis",
-            s=6,
-            marker="s",
+        values = sorted({r["split"] for r in points})
+        palette = plt.get_cmap("tab10" if len(values) <= 10 else "tab20")
+        for i, value in enumerate(values):
+            chosen = [r for r in points if r["split"] == value]
+            ax.scatter(
+                [r["t_s"] for r in chosen],
+                [position[r["device"]] for r in chosen],
+                color=palette(i % palette.N),
+                s=8,
+                marker="s",
+                label=f"split {value}",
+            )
+        ax.legend(
+            title="split (0: raw input sent; N: all on the device)",
+            fontsize=7,
+            title_fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1),
         )
-        fig.colorbar(scatter, ax=ax, label="split (ops on the device)")
+        starts = [
+            i for i, d in enumerate(shown) if i == 0 or profile_of[d] != profile_of[shown[i - 1]]
+        ]
+        ax.set_yticks(starts, [" / ".join(profile_of[shown[i]]) for i in starts], fontsize=7)
+        for i in starts[1:]:
+            ax.axhline(i - 0.5, color="#ccc", linewidth=0.6)
+        ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel(f"device ({len(shown)} of {len(devices)})")
+    ax.set_ylabel(f"devices by chip / link ({len(shown)} of {len(devices)})")
     save(fig, "splits")
 
+    # Where results were computed, per time bin: stacked counts below, the offloaded share
+    # above, on axes of their own (one y scale each) with legends outside the bars.
     all_t, all_index = _bins(rows, width)
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, (share_ax, count_ax) = plt.subplots(
+        2, 1, figsize=(9, 4.8), sharex=True, gridspec_kw={"height_ratios": [1, 2]}
+    )
     if len(all_t):
         xs, ratio = [], []
         kinds = ("offload", "local", "fallback", "failed")
@@ -277,18 +312,17 @@ def _plot(
                 counts[k].append(sum(1 for r in members if r["path"] == k))
             total = len(members) - counts["failed"][-1]
             ratio.append(counts["offload"][-1] / total if total else 0)
-        ax.plot(xs, ratio, color="black", label="offload ratio")
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("offloaded / done")
-        twin = ax.twinx()
+        share_ax.plot(xs, ratio, color="black")
+        share_ax.set_ylim(0, 1.05)
+        share_ax.set_ylabel("offloaded / done")
         bottom = np.zeros(len(xs))
         for k in kinds:
-            twin.bar(xs, counts[k], width=width * 0.9, bottom=bottom, alpha=0.3, label=k)
+            count_ax.bar(xs, counts[k], width=width * 0.9, bottom=bottom, label=k)
             bottom += np.asarray(counts[k])
-        twin.set_ylabel(f"inferences per {width:g} s")
-        ax.legend(loc="upper left")
-        twin.legend(loc="upper right", fontsize=7)
-    ax.set_xlabel("time (s)")
+        count_ax.set_ylim(0, max(1.0, float(bottom.max())) * 1.1)  # headroom: no clipped bar
+        count_ax.set_ylabel(f"inferences per {width:g} s")
+        count_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="computed")
+    count_ax.set_xlabel("time (s)")
     save(fig, "offload")
 
     fig, ax = plt.subplots(figsize=(8, 3.6))

@@ -24,7 +24,7 @@ from sciot_mqtt.device.compute import load_compute_profile
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.machine import describe_machine
 from sciot_mqtt.network.link import load_link_profile
-from sciot_mqtt.swarm.edge import Edge, edge_stack, wait_for_service
+from sciot_mqtt.swarm.edge import Edge, edge_stack, model_flags, wait_for_service
 from sciot_mqtt.swarm.live import LiveView, SwarmTotals
 from sciot_mqtt.swarm.mix import DevicePlan, Mix, plan_devices
 from sciot_mqtt.swarm.process import WorkerSpec
@@ -142,7 +142,12 @@ async def run_swarm(options: SwarmOptions, stop: asyncio.Event | None = None) ->
                     options.broker,
                     report_dir,
                     instance=options.instance,
-                    service_args=["--stats-interval", "1", *options.service_args],
+                    service_args=[
+                        "--stats-interval",
+                        "1",
+                        *model_flags(options.models, options.model_cache),
+                        *options.service_args,
+                    ],
                     mosquitto_config="sys_interval 1\n",
                 )
             )

@@ -25,7 +25,7 @@ import structlog
 from sciot_mqtt._tasks import finish
 from sciot_mqtt.device import Device
 from sciot_mqtt.device.emulation import Emulation
-from sciot_mqtt.device.inputs import synthetic_images
+from sciot_mqtt.device.inputs import SyntheticInputs
 from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.settings import DeviceSettings
 from sciot_mqtt.swarm.mix import DevicePlan, Mix, Workload
@@ -38,7 +38,7 @@ __all__ = ["ROW_FIELDS", "Row", "SwarmWorker"]
 
 _log = structlog.get_logger("sciot.swarm")
 
-_IMAGE_POOL = 16
+_INPUT_POOL = 16
 
 DeviceState = Literal["joining", "offload", "local", "left", "crashed", "stopped"]
 Path_ = Literal["offload", "local", "fallback", "failed"]
@@ -63,9 +63,18 @@ class Row:
     edge_ms: float | None
     total_ms: float
     ok: bool | None
+    model: str = ""
+    result: str = ""  # the output in one word: best class, objects found, or "raw"
 
 
 ROW_FIELDS = tuple(Row.__dataclass_fields__)
+
+
+def _kind(compute: str) -> str:
+    """The kind a device announces in its birth: the chip its compute profile emulates
+    (`esp32s3:0.05` -> `esp32s3`, `chip.json` -> `chip`), as a dashboard shows it."""
+    name = compute.split(":", 1)[0]
+    return (name.removesuffix(".json").rsplit("/", 1)[-1] or "swarm")[:64]
 
 
 @dataclass
@@ -145,11 +154,11 @@ class SwarmWorker:
         self._devices: dict[str, Device] = {}
         self._progress = asyncio.Event()
         # Rendering a scene costs more than a host-speed device's whole head: draw a few
-        # once, quantize them for each model, and let the devices take turns with them.
-        scenes = synthetic_images(seed)
-        raw = [next(scenes) for _ in range(min(len(plans), _IMAGE_POOL))]
+        # inputs per model once, quantized, and let the devices take turns with them.
+        source = SyntheticInputs(seed)
+        pool = min(len(plans), _INPUT_POOL)
         self._inputs = {
-            model_id: [package.quantize_input(image) for image in raw]
+            model_id: [package.quantize_input(source.next_for(package)) for _ in range(pool)]
             for model_id, package in self.packages.items()
         }
 
@@ -227,7 +236,7 @@ class SwarmWorker:
             id=plan.id,
             host=broker.host,
             port=broker.port,
-            kind="swarm",
+            kind=_kind(plan.compute),
             models=list(self.packages),
             network=plan.link if self.emulate_links else "loopback",
             profile=plan.compute,
@@ -348,7 +357,7 @@ class SwarmWorker:
         self,
         plan: DevicePlan,
         device: Device,
-        image: np.ndarray,
+        data: np.ndarray,
         due: float,
         loop_zero: float,
     ) -> None:
@@ -357,7 +366,7 @@ class SwarmWorker:
         self.started += 1
         verify = self._verify_every > 0 and self.started % self._verify_every == 0
         try:
-            record = await device.infer(image, verify=verify)
+            record = await device.infer(data, verify=verify)
         except asyncio.CancelledError:
             raise  # a crash: the caller records it
         except Exception as exc:  # recorded, never lost: the report says why it failed
@@ -383,6 +392,8 @@ class SwarmWorker:
             edge_ms=None if record.edge_ms is None else round(record.edge_ms, 3),
             total_ms=round(record.total_ms, 3),
             ok=record.matches_local,
+            model=device.model_package().model_id,
+            result=record.result.top,
         )
         self._add(row)
 

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
@@ -34,6 +33,7 @@ from sciot_mqtt.models.export import (
 from sciot_mqtt.models.package import ModelPackage
 from sciot_mqtt.models.runtime import SegmentRunner
 from tests.firmware.conftest import COps
+from tests.firmware.tflite_build import GraphBuilder
 
 
 def test_blob_export_is_deterministic(fomo96_package: ModelPackage, fomo96_blob: Path) -> None:
@@ -161,26 +161,36 @@ def test_pieces_of_the_model_export_and_match_litert(
             np.testing.assert_array_equal(got[t.index], want[t.name].reshape(t.shape))
 
 
-def _as_logistic(softmax_model: bytes) -> bytes:
-    model = schema.ModelT.InitFromPackedBuf(bytearray(softmax_model), 0)
-    for code in model.operatorCodes:
-        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.LOGISTIC
-    for op in model.subgraphs[0].operators:
-        op.builtinOptionsType = schema.BuiltinOptions.NONE
-        op.builtinOptions = None
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+def _unsupported_graph() -> bytes:
+    """int8 ops sciot_ops does not implement (SUB twice, RELU) and one it implements but not
+    in this form (ADD broadcasting a constant)."""
+    b = GraphBuilder()
+    x = b.act((1, 4, 4, 8), 0.05, -3)
+    t1, t2, t3, y = (b.act((1, 4, 4, 8), 0.05, -3) for _ in range(4))
+    c = b.const(np.arange(8, dtype=np.int8).reshape(1, 1, 1, 8), scale=0.05, zero_point=-3)
+    add_opts = schema.AddOptionsT()
+    sub_opts = schema.SubOptionsT()
+    b.op(schema.BuiltinOperator.SUB, [x, x], [t1], schema.BuiltinOptions.SubOptions, sub_opts)
+    b.op(schema.BuiltinOperator.RELU, [t1], [t2])
+    b.op(schema.BuiltinOperator.SUB, [t2, x], [t3], schema.BuiltinOptions.SubOptions, sub_opts)
+    b.op(schema.BuiltinOperator.ADD, [t3, c], [y], schema.BuiltinOptions.AddOptions, add_opts)
+    return b.build([x], [y])
 
 
-def test_operator_the_kernels_lack_gets_no_blob_but_tflm_files(
-    tmp_path: Path, fomo96_package: ModelPackage, cli_env: dict[str, str]
+def test_every_unsupported_operator_is_listed_at_once_and_tflm_files_still_written(
+    tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
-    path = tmp_path / "logistic.tflite"
-    path.write_bytes(_as_logistic(fomo96_package.op_segment_path(24).read_bytes()))
+    path = tmp_path / "unsupported.tflite"
+    path.write_bytes(_unsupported_graph())
     pkg = ModelPackage.prepare(path, tmp_path / "cache")
-    with pytest.raises(UnsupportedModelError, match="op 0 is LOGISTIC"):
+    with pytest.raises(UnsupportedModelError) as refused:
         export_blob(pkg)
+    message = str(refused.value)
+    assert "does not implement 3 of the model's 4 operators" in message
+    assert "SUB x2 (ops 0, 2)" in message
+    assert "RELU x1 (op 1)" in message
+    assert "op 3 (ADD): broadcasting ADD is not supported" in message
+    assert "sciot_ops implements CONV_2D, DEPTHWISE_CONV_2D" in message
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "sciot_mqtt", "models", "export-c", str(path), "--out", str(out),
@@ -192,17 +202,21 @@ def test_operator_the_kernels_lack_gets_no_blob_but_tflm_files(
         check=False,
     )  # fmt: skip
     # The esp-tflite-micro runner needs no blob: the rest is written, and the blob's absence
-    # is said with the operator that stopped it.
+    # is said with every operator that stopped it.
     assert done.returncode == 0, done.stderr
-    assert "no sciot model blob" in done.stdout and "LOGISTIC" in done.stdout
+    assert "no sciot model blob" in done.stdout
+    assert "SUB x2 (ops 0, 2)" in done.stdout and "RELU x1 (op 1)" in done.stdout
+    assert "op 3 (ADD): broadcasting ADD is not supported" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "logistic_segments.c",
-        "logistic_segments.h",
-        "logistic_tflm_ops.h",
         "sciot_exported_model.h",
+        "unsupported_segments.c",
+        "unsupported_segments.h",
+        "unsupported_tflm_ops.h",
     ]
-    assert "resolver.AddLogistic() == kTfLiteOk" in (out / "logistic_tflm_ops.h").read_text()
-    assert "no sciot model blob" in (out / "sciot_exported_model.h").read_text()
+    resolver = (out / "unsupported_tflm_ops.h").read_text()
+    for method in ("AddSub", "AddRelu", "AddAdd"):
+        assert f"resolver.{method}() == kTfLiteOk" in resolver
+    assert "SUB x2 (ops 0, 2)" in (out / "sciot_exported_model.h").read_text()
 
 
 def test_python_requantize_is_the_c_one(sciot_ops_build: Path) -> None:

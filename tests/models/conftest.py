@@ -1,4 +1,5 @@
-"""Fixtures for the models tests: the zoo model and a branchy Keras model, both prepared.
+"""Fixtures for the models tests: the zoo model, a branchy Keras model and the test zoo
+(tests/zoo), all prepared.
 
 The branchy model is built, trained for nothing and int8-converted once per session
 (TensorFlow is only needed here and in the Keras CLI test).
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from sciot_mqtt.models import ModelPackage, zoo_model_path
+from tests.zoo.builders import ZooModels, zoo_names
 
 BRANCHY_SHAPE = (24, 24, 3)
 
@@ -80,8 +82,12 @@ def branchy_package(branchy_files: dict[str, Path], model_cache: Path) -> ModelP
     return ModelPackage.prepare(branchy_files["tflite"], model_cache)
 
 
-@pytest.fixture(params=["zoo", "branchy"])
+@pytest.fixture(params=["zoo", "branchy", *zoo_names()])
 def package(request: pytest.FixtureRequest) -> ModelPackage:
-    name = "zoo_package" if request.param == "zoo" else "branchy_package"
-    pkg: ModelPackage = request.getfixturevalue(name)
-    return pkg
+    """fomo96 (the shipped zoo), the branchy model, and each third-party test-zoo model."""
+    if request.param in ("zoo", "branchy"):
+        pkg: ModelPackage = request.getfixturevalue(f"{request.param}_package")
+        return pkg
+    zoo: ZooModels = request.getfixturevalue("zoo_models")
+    prepared: ModelPackage = zoo.package(request.param)
+    return prepared

@@ -30,6 +30,8 @@ def _inputs(pkg: ModelPackage, n: int = 4) -> list[np.ndarray]:
         scenes = SyntheticScenes(seed=7)
         return [pkg.quantize_input(scenes.sample()[0]) for _ in range(n)]
     rng = np.random.default_rng(11)
+    if pkg.input.dtype == "float32":
+        return [rng.uniform(0.0, 1.0, pkg.input.shape).astype(np.float32) for _ in range(n)]
     info = np.iinfo(pkg.input.np_dtype)
     return [
         rng.integers(info.min, info.max + 1, pkg.input.shape, dtype=pkg.input.np_dtype)

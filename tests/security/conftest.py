@@ -25,7 +25,12 @@ from sciot_mqtt.device import Device
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.models import ModelPackage
-from sciot_mqtt.protocol.accounts import Role, health_client_id, service_client_id
+from sciot_mqtt.protocol.accounts import (
+    Role,
+    dashboard_client_id,
+    health_client_id,
+    service_client_id,
+)
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.testing import MqttProbe
@@ -38,6 +43,7 @@ SHIPPED_CONF = REPO / "mosquitto" / "mosquitto.conf"
 INSTANCE = "secure"  # the service under test
 SERVICE = service_client_id(INSTANCE)
 HEALTH = health_client_id(INSTANCE)
+DASHBOARD = dashboard_client_id(INSTANCE)
 # Service-role accounts of instances that never serve: a test's eyes and hands on the service
 # side. They need accounts of their own, since the service's own would take its session.
 OBSERVER = service_client_id("observer")
@@ -45,7 +51,7 @@ OPERATOR = service_client_id("operator")
 SECOND = service_client_id("second")  # a second service instance on the same broker
 INSTANCES = (INSTANCE, "observer", "operator", "second")
 DEVICES = ("dev-a", "dev-b")
-ACCOUNTS = (SERVICE, HEALTH, OBSERVER, OPERATOR, SECOND, *DEVICES)
+ACCOUNTS = (SERVICE, HEALTH, DASHBOARD, OBSERVER, OPERATOR, SECOND, *DEVICES)
 DEFAULT_MAX_PAYLOAD: int = ServiceSettings.model_fields["max_payload"].default
 
 

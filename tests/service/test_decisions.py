@@ -15,6 +15,7 @@ from sciot_mqtt.service.decisions import (
     OperatorTimes,
     best_split,
     cost_curve,
+    curve_parts,
     with_hysteresis,
 )
 
@@ -224,3 +225,49 @@ def test_a_probe_refreshes_times_that_moved_instead_of_blending_slowly() -> None
     assert times.ema == pytest.approx([1.0, 10.1])  # op 1 moved 5 %: blended as usual
     times.observe([2.0, 10.0])
     assert times.ema[0] == pytest.approx(1.2)
+
+
+def test_curve_parts_sum_to_the_cost_curve(esp32: tuple[list[float], list[int]]) -> None:
+    device_ms, bytes_at = esp32
+    n = len(device_ms)
+    edge = [EDGE_MS_PER_OP] * n
+    link = {"latency_ms": 12.0, "ms_per_byte": 8 / 2000.0, "queue_ms": 3.0}
+    parts = curve_parts(device_ms, edge, bytes_at, **link)
+    assert parts.totals() == pytest.approx(cost_curve(device_ms, edge, bytes_at, **link))
+    # Split N runs everything on the device: nothing is sent, queued or run at the edge.
+    assert (parts.link[n], parts.queue[n], parts.edge[n]) == (0.0, 0.0, 0.0)
+    assert parts.device[n] == pytest.approx(sum(device_ms))
+    assert parts.link[0] == pytest.approx(12.0 + bytes_at[0] * 8 / 2000.0)
+    assert parts.device[0] == 0.0 and parts.edge[0] == pytest.approx(EDGE_MS_PER_OP * n)
+
+
+def test_the_reason_states_the_prediction_sent_with_it() -> None:
+    """Every decision's reason names its own predicted_ms, also when hysteresis keeps a split
+    whose prediction moved (the reason used to be kept from when the split last changed)."""
+    model, edge = make_model()
+    model.on_local_run([5.0, 5.0, 5.0])
+    seen = []
+    for seq in range(8):
+        decision = model.decide(edge, 0.0, after_probe=seq == 0)
+        assert decision.predicted_ms is not None
+        assert f"{decision.predicted_ms:.1f} ms predicted" in decision.reason, decision
+        seen.append(decision.predicted_ms)
+        model.on_request(seq, decision.split, [5.0] * decision.split, 1000)
+        model.on_result(seq, 100, service_ms=0.3)
+        model.on_round_trip(seq, 0.3 + 2.0 + seq)  # a link that slows a little each time
+    assert len(set(seen)) > 1, "the prediction never moved: the test proves nothing"
+
+
+def test_measured_inferences_split_the_round_trip_into_link_and_service() -> None:
+    heard = []
+    settings = DecisionSettings(probe_probability=0.0)
+    model = DeviceCostModel(3, [1000, 900, 800, 10], settings, on_measured=heard.append)
+    model.on_request(1, 2, [4.0, 6.0], 800)
+    model.on_result(1, 100, service_ms=1.5)
+    model.on_round_trip(1, 21.5)
+    model.on_local_run([5.0, 5.0, 5.0])
+    offloaded, local = heard
+    assert (offloaded.split, offloaded.device_ms, offloaded.total_ms) == (2, 10.0, 31.5)
+    assert (offloaded.link_ms, offloaded.service_ms) == (20.0, 1.5)
+    assert (local.split, local.total_ms, local.link_ms) == (3, 15.0, None)
+    assert list(model.measured) == heard

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 /** Blob layout version this library reads; the exporter writes the same number. */
-#define SCIOT_MODEL_VERSION 1u
+#define SCIOT_MODEL_VERSION 2u
 /** Most dimensions a tensor may have in a blob (fewer than a tensor on the wire may have). */
 #define SCIOT_MODEL_MAX_DIMS 4u
 
@@ -46,11 +46,27 @@ typedef enum {
     SCIOT_MODEL_E_ARENA        /* the arena is smaller than sciot_model_arena_size() */
 } sciot_model_err;
 
+/** The operators a blob may hold (export/format.py `OP_*`); sciot_model_op_name() names them
+ * as TFLite does. */
 typedef enum {
     SCIOT_OP_CONV_2D = 1,
     SCIOT_OP_DEPTHWISE_CONV_2D = 2,
     SCIOT_OP_ADD = 3,
-    SCIOT_OP_SOFTMAX = 4
+    SCIOT_OP_SOFTMAX = 4,
+    SCIOT_OP_FULLY_CONNECTED = 5,
+    SCIOT_OP_AVERAGE_POOL_2D = 6,
+    SCIOT_OP_MAX_POOL_2D = 7,
+    SCIOT_OP_MEAN = 8,
+    SCIOT_OP_RESHAPE = 9,
+    SCIOT_OP_CONCATENATION = 10,
+    SCIOT_OP_MUL = 11,
+    SCIOT_OP_PAD = 12,
+    SCIOT_OP_PADV2 = 13,
+    SCIOT_OP_HARD_SWISH = 14,
+    SCIOT_OP_LOGISTIC = 15,
+    SCIOT_OP_TANH = 16,
+    SCIOT_OP_QUANTIZE = 17,
+    SCIOT_OP_DEQUANTIZE = 18
 } sciot_op_type;
 
 /** An opened blob. Fields are read-only for the caller; the `_`-prefixed ones are private. */

@@ -1,50 +1,45 @@
 /*
- * The sciot model blob: checked once in sciot_model_open(), then read in place.
- * Layout: sciot_mqtt/models/export/format.py documents every field.
+ * The sciot model blob: checked once in sciot_model_open(), then read in place, and the
+ * run loop. Layout: sciot_mqtt/models/export/format.py documents every field; the op
+ * records are checked and run through the op table (blob.h) by their family's bindings.
  */
-#include "sciot_ops.h"
-
-#include "kernels.h"
-
-#define HEADER_BYTES 96u
-#define TENSOR_BYTES 40u
-#define OP_BYTES 48u
-#define NO_TENSOR 0xffffu
-#define NOWHERE 0xffffffffu
-
-enum { KIND_UNUSED = 0, KIND_ACTIVATION = 1, KIND_CONSTANT = 2 };
-
-/* The blob's element type codes (export/format.py `DTYPE_CODES`); sciot_dtype is the API's. */
-enum {
-    BLOB_DTYPE_INT8 = 1,
-    BLOB_DTYPE_UINT8 = 2,
-    BLOB_DTYPE_INT16 = 3,
-    BLOB_DTYPE_INT32 = 4,
-    BLOB_DTYPE_FLOAT32 = 5
-};
+#include "blob.h"
 
 /* A blob tensor's dims fit the API's shape. */
 typedef char model_dims_fit_a_tensor[SCIOT_MODEL_MAX_DIMS <= SCIOT_MAX_DIMS ? 1 : -1];
 
-/* A view of one tensor record. */
-typedef struct {
-    uint8_t dtype, ndims, kind;
-    int32_t dims[4];
-    uint32_t nbytes, location;
-    float scale;
-    int32_t zero_point;
-} tensor_rec;
+/* Every operator sciot_ops implements, by its sciot_op_type. */
+static const sciot_op_kind kinds[] = {
+    {SCIOT_OP_CONV_2D, "CONV_2D", sciot_check_conv, sciot_run_conv},
+    {SCIOT_OP_DEPTHWISE_CONV_2D, "DEPTHWISE_CONV_2D", sciot_check_conv, sciot_run_conv},
+    {SCIOT_OP_ADD, "ADD", sciot_check_add, sciot_run_add},
+    {SCIOT_OP_SOFTMAX, "SOFTMAX", sciot_check_softmax, sciot_run_softmax},
+    {SCIOT_OP_FULLY_CONNECTED, "FULLY_CONNECTED", sciot_check_fully_connected,
+     sciot_run_fully_connected},
+    {SCIOT_OP_AVERAGE_POOL_2D, "AVERAGE_POOL_2D", sciot_check_pool, sciot_run_pool},
+    {SCIOT_OP_MAX_POOL_2D, "MAX_POOL_2D", sciot_check_pool, sciot_run_pool},
+    {SCIOT_OP_MEAN, "MEAN", sciot_check_mean, sciot_run_mean},
+    {SCIOT_OP_RESHAPE, "RESHAPE", sciot_check_reshape, sciot_run_reshape},
+    {SCIOT_OP_CONCATENATION, "CONCATENATION", sciot_check_concat, sciot_run_concat},
+    {SCIOT_OP_MUL, "MUL", sciot_check_mul, sciot_run_mul},
+    {SCIOT_OP_PAD, "PAD", sciot_check_pad, sciot_run_pad},
+    {SCIOT_OP_PADV2, "PADV2", sciot_check_pad, sciot_run_pad},
+    {SCIOT_OP_HARD_SWISH, "HARD_SWISH", sciot_check_hard_swish, sciot_run_hard_swish},
+    {SCIOT_OP_LOGISTIC, "LOGISTIC", sciot_check_lookup, sciot_run_lookup},
+    {SCIOT_OP_TANH, "TANH", sciot_check_lookup, sciot_run_lookup},
+    {SCIOT_OP_QUANTIZE, "QUANTIZE", sciot_check_quantize, sciot_run_quantize},
+    {SCIOT_OP_DEQUANTIZE, "DEQUANTIZE", sciot_check_dequantize, sciot_run_dequantize},
+};
 
-/* A view of one op record. */
-typedef struct {
-    uint8_t type, rounding, num_in, num_out;
-    uint16_t in[4], out[2];
-    uint8_t stride_w, stride_h, dil_w, dil_h;
-    int32_t pad_w, pad_h;
-    uint16_t depth_multiplier;
-    int32_t act_min, act_max;
-    uint32_t params_off, params_len;
-} op_rec;
+const sciot_op_kind *sciot_op_kind_of(uint8_t type)
+{
+    for (unsigned k = 0; k < sizeof kinds / sizeof kinds[0]; ++k) {
+        if (kinds[k].type == type) {
+            return &kinds[k];
+        }
+    }
+    return 0;
+}
 
 static int16_t rd_i16(const uint8_t *p)
 {
@@ -52,9 +47,9 @@ static int16_t rd_i16(const uint8_t *p)
     return u <= 0x7fffu ? (int16_t)u : (int16_t)(-(int32_t)(uint16_t)~u - 1);
 }
 
-static void read_tensor(const sciot_model *m, unsigned i, tensor_rec *t)
+void sciot_read_tensor(const sciot_model *m, unsigned i, sciot_tensor_rec *t)
 {
-    const uint8_t *p = m->_blob + m->_off_tensors + (size_t)i * TENSOR_BYTES;
+    const uint8_t *p = m->_blob + m->_off_tensors + (size_t)i * SCIOT_BLOB_TENSOR_BYTES;
     t->dtype = p[0];
     t->ndims = p[1];
     t->kind = p[2];
@@ -67,9 +62,9 @@ static void read_tensor(const sciot_model *m, unsigned i, tensor_rec *t)
     t->zero_point = sciot_rd_i32(p + 32);
 }
 
-static void read_op(const sciot_model *m, unsigned i, op_rec *o)
+void sciot_read_op(const sciot_model *m, unsigned i, sciot_op_rec *o)
 {
-    const uint8_t *p = m->_blob + m->_off_ops + (size_t)i * OP_BYTES;
+    const uint8_t *p = m->_blob + m->_off_ops + (size_t)i * SCIOT_BLOB_OP_BYTES;
     o->type = p[0];
     o->rounding = p[1];
     o->num_in = p[2];
@@ -95,11 +90,11 @@ static void read_op(const sciot_model *m, unsigned i, op_rec *o)
 static unsigned dtype_size(uint8_t dtype)
 {
     switch (dtype) {
-    case BLOB_DTYPE_INT8:
-    case BLOB_DTYPE_UINT8: return 1;
-    case BLOB_DTYPE_INT16: return 2;
-    case BLOB_DTYPE_INT32:
-    case BLOB_DTYPE_FLOAT32: return 4;
+    case SCIOT_BLOB_INT8:
+    case SCIOT_BLOB_UINT8: return 1;
+    case SCIOT_BLOB_INT16: return 2;
+    case SCIOT_BLOB_INT32:
+    case SCIOT_BLOB_FLOAT32: return 4;
     default: return 0;
     }
 }
@@ -108,15 +103,15 @@ static unsigned dtype_size(uint8_t dtype)
 static sciot_dtype api_dtype(uint8_t dtype)
 {
     switch (dtype) {
-    case BLOB_DTYPE_UINT8: return SCIOT_DTYPE_UINT8;
-    case BLOB_DTYPE_INT16: return SCIOT_DTYPE_INT16;
-    case BLOB_DTYPE_INT32: return SCIOT_DTYPE_INT32;
-    case BLOB_DTYPE_FLOAT32: return SCIOT_DTYPE_FLOAT32;
+    case SCIOT_BLOB_UINT8: return SCIOT_DTYPE_UINT8;
+    case SCIOT_BLOB_INT16: return SCIOT_DTYPE_INT16;
+    case SCIOT_BLOB_INT32: return SCIOT_DTYPE_INT32;
+    case SCIOT_BLOB_FLOAT32: return SCIOT_DTYPE_FLOAT32;
     default: return SCIOT_DTYPE_INT8;
     }
 }
 
-static bool in_blob(const sciot_model *m, uint32_t off, uint32_t len)
+bool sciot_in_blob(const sciot_model *m, uint32_t off, uint32_t len)
 {
     return off <= m->_len && len <= m->_len - off;
 }
@@ -136,9 +131,9 @@ static const uint8_t *boundary_list(const sciot_model *m, unsigned split)
 
 static bool check_tensor(const sciot_model *m, unsigned i)
 {
-    tensor_rec t;
-    read_tensor(m, i, &t);
-    if (t.kind == KIND_UNUSED) {
+    sciot_tensor_rec t;
+    sciot_read_tensor(m, i, &t);
+    if (t.kind == SCIOT_KIND_UNUSED) {
         return true;
     }
     unsigned size = dtype_size(t.dtype);
@@ -146,7 +141,14 @@ static bool check_tensor(const sciot_model *m, unsigned i)
         return false;
     }
     uint64_t elems = 1;
-    for (unsigned d = 0; d < t.ndims; ++d) {
+    for (unsigned d = 0; d < 4; ++d) {
+        /* Dims past ndims are 0, so that every reader can rely on them. */
+        if (d >= t.ndims) {
+            if (t.dims[d] != 0) {
+                return false;
+            }
+            continue;
+        }
         if (t.dims[d] < 1) {
             return false;
         }
@@ -158,176 +160,72 @@ static bool check_tensor(const sciot_model *m, unsigned i)
     if (elems * size != t.nbytes) {
         return false;
     }
-    if ((t.dtype == BLOB_DTYPE_INT8 && (t.zero_point < -128 || t.zero_point > 127)) ||
-        (t.dtype == BLOB_DTYPE_UINT8 && (t.zero_point < 0 || t.zero_point > 255))) {
+    if ((t.dtype == SCIOT_BLOB_INT8 && (t.zero_point < -128 || t.zero_point > 127)) ||
+        (t.dtype == SCIOT_BLOB_UINT8 && (t.zero_point < 0 || t.zero_point > 255))) {
         return false;
     }
-    if (t.kind == KIND_CONSTANT) {
-        return in_blob(m, t.location, t.nbytes);
+    if (t.kind == SCIOT_KIND_CONSTANT) {
+        return sciot_in_blob(m, t.location, t.nbytes);
     }
-    if (t.kind == KIND_ACTIVATION) {
-        return t.location == NOWHERE ||
+    if (t.kind == SCIOT_KIND_ACTIVATION) {
+        return t.location == SCIOT_NOWHERE ||
                (t.location <= m->_arena_size && t.nbytes <= m->_arena_size - t.location);
     }
     return false;
 }
 
-/* Activation int8 4-D tensor of batch 1. */
-static bool is_act8_4d(const sciot_model *m, uint16_t i, tensor_rec *t)
-{
-    if (i >= m->num_tensors) {
-        return false;
-    }
-    read_tensor(m, i, t);
-    return t->kind == KIND_ACTIVATION && t->dtype == BLOB_DTYPE_INT8 && t->ndims == 4 &&
-           t->dims[0] == 1;
-}
-
-static bool check_shifts(const uint8_t *shifts, uint32_t n, int lo, int hi)
-{
-    for (uint32_t k = 0; k < n; ++k) {
-        int32_t s = sciot_rd_i32(shifts + 4 * k);
-        if (s < lo || s > hi) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Shift range each rounding is defined for (ruy: -31..7; TFLite: left shift <= 30). */
-static int max_shift(uint8_t rounding)
-{
-    return rounding == SCIOT_ROUND_SINGLE ? 7 : 30;
-}
-
-static sciot_model_err check_conv(const sciot_model *m, const op_rec *o)
-{
-    tensor_rec x, f, b, y;
-    if (o->num_in < 2 || o->num_in > 3 || o->num_out != 1) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    if (!is_act8_4d(m, o->in[0], &x) || !is_act8_4d(m, o->out[0], &y) || y.location == NOWHERE ||
-        o->in[1] >= m->num_tensors) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    read_tensor(m, o->in[1], &f);
-    if (f.kind != KIND_CONSTANT || f.dtype != BLOB_DTYPE_INT8 || f.ndims != 4) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    const int32_t oc = y.dims[3];
-    if (o->type == SCIOT_OP_CONV_2D) {
-        if (f.dims[0] != oc || f.dims[3] != x.dims[3]) {
-            return SCIOT_MODEL_E_MALFORMED;
-        }
-    } else if (f.dims[0] != 1 || f.dims[3] != oc || o->depth_multiplier < 1 ||
-               oc != x.dims[3] * (int32_t)o->depth_multiplier) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    if (o->num_in == 3 && o->in[2] != NO_TENSOR) {
-        if (o->in[2] >= m->num_tensors) {
-            return SCIOT_MODEL_E_MALFORMED;
-        }
-        read_tensor(m, o->in[2], &b);
-        if (b.kind != KIND_CONSTANT || b.dtype != BLOB_DTYPE_INT32 ||
-            b.nbytes != 4u * (uint32_t)oc) {
-            return SCIOT_MODEL_E_MALFORMED;
-        }
-    }
-    if (o->stride_w < 1 || o->stride_h < 1 || o->dil_w < 1 || o->dil_h < 1 || o->pad_w < 0 ||
-        o->pad_h < 0 || o->rounding > SCIOT_ROUND_DOUBLE_TIES_UP || o->act_min < -128 ||
-        o->act_max > 127 || o->act_min > o->act_max) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    if (o->params_len != 8u * (uint32_t)oc || !in_blob(m, o->params_off, o->params_len) ||
-        !check_shifts(m->_blob + o->params_off + 4u * (uint32_t)oc, (uint32_t)oc, -31,
-                      max_shift(o->rounding))) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    return SCIOT_MODEL_OK;
-}
-
-static sciot_model_err check_add(const sciot_model *m, const op_rec *o)
-{
-    tensor_rec a, b, y;
-    if (o->num_in != 2 || o->num_out != 1 || o->in[0] >= m->num_tensors ||
-        o->in[1] >= m->num_tensors || o->out[0] >= m->num_tensors) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    read_tensor(m, o->in[0], &a);
-    read_tensor(m, o->in[1], &b);
-    read_tensor(m, o->out[0], &y);
-    if (a.kind != KIND_ACTIVATION || b.kind != KIND_ACTIVATION || y.kind != KIND_ACTIVATION ||
-        y.location == NOWHERE || a.dtype != BLOB_DTYPE_INT8 || b.dtype != BLOB_DTYPE_INT8 ||
-        y.dtype != BLOB_DTYPE_INT8 || a.nbytes != y.nbytes || b.nbytes != y.nbytes) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    if (o->params_len != 28u || !in_blob(m, o->params_off, 28u) || o->act_min < -128 ||
-        o->act_max > 127 || o->act_min > o->act_max || o->rounding > SCIOT_ROUND_DOUBLE_TIES_UP) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    const uint8_t *p = m->_blob + o->params_off;
-    int32_t left = sciot_rd_i32(p);
-    int hi = max_shift(o->rounding);
-    if (left < 0 || left > 24 || !check_shifts(p + 8, 1, -31, hi) ||
-        !check_shifts(p + 16, 1, -31, hi) || !check_shifts(p + 24, 1, -31, hi)) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    return SCIOT_MODEL_OK;
-}
-
-static sciot_model_err check_softmax(const sciot_model *m, const op_rec *o)
-{
-    tensor_rec x, y;
-    if (o->num_in != 1 || o->num_out != 1 || o->in[0] >= m->num_tensors ||
-        o->out[0] >= m->num_tensors) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    read_tensor(m, o->in[0], &x);
-    read_tensor(m, o->out[0], &y);
-    if (x.kind != KIND_ACTIVATION || y.kind != KIND_ACTIVATION || y.location == NOWHERE ||
-        x.dtype != BLOB_DTYPE_INT8 || y.dtype != BLOB_DTYPE_INT8 || x.nbytes != y.nbytes ||
-        x.ndims < 1 || x.ndims != y.ndims || x.dims[x.ndims - 1] != y.dims[y.ndims - 1] ||
-        !(y.scale > 0.0f)) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    if (o->params_len != 1024u || !in_blob(m, o->params_off, 1024u)) {
-        return SCIOT_MODEL_E_MALFORMED;
-    }
-    return SCIOT_MODEL_OK;
-}
-
 static sciot_model_err check_op(const sciot_model *m, unsigned i)
 {
-    op_rec o;
-    read_op(m, i, &o);
-    switch (o.type) {
-    case SCIOT_OP_CONV_2D:
-    case SCIOT_OP_DEPTHWISE_CONV_2D: return check_conv(m, &o);
-    case SCIOT_OP_ADD: return check_add(m, &o);
-    case SCIOT_OP_SOFTMAX: return check_softmax(m, &o);
-    default: return SCIOT_MODEL_E_UNSUPPORTED;
+    sciot_op_rec o;
+    sciot_read_op(m, i, &o);
+    const sciot_op_kind *kind = sciot_op_kind_of(o.type);
+    if (kind == 0) {
+        return SCIOT_MODEL_E_UNSUPPORTED;
     }
+    /* Operand lists every binding may rely on: named tensors exist, outputs are placed. */
+    if (o.num_in > 4 || o.num_out < 1 || o.num_out > 2) {
+        return SCIOT_MODEL_E_MALFORMED;
+    }
+    for (unsigned k = 0; k < o.num_in; ++k) {
+        if (o.in[k] != SCIOT_NO_TENSOR && o.in[k] >= m->num_tensors) {
+            return SCIOT_MODEL_E_MALFORMED;
+        }
+    }
+    for (unsigned k = 0; k < o.num_out; ++k) {
+        sciot_tensor_rec t;
+        if (o.out[k] >= m->num_tensors) {
+            return SCIOT_MODEL_E_MALFORMED;
+        }
+        sciot_read_tensor(m, o.out[k], &t);
+        if (t.kind != SCIOT_KIND_ACTIVATION || t.location == SCIOT_NOWHERE) {
+            return SCIOT_MODEL_E_MALFORMED;
+        }
+    }
+    if (o.rounding > SCIOT_ROUND_DOUBLE_TIES_UP) {
+        return SCIOT_MODEL_E_MALFORMED;
+    }
+    return kind->check(m, &o);
 }
 
 static bool check_boundary(const sciot_model *m, unsigned split)
 {
     uint32_t off = sciot_rd_u32(m->_blob + m->_off_bounds + 4 * split);
-    if (!in_blob(m, off, 2)) {
+    if (!sciot_in_blob(m, off, 2)) {
         return false;
     }
     const uint8_t *p = m->_blob + off;
     unsigned count = sciot_rd_u16(p);
-    if (count > SCIOT_MAX_BOUNDARY_TENSORS || !in_blob(m, off, 2 + 2 * count)) {
+    if (count > SCIOT_MAX_BOUNDARY_TENSORS || !sciot_in_blob(m, off, 2 + 2 * count)) {
         return false;
     }
     for (unsigned k = 0; k < count; ++k) {
         uint16_t t = sciot_rd_u16(p + 2 + 2 * k);
-        tensor_rec rec;
+        sciot_tensor_rec rec;
         if (t >= m->num_tensors) {
             return false;
         }
-        read_tensor(m, t, &rec);
-        if (rec.kind != KIND_ACTIVATION) {
+        sciot_read_tensor(m, t, &rec);
+        if (rec.kind != SCIOT_KIND_ACTIVATION) {
             return false;
         }
         for (unsigned j = 0; j < k; ++j) {
@@ -358,7 +256,7 @@ bool sciot_model_open(sciot_model *m, const uint8_t *blob, size_t len)
     if (m->version != SCIOT_MODEL_VERSION) {
         return fail(m, SCIOT_MODEL_E_VERSION);
     }
-    if (len < HEADER_BYTES || sciot_rd_u16(blob + 6) != HEADER_BYTES ||
+    if (len < SCIOT_BLOB_HEADER_BYTES || sciot_rd_u16(blob + 6) != SCIOT_BLOB_HEADER_BYTES ||
         sciot_rd_u32(blob + 8) > len) {
         return fail(m, SCIOT_MODEL_E_TRUNCATED);
     }
@@ -378,9 +276,9 @@ bool sciot_model_open(sciot_model *m, const uint8_t *blob, size_t len)
     if (m->num_ops == 0 || m->num_tensors == 0 || m->_arena_size > 0x7fffffffu) {
         return fail(m, SCIOT_MODEL_E_MALFORMED);
     }
-    if (!in_blob(m, m->_off_tensors, m->num_tensors * TENSOR_BYTES) ||
-        !in_blob(m, m->_off_ops, m->num_ops * OP_BYTES) ||
-        !in_blob(m, m->_off_bounds, 4u * (m->num_ops + 1))) {
+    if (!sciot_in_blob(m, m->_off_tensors, m->num_tensors * SCIOT_BLOB_TENSOR_BYTES) ||
+        !sciot_in_blob(m, m->_off_ops, m->num_ops * SCIOT_BLOB_OP_BYTES) ||
+        !sciot_in_blob(m, m->_off_bounds, 4u * (m->num_ops + 1))) {
         return fail(m, SCIOT_MODEL_E_TRUNCATED);
     }
     for (unsigned i = 0; i < m->num_tensors; ++i) {
@@ -431,18 +329,13 @@ sciot_op_type sciot_model_op_type(const sciot_model *m, unsigned op)
     if (!opened(m) || op >= m->num_ops) {
         return (sciot_op_type)0;
     }
-    return (sciot_op_type)m->_blob[m->_off_ops + (size_t)op * OP_BYTES];
+    return (sciot_op_type)m->_blob[m->_off_ops + (size_t)op * SCIOT_BLOB_OP_BYTES];
 }
 
 const char *sciot_model_op_name(const sciot_model *m, unsigned op)
 {
-    switch (sciot_model_op_type(m, op)) {
-    case SCIOT_OP_CONV_2D: return "CONV_2D";
-    case SCIOT_OP_DEPTHWISE_CONV_2D: return "DEPTHWISE_CONV_2D";
-    case SCIOT_OP_ADD: return "ADD";
-    case SCIOT_OP_SOFTMAX: return "SOFTMAX";
-    }
-    return 0;
+    const sciot_op_kind *kind = sciot_op_kind_of((uint8_t)sciot_model_op_type(m, op));
+    return kind != 0 ? kind->name : 0;
 }
 
 unsigned sciot_model_boundary_count(const sciot_model *m, unsigned split)
@@ -464,9 +357,9 @@ bool sciot_model_boundary_tensor(const sciot_model *m, unsigned split, unsigned 
     if (out == 0 || k >= sciot_model_boundary_count(m, split)) {
         return false;
     }
-    tensor_rec t;
+    sciot_tensor_rec t;
     uint16_t index = boundary_index(m, split, k);
-    read_tensor(m, index, &t);
+    sciot_read_tensor(m, index, &t);
     out->index = index;
     out->dtype = (uint8_t)api_dtype(t.dtype);
     out->ndim = t.ndims;
@@ -492,8 +385,8 @@ bool sciot_model_boundary_matches(const sciot_model *m, unsigned split, const sc
     }
     for (unsigned k = 0; k < count; ++k) {
         uint16_t index = boundary_index(m, split, k);
-        tensor_rec t;
-        read_tensor(m, index, &t);
+        sciot_tensor_rec t;
+        sciot_read_tensor(m, index, &t);
         unsigned seen = 0;
         for (unsigned j = 0; j < n; ++j) {
             if (list[j].index == index) {
@@ -515,8 +408,8 @@ size_t sciot_model_boundary_bytes(const sciot_model *m, unsigned split)
     size_t total = 0;
     unsigned count = sciot_model_boundary_count(m, split);
     for (unsigned k = 0; k < count; ++k) {
-        tensor_rec t;
-        read_tensor(m, boundary_index(m, split, k), &t);
+        sciot_tensor_rec t;
+        sciot_read_tensor(m, boundary_index(m, split, k), &t);
         total += t.nbytes;
     }
     return total;
@@ -529,20 +422,6 @@ size_t sciot_model_arena_size(const sciot_model *m)
 
 /* -- run --------------------------------------------------------------------------- */
 
-/* The tensors live at the start (inputs) and at the stop (outputs) of a run. */
-typedef struct {
-    const sciot_tensor *inputs;
-    unsigned num_inputs;
-    const sciot_tensor *outputs;
-    unsigned num_outputs;
-} run_io;
-
-typedef struct {
-    const sciot_model *m;
-    const run_io *io;
-    uint8_t *arena;
-} run_ctx;
-
 static const sciot_tensor *find(const sciot_tensor *list, unsigned n, uint32_t index)
 {
     for (unsigned k = 0; k < n; ++k) {
@@ -553,12 +432,12 @@ static const sciot_tensor *find(const sciot_tensor *list, unsigned n, uint32_t i
     return 0;
 }
 
-static const sciot_tensor *find_out(const run_io *io, uint32_t index)
+static const sciot_tensor *find_out(const sciot_run_io *io, uint32_t index)
 {
     return find(io->outputs, io->num_outputs, index);
 }
 
-static const sciot_tensor *find_in(const run_io *io, uint32_t index)
+static const sciot_tensor *find_in(const sciot_run_io *io, uint32_t index)
 {
     return find(io->inputs, io->num_inputs, index);
 }
@@ -566,7 +445,7 @@ static const sciot_tensor *find_in(const run_io *io, uint32_t index)
 /* Where a tensor lives during this run: outputs at stop in the caller's buffers (so an
  * op inside the range that reads one reads it there), inputs at start in the caller's,
  * constants in the blob, everything else in the arena at its planned offset. */
-static const uint8_t *tensor_data(const run_ctx *c, uint16_t index)
+const uint8_t *sciot_tensor_data(const sciot_run_ctx *c, uint16_t index)
 {
     const sciot_tensor *o = find_out(c->io, index);
     if (o != 0) {
@@ -576,118 +455,30 @@ static const uint8_t *tensor_data(const run_ctx *c, uint16_t index)
     if (i != 0) {
         return (const uint8_t *)i->data;
     }
-    tensor_rec t;
-    read_tensor(c->m, index, &t);
-    if (t.kind == KIND_CONSTANT) {
+    sciot_tensor_rec t;
+    sciot_read_tensor(c->m, index, &t);
+    if (t.kind == SCIOT_KIND_CONSTANT) {
         return c->m->_blob + t.location;
     }
     return c->arena + t.location;
 }
 
-static int8_t *tensor_out(const run_ctx *c, uint16_t index)
+uint8_t *sciot_tensor_out(const sciot_run_ctx *c, uint16_t index)
 {
     const sciot_tensor *o = find_out(c->io, index);
     if (o != 0) {
-        return (int8_t *)o->data;
+        return (uint8_t *)o->data;
     }
-    tensor_rec t;
-    read_tensor(c->m, index, &t);
-    return (int8_t *)(c->arena + t.location);
-}
-
-static void run_conv(const run_ctx *c, const op_rec *o)
-{
-    tensor_rec x, f, y;
-    read_tensor(c->m, o->in[0], &x);
-    read_tensor(c->m, o->in[1], &f);
-    read_tensor(c->m, o->out[0], &y);
-    const uint8_t *params = c->m->_blob + o->params_off;
-    sciot_conv_params p = {
-        .input = (const int8_t *)tensor_data(c, o->in[0]),
-        .in_h = x.dims[1],
-        .in_w = x.dims[2],
-        .in_c = x.dims[3],
-        .input_offset = -x.zero_point,
-        .filter = (const int8_t *)(c->m->_blob + f.location),
-        .k_h = f.dims[1],
-        .k_w = f.dims[2],
-        .bias = (o->num_in == 3 && o->in[2] != NO_TENSOR) ? tensor_data(c, o->in[2]) : 0,
-        .multiplier = params,
-        .shift = params + 4u * (uint32_t)y.dims[3],
-        .output = tensor_out(c, o->out[0]),
-        .out_h = y.dims[1],
-        .out_w = y.dims[2],
-        .out_c = y.dims[3],
-        .output_offset = y.zero_point,
-        .stride_w = o->stride_w,
-        .stride_h = o->stride_h,
-        .dilation_w = o->dil_w,
-        .dilation_h = o->dil_h,
-        .pad_w = o->pad_w,
-        .pad_h = o->pad_h,
-        .depth_multiplier = o->depth_multiplier,
-        .act_min = o->act_min,
-        .act_max = o->act_max,
-        .rounding = o->rounding,
-    };
-    if (o->type == SCIOT_OP_CONV_2D) {
-        sciot_conv2d_s8(&p);
-    } else {
-        sciot_depthwise_conv2d_s8(&p);
-    }
-}
-
-static void run_add(const run_ctx *c, const op_rec *o)
-{
-    tensor_rec a, b, y;
-    read_tensor(c->m, o->in[0], &a);
-    read_tensor(c->m, o->in[1], &b);
-    read_tensor(c->m, o->out[0], &y);
-    const uint8_t *params = c->m->_blob + o->params_off;
-    sciot_add_params p = {
-        .input1 = (const int8_t *)tensor_data(c, o->in[0]),
-        .input2 = (const int8_t *)tensor_data(c, o->in[1]),
-        .output = tensor_out(c, o->out[0]),
-        .count = y.nbytes,
-        .input1_offset = -a.zero_point,
-        .input2_offset = -b.zero_point,
-        .output_offset = y.zero_point,
-        .left_shift = sciot_rd_i32(params),
-        .input1_multiplier = sciot_rd_i32(params + 4),
-        .input1_shift = sciot_rd_i32(params + 8),
-        .input2_multiplier = sciot_rd_i32(params + 12),
-        .input2_shift = sciot_rd_i32(params + 16),
-        .output_multiplier = sciot_rd_i32(params + 20),
-        .output_shift = sciot_rd_i32(params + 24),
-        .act_min = o->act_min,
-        .act_max = o->act_max,
-        .rounding = o->rounding,
-    };
-    sciot_add_s8(&p);
-}
-
-static void run_softmax(const run_ctx *c, const op_rec *o)
-{
-    tensor_rec y;
-    read_tensor(c->m, o->out[0], &y);
-    const uint32_t depth = (uint32_t)y.dims[y.ndims - 1];
-    sciot_softmax_params p = {
-        .input = (const int8_t *)tensor_data(c, o->in[0]),
-        .output = tensor_out(c, o->out[0]),
-        .rows = y.nbytes / depth,
-        .depth = depth,
-        .table = c->m->_blob + o->params_off,
-        .output_scale = y.scale,
-        .output_zero_point = y.zero_point,
-    };
-    sciot_softmax_s8(&p);
+    sciot_tensor_rec t;
+    sciot_read_tensor(c->m, index, &t);
+    return c->arena + t.location;
 }
 
 static bool produced_in(const sciot_model *m, uint16_t index, unsigned from, unsigned to)
 {
     for (unsigned i = from; i < to; ++i) {
-        op_rec o;
-        read_op(m, i, &o);
+        sciot_op_rec o;
+        sciot_read_op(m, i, &o);
         for (unsigned k = 0; k < o.num_out && k < 2; ++k) {
             if (o.out[k] == index) {
                 return true;
@@ -701,18 +492,19 @@ static bool produced_in(const sciot_model *m, uint16_t index, unsigned from, uns
  * of the range, and every tensor owed at stop is made or passed through. A blob from the
  * exporter always satisfies this (it is what liveness means); a damaged one might not, and
  * would otherwise read an unplanned arena slot. */
-static bool range_consistent(const sciot_model *m, unsigned start, unsigned stop, const run_io *io)
+static bool range_consistent(const sciot_model *m, unsigned start, unsigned stop,
+                             const sciot_run_io *io)
 {
     for (unsigned i = start; i < stop; ++i) {
-        op_rec o;
-        read_op(m, i, &o);
+        sciot_op_rec o;
+        sciot_read_op(m, i, &o);
         for (unsigned k = 0; k < o.num_in && k < 4; ++k) {
-            tensor_rec t;
-            if (o.in[k] == NO_TENSOR) {
+            sciot_tensor_rec t;
+            if (o.in[k] == SCIOT_NO_TENSOR) {
                 continue;
             }
-            read_tensor(m, o.in[k], &t);
-            if (t.kind == KIND_ACTIVATION && find_in(io, o.in[k]) == 0 &&
+            sciot_read_tensor(m, o.in[k], &t);
+            if (t.kind == SCIOT_KIND_ACTIVATION && find_in(io, o.in[k]) == 0 &&
                 !produced_in(m, o.in[k], start, i)) {
                 return false;
             }
@@ -743,8 +535,8 @@ sciot_model_err sciot_model_run(const sciot_model *m, unsigned start_op, unsigne
         !sciot_model_boundary_matches(m, stop_op, outputs, num_outputs)) {
         return SCIOT_MODEL_E_IO;
     }
-    const run_io ios = {inputs, num_inputs, outputs, num_outputs};
-    const run_io *io = &ios;
+    const sciot_run_io ios = {inputs, num_inputs, outputs, num_outputs};
+    const sciot_run_io *io = &ios;
     if (!range_consistent(m, start_op, stop_op, io)) {
         return SCIOT_MODEL_E_MALFORMED;
     }
@@ -759,19 +551,16 @@ sciot_model_err sciot_model_run(const sciot_model *m, unsigned start_op, unsigne
             }
         }
     }
-    run_ctx c = {m, io, arena};
+    sciot_run_ctx c = {m, io, arena};
     for (unsigned i = start_op; i < stop_op; ++i) {
-        op_rec o;
-        read_op(m, i, &o);
-        uint64_t t0 = (timer != 0 && timer->now != 0) ? timer->now(timer->ctx) : 0;
-        switch (o.type) {
-        case SCIOT_OP_CONV_2D:
-        case SCIOT_OP_DEPTHWISE_CONV_2D: run_conv(&c, &o); break;
-        case SCIOT_OP_ADD: run_add(&c, &o); break;
-        case SCIOT_OP_SOFTMAX: run_softmax(&c, &o); break;
-        default:
+        sciot_op_rec o;
+        sciot_read_op(m, i, &o);
+        const sciot_op_kind *kind = sciot_op_kind_of(o.type);
+        if (kind == 0) {
             return SCIOT_MODEL_E_UNSUPPORTED; /* unreachable: sciot_model_open checked every op */
         }
+        uint64_t t0 = (timer != 0 && timer->now != 0) ? timer->now(timer->ctx) : 0;
+        kind->run(&c, &o);
         if (timer != 0 && timer->op_done != 0) {
             uint64_t t1 = timer->now != 0 ? timer->now(timer->ctx) : 0;
             timer->op_done(timer->ctx, i, t0, t1);

@@ -4,8 +4,9 @@
  *
  * Runs operators [START, STOP) of a sciot model blob. stdin holds the tensors live at
  * boundary START, stdout gets those live at STOP, each concatenated in the blob's
- * boundary order. --damage flips random bits of the blob (mostly its header and tables)
- * ROUNDS times and opens and runs a short random range of every copy the reader accepts.
+ * boundary order. --damage flips random bits of the blob (mostly its header, its tables and
+ * its operators' parameters) ROUNDS times and opens and runs a short random range of every
+ * copy the reader accepts.
  * A test tool (it uses stdio and malloc; the library does not): the sanitizer tests in
  * tests/firmware/test_ops_bitexact.py run it under ASan + UBSan.
  */
@@ -69,8 +70,10 @@ static int damage(const uint8_t *blob, size_t len, unsigned rounds)
 {
     uint8_t *copy = malloc(len);
     size_t tables = len >= 96 ? le32_at(blob + 20) : 0; /* tables follow the data */
+    size_t ops = len >= 96 ? le32_at(blob + 24) : 0;
+    unsigned num_ops = len >= 96 ? (unsigned)(blob[14] | (blob[15] << 8)) : 0;
     unsigned accepted = 0, ran = 0;
-    if (copy == NULL || tables >= len) {
+    if (copy == NULL || tables >= len || num_ops == 0 || ops + 48u * num_ops > len) {
         free(copy);
         return 2;
     }
@@ -80,10 +83,17 @@ static int damage(const uint8_t *blob, size_t len, unsigned rounds)
         }
         unsigned flips = 1 + next_random() % 4;
         for (unsigned f = 0; f < flips; ++f) {
-            uint32_t where = next_random() % 3;
+            uint32_t where = next_random() % 4;
             size_t at = where == 0   ? next_random() % 96
                         : where == 1 ? tables + next_random() % (len - tables)
                                      : next_random() % len;
+            if (where == 3) { /* inside one operator's parameters */
+                const uint8_t *op = blob + ops + 48u * (next_random() % num_ops);
+                uint32_t off = le32_at(op + 36), plen = le32_at(op + 40);
+                if (plen > 0 && off < len && plen <= len - off) {
+                    at = off + next_random() % plen;
+                }
+            }
             copy[at] ^= (uint8_t)(1u << (next_random() % 8));
         }
         sciot_model m;

@@ -178,6 +178,13 @@ static void test_depthwise_multiplier(void **state)
     assert_int_equal(out[3], -12);
 }
 
+/* A broadcast shape that walks n elements of both inputs in step. */
+static sciot_broadcast flat(int32_t n)
+{
+    sciot_broadcast s = {{1, 1, 1, n}, {0, 0, 0, 1}, {0, 0, 0, 1}};
+    return s;
+}
+
 static void test_add_same_scale_and_saturation(void **state)
 {
     (void)state;
@@ -188,7 +195,7 @@ static void test_add_same_scale_and_saturation(void **state)
     p.input1 = a;
     p.input2 = b;
     p.output = out;
-    p.count = 3;
+    p.shape = flat(3);
     p.left_shift = 20;
     p.input1_multiplier = p.input2_multiplier = Q_HALF;
     p.output_multiplier = Q_HALF;
@@ -251,10 +258,10 @@ static void test_open_rejects_bad_blobs(void **state)
     assert_false(sciot_model_open(&m, blob, sizeof blob));
     assert_int_equal(m.error, SCIOT_MODEL_E_MAGIC);
     memcpy(blob, "SCMB", 4);
-    blob[4] = 2;
+    blob[4] = 1; /* the layout before the TinyML operator set */
     assert_false(sciot_model_open(&m, blob, sizeof blob));
     assert_int_equal(m.error, SCIOT_MODEL_E_VERSION);
-    blob[4] = 1;
+    blob[4] = SCIOT_MODEL_VERSION;
     blob[6] = 96;
     blob[8] = 200; /* claims 200 bytes, has 128 */
     assert_false(sciot_model_open(&m, blob, sizeof blob));

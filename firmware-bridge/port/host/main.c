@@ -42,6 +42,7 @@ typedef struct {
     uint8_t *frames;
     size_t n_frames;
     size_t next_frame;
+    bool float_input; /* the model takes float32 (QUANTIZE first), not int8 */
     const char *id;
 } host_ctx;
 
@@ -238,21 +239,40 @@ static bool hal_poll(void *user, uint32_t timeout_ms)
 
 /* --- HAL: input ---------------------------------------------------------------------------- */
 
+/* The test pattern's value at element i of frame `frame`, in [-128, 127]: a diagonal
+ * gradient (over 96-wide rows of 3 channels) with a bright square that moves per frame. */
+static int pattern(size_t i, size_t frame)
+{
+    size_t side = 96, at = (frame * 7u) % 80u;
+    size_t px = i / 3u, x = px % side, y = px / side;
+    if (x >= at && x < at + 12u && y >= at && y < at + 12u) {
+        return 127;
+    }
+    return (int)((x + y) % 256u) - 128;
+}
+
 static bool hal_capture(void *user, uint8_t *input, size_t nbytes)
 {
     host_ctx *h = user;
+    size_t i;
     if (h->frames != NULL) {
         memcpy(input, h->frames + (h->next_frame % h->n_frames) * nbytes, nbytes);
+    } else if (h->float_input) {
+        /* the same pattern as float32 in [0, 1], little-endian */
+        for (i = 0; i + 4u <= nbytes; i += 4u) {
+            union {
+                float f;
+                uint32_t u;
+            } v;
+            v.f = (float)(pattern(i / 4u, h->next_frame) + 128) / 255.0f;
+            input[i] = (uint8_t)v.u;
+            input[i + 1] = (uint8_t)(v.u >> 8);
+            input[i + 2] = (uint8_t)(v.u >> 16);
+            input[i + 3] = (uint8_t)(v.u >> 24);
+        }
     } else {
-        /* test pattern: a diagonal gradient with a bright square that moves per frame */
-        size_t i, side = 96, at = (h->next_frame * 7u) % 80u;
         for (i = 0; i < nbytes; i++) {
-            size_t px = i / 3u, x = px % side, y = px / side;
-            int v = (int)((x + y) % 256u) - 128;
-            if (x >= at && x < at + 12u && y >= at && y < at + 12u) {
-                v = 127;
-            }
-            input[i] = (uint8_t)(int8_t)v;
+            input[i] = (uint8_t)(int8_t)pattern(i, h->next_frame);
         }
     }
     h->next_frame++;
@@ -322,7 +342,8 @@ static void usage(const char *prog)
             "  --result-timeout S      seconds before finishing locally (5)\n"
             "  --max-payload N         largest payload accepted (262144)\n"
             "  --reconnect-min S / --reconnect-max S   backoff (0.2 / 5)\n"
-            "  --input FILE            raw int8 input frames (model input size each), cycled\n"
+            "  --input FILE            raw input frames of the model input's type and size\n"
+            "                          (int8, or float32 little-endian), cycled\n"
             "  --records FILE          one JSON line per inference (output in hex)\n"
             "  --session N             last session counter (default: clock in ms)\n",
             prog);
@@ -456,6 +477,10 @@ static bool load_model(host_ctx *h, const char *path)
         return false;
     }
     sciot_ops_adapter_set_clock(&h->ops, clock_ns, NULL, 1e6);
+    sciot_tensor input;
+    if (sciot_ops_adapter_boundary_tensor(&h->ops, 0, 0, &input)) {
+        h->float_input = input.dtype == SCIOT_DTYPE_FLOAT32;
+    }
     return true;
 }
 
@@ -465,8 +490,10 @@ static bool load_frames(host_ctx *h, const char *path)
     size_t len = 0, frame = sciot_model_boundary_bytes(&h->ops.model, 0);
     h->frames = read_file(path, &len);
     if (h->frames == NULL || frame == 0 || len == 0 || len % frame != 0) {
-        fprintf(stderr, "sciot-fw-host: %s: want a multiple of %zu bytes of int8 input\n", path,
-                frame);
+        fprintf(stderr,
+                "sciot-fw-host: %s: want whole frames of the model input, %zu bytes each "
+                "(%s, little-endian)\n",
+                path, frame, h->float_input ? "float32" : "int8");
         return false;
     }
     h->n_frames = len / frame;

@@ -8,7 +8,12 @@ tensors. Modules:
 - ``source``: the package's flatbuffer read for export (operators, tensors with data)
 - ``quant``: quantization maths done the way LiteRT does it (multipliers, roundings,
   activation bounds, the softmax table)
-- ``ops``: one encoder per supported builtin operator, in the ``ENCODERS`` table
+- ``tables``: the lookup tables and thresholds of LOGISTIC, TANH, QUANTIZE and DEQUANTIZE,
+  HARD_SWISH's fixed-point constants
+- ``context``: ``OpContext``, one operator as its encoder sees it
+- ``ops``: the ``ENCODERS`` table (one encoder per supported builtin operator, by family in
+  ``ops_conv``, ``ops_elementwise``, ``ops_pool``, ``ops_shape``) and the refusal that lists
+  every operator a model needs and the C kernels lack
 - ``arena``: static offsets of the activations, shared by every split
 - ``blob``: ``export_blob``, the blob assembled
 - ``rounding``: which rounding LiteRT's CONV_2D uses on this machine, measured

@@ -19,7 +19,7 @@ from sciot_mqtt.models.export.format import (
     TENSOR,
     BlobWriter,
 )
-from sciot_mqtt.models.export.ops import OpContext, encode_op
+from sciot_mqtt.models.export.ops import OpContext, encode_ops
 from sciot_mqtt.models.export.quant import ROUNDINGS
 from sciot_mqtt.models.export.rounding import detect_conv_rounding
 from sciot_mqtt.models.export.source import SourceModel, read_source
@@ -55,7 +55,7 @@ def export_blob(package: ModelPackage, conv_rounding: int | None = None) -> byte
                 raise ModelError(f"tensor {i}: {len(t.data)} bytes of data for shape {t.shape}")
             constant_at[i] = w.place(t.data)
 
-    op_records = []
+    contexts = []
     op_inputs: list[list[int]] = []
     op_outputs: list[list[int]] = []
     for i, op in enumerate(ops):
@@ -63,17 +63,19 @@ def export_blob(package: ModelPackage, conv_rounding: int | None = None) -> byte
         outs = [int(x) for x in op.outputs]
         op_inputs.append([t for t in ins if t >= 0 and t not in constant_at])
         op_outputs.append(outs)
-        context = OpContext(
-            index=i,
-            name=package.ops[i].op,
-            ins=ins,
-            outs=outs,
-            options=op.builtinOptions,
-            tensors=tensors,
-            writer=w,
-            conv_rounding=conv_rounding,
+        contexts.append(
+            OpContext(
+                index=i,
+                name=package.ops[i].op,
+                ins=ins,
+                outs=outs,
+                options=op.builtinOptions,
+                tensors=tensors,
+                writer=w,
+                conv_rounding=conv_rounding,
+            )
         )
-        op_records.append(encode_op(source.op_code(op), context))
+    op_records = encode_ops([source.op_code(op) for op in ops], contexts)
 
     sizes = {t: tensors[t].nbytes for outs in op_outputs for t in outs}
     graph_outputs = [int(t) for t in source.subgraph.outputs]

@@ -5,7 +5,7 @@ model's tensors, operators with every derived constant the int8 kernels need (pa
 per-channel requantization multipliers, activation bounds, the softmax table) and, for
 every split point, the tensors live there. The enums here are ``sciot_ops.h``'s.
 
-Layout (version 1, little-endian, offsets from the start of the blob, sections 16-aligned)::
+Layout (version 2, little-endian, offsets from the start of the blob, sections 16-aligned)::
 
     header   96 bytes   "SCMB", u16 version, u16 header bytes, u32 total length,
                         u16 tensors, u16 ops, u32 arena bytes, u32 tensor/op/boundary
@@ -21,9 +21,31 @@ Layout (version 1, little-endian, offsets from the start of the blob, sections 1
                         u32 params offset, u32 params bytes, u32 0
     bounds   u32 offset[N+1] -> u16 count, u16 tensor index[count]
 
-Op params: CONV_2D and DEPTHWISE_CONV_2D: i32 multiplier[C] then i32 shift[C];
-ADD: i32 left shift, multiplier/shift of input 1, input 2 and output;
-SOFTMAX: f32 table[256] (``table[255 - d] = expf(-input_scale * beta * d)``).
+Op params (all little-endian; C = output channels):
+
+- CONV_2D, FULLY_CONNECTED: i32 multiplier[C] then i32 shift[C]
+- DEPTHWISE_CONV_2D: the same, then u32 vector channels, i32 vector rounding (the first
+  channels round so, the rest with the record's rounding)
+- ADD: i32 left shift, multiplier/shift of input 1, input 2 and output, u32 vector count
+  (the first elements computed like LiteRT's NEON blocks, see kernels.h)
+- MUL: i32 output multiplier, i32 output shift, u32 vector count (inputs broadcast)
+- SOFTMAX: f32 table[256] (``table[255 - d] = expf(-input_scale * beta * d)``)
+- AVERAGE_POOL_2D, MAX_POOL_2D: i32 filter width, filter height (stride, padding in the record)
+- MEAN: u32 reduce mask (bit d: dimension d of the input right-aligned into 4), i32
+  accumulator offset, output offset, multiplier, shift, u32 vector outputs, i32 vector
+  rounding (the first outputs round so, the rest with the record's rounding)
+- RESHAPE: none; CONCATENATION: i32 axis
+- PAD, PADV2: i32 before[4], after[4] (input right-aligned into 4), i32 value
+- HARD_SWISH: i32 output multiplier (int16), output exponent, "relu-ish" multiplier (int16),
+  its exponent
+- LOGISTIC, TANH: int8 table[256] indexed by the input's bits as uint8
+- QUANTIZE from float32: u32 vector count, then two maps (``tables.QUANTIZE_MAP``) for the
+  elements before and from the vector count; from int8: i32 multiplier, shift, vector
+  count, vector rounding (the record's rounding is the rest's)
+- DEQUANTIZE: u32 vector count, then two f32 tables[256] indexed like LOGISTIC's
+
+Version 2 added every operator after SOFTMAX and changed the params of DEPTHWISE_CONV_2D and
+ADD (LiteRT's NEON blocks), so a version-1 reader cannot read it.
 """
 
 from __future__ import annotations
@@ -39,6 +61,7 @@ __all__ = [
     "BLOB_MAGIC",
     "BLOB_VERSION",
     "DTYPE_CODES",
+    "DTYPE_FLOAT32",
     "DTYPE_INT8",
     "DTYPE_INT32",
     "HEADER",
@@ -51,9 +74,23 @@ __all__ = [
     "NOWHERE",
     "NO_TENSOR",
     "OP_ADD",
+    "OP_AVERAGE_POOL",
+    "OP_CONCATENATION",
     "OP_CONV",
     "OP_DEPTHWISE",
+    "OP_DEQUANTIZE",
+    "OP_FULLY_CONNECTED",
+    "OP_HARD_SWISH",
+    "OP_LOGISTIC",
+    "OP_MAX_POOL",
+    "OP_MEAN",
+    "OP_MUL",
+    "OP_PAD",
+    "OP_PADV2",
+    "OP_QUANTIZE",
+    "OP_RESHAPE",
     "OP_SOFTMAX",
+    "OP_TANH",
     "TENSOR",
     "BlobWriter",
     "align",
@@ -61,7 +98,7 @@ __all__ = [
 ]
 
 BLOB_MAGIC = b"SCMB"
-BLOB_VERSION = 1
+BLOB_VERSION = 2
 HEADER = struct.Struct("<4sHHIHHIIII32s32s")
 TENSOR = struct.Struct("<BBBB4iIIfiI")
 _OP = struct.Struct("<BBBB4H2HBBBBhhHHiiIII")
@@ -72,16 +109,19 @@ MAX_BOUNDARY_TENSORS = 16  # InferRequest.tensors max_length (C: SCIOT_MAX_BOUND
 MAX_OP_INPUTS, MAX_OP_OUTPUTS = 4, 2
 
 # Tensor types: blob code and element size.
-DTYPE_INT8, DTYPE_INT32 = 1, 4
+DTYPE_INT8, DTYPE_INT32, DTYPE_FLOAT32 = 1, 4, 5
 DTYPE_CODES = {
     schema.TensorType.INT8: (DTYPE_INT8, 1),
     schema.TensorType.UINT8: (2, 1),
     schema.TensorType.INT16: (3, 2),
     schema.TensorType.INT32: (DTYPE_INT32, 4),
-    schema.TensorType.FLOAT32: (5, 4),
+    schema.TensorType.FLOAT32: (DTYPE_FLOAT32, 4),
 }
-# Operator types, one per C kernel.
+# Operator types (sciot_ops.h sciot_op_type).
 OP_CONV, OP_DEPTHWISE, OP_ADD, OP_SOFTMAX = 1, 2, 3, 4
+OP_FULLY_CONNECTED, OP_AVERAGE_POOL, OP_MAX_POOL, OP_MEAN = 5, 6, 7, 8
+OP_RESHAPE, OP_CONCATENATION, OP_MUL, OP_PAD, OP_PADV2 = 9, 10, 11, 12, 13
+OP_HARD_SWISH, OP_LOGISTIC, OP_TANH, OP_QUANTIZE, OP_DEQUANTIZE = 14, 15, 16, 17, 18
 # Tensor kinds.
 KIND_UNUSED, KIND_ACTIVATION, KIND_CONSTANT = 0, 1, 2
 

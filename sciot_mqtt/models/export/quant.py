@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ __all__ = [
     "activation_range",
     "channel_multipliers",
     "f32",
+    "libm",
     "quantize_multiplier",
     "requantize",
     "softmax_table",
@@ -108,19 +109,20 @@ def activation_range(act: int, scale: float, zero_point: int) -> tuple[int, int]
     raise UnsupportedModelError(f"fused activation {act} is not supported")
 
 
-def _libm_expf() -> Any:
-    # LiteRT fills its softmax table with the C library's expf, which need not agree to
-    # the last bit with numpy's own float32 exp: ask the same libm.
-    name = ctypes.util.find_library("m") or "libm.so.6"
-    expf = ctypes.CDLL(name).expf
-    expf.restype = ctypes.c_float
-    expf.argtypes = [ctypes.c_float]
-    return expf
+def libm(name: str) -> Callable[[float], float]:
+    """A float function of the C library LiteRT links (``expf``, ``tanhf``): it fills its
+    tables with them, and a transcendental function's last bit is the library's, not numpy's."""
+    lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    fn = getattr(lib, name)
+    fn.restype = ctypes.c_float
+    fn.argtypes = [ctypes.c_float]
+    result: Callable[[float], float] = fn
+    return result
 
 
 def softmax_table(input_scale: float, beta: float) -> np.ndarray:
     """``optimized_ops::PopulateSoftmaxLookupTable`` in float32."""
-    expf = _libm_expf()
+    expf = libm("expf")
     scale = np.float32(-np.float32(input_scale) * np.float32(beta))
     table = np.zeros(256, dtype=np.float32)
     for val in range(256):
