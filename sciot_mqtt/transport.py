@@ -7,14 +7,16 @@ aiomqtt's objects never leave this module; callers see `Inbound`, `LastWill`, `B
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 
@@ -121,6 +123,7 @@ class MqttSession:
             max_inflight_messages=max_inflight,
             protocol=aiomqtt.ProtocolVersion.V311,
         )
+        self._raw_socket: socket.socket | None = None
 
     async def __aenter__(self) -> Self:
         try:
@@ -143,6 +146,9 @@ class MqttSession:
         sock = self._client._client.socket()  # aiomqtt 2 exposes no public accessor
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if type(sock) is socket.socket:  # plain TCP; an SSLSocket buffers on its own
+            self._raw_socket = sock
+            _speed_up(self._client, sock)
         return self
 
     async def __aexit__(
@@ -165,7 +171,7 @@ class MqttSession:
     def sever(self) -> None:
         """Cut the TCP connection without a DISCONNECT, as a crash or a power cut does: the
         broker then publishes the will. The session is unusable afterwards."""
-        sock = self._client._client.socket()  # aiomqtt 2 exposes no public accessor
+        sock = self._raw_socket or self._client._client.socket()
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -174,10 +180,18 @@ class MqttSession:
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> None:
         """Publish; with QoS 1 this returns once the broker has acknowledged."""
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             await self._client.publish(topic, payload, qos=qos, retain=retain)
         except aiomqtt.MqttError as exc:
             raise ConnectionLostError(f"publish to {topic} failed: {exc}") from exc
+        if task is not None and task.cancelling() > cancels:
+            # aiomqtt waits for the PUBACK with `asyncio.wait_for`, which on Python 3.11
+            # swallows a cancellation that arrives in the same loop turn as the PUBACK
+            # (CPython gh-86296): the task would go on as if never cancelled, and a service
+            # stopping its receive loop would wait for it forever.
+            raise asyncio.CancelledError
 
     async def subscribe(self, *filters: str, qos: int = 1) -> None:
         """Subscribe; `AccessDeniedError` names the filters the broker refused (the others
@@ -211,6 +225,136 @@ class MqttSession:
         except aiomqtt.MqttError as exc:
             raise ConnectionLostError(f"connection to {self.broker} lost: {exc}") from exc
         raise ConnectionLostError(f"connection to {self.broker} closed")
+
+
+# --- fewer system calls per message -------------------------------------------------------
+#
+# Under load the service's CPU per message goes mostly to system calls (costly here, several
+# times a bare-metal Linux's), not to Python: paho reads every packet in three or more `recv`
+# calls (the command byte, each byte of the remaining length, the body), and every burst of
+# publishes wakes the loop through its self-pipe and registers and unregisters a writer
+# (`epoll_ctl` twice) before paho writes. Both are fixed here, inside the adapter.
+
+_READ_CHUNK = 65536
+
+
+class _BufferedSocket:
+    """The connection's socket as paho sees it.
+
+    Reads: one `recv` takes all the kernel has (up to 64 KiB) and paho's small reads are
+    served from that. `pending()` is what aiomqtt asks of TLS sockets after each `loop_read`:
+    while bytes remain buffered it reads on, so a buffered message never waits for the next
+    readable event.
+
+    Writes: while `collecting`, paho's packets are appended to `_out` (and reported written),
+    then `drain()` sends them in one call; bytes the kernel would not take stay in `_out`,
+    ahead of anything paho writes later. Everything else is the socket's."""
+
+    __slots__ = ("_buffer", "_out", "_pos", "_sock", "collecting")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._pos = 0
+        self._out = bytearray()
+        self.collecting = False
+
+    def recv(self, buffer_size: int) -> bytes:
+        if self._pos >= len(self._buffer):
+            # BlockingIOError when the kernel has nothing; b"" when the peer closed.
+            self._buffer = self._sock.recv(max(buffer_size, _READ_CHUNK))
+            self._pos = 0
+        start = self._pos
+        self._pos = min(start + buffer_size, len(self._buffer))
+        return self._buffer[start : self._pos]
+
+    def pending(self) -> int:
+        return len(self._buffer) - self._pos
+
+    def send(self, buffer: bytes | bytearray) -> int:
+        if self.collecting or self._out:
+            self._out += buffer
+            return len(buffer)
+        return self._sock.send(buffer)
+
+    def drain(self) -> bool:
+        """Send what was collected; False while the kernel's buffer is full."""
+        while self._out:
+            try:
+                sent = self._sock.send(self._out)
+            except BlockingIOError:
+                return False
+            del self._out[:sent]
+        return True
+
+    def close(self) -> None:
+        # paho closes right after writing DISCONNECT (into `_out`): send it first, or the
+        # broker sees a dropped connection and publishes the will.
+        with contextlib.suppress(OSError):
+            self.drain()
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
+    """Buffered reads, and writes flushed once per loop iteration, in one `send`.
+
+    paho asks for a writer whenever it queues a packet; aiomqtt answers from any thread with
+    `call_soon_threadsafe(add_writer)`. Once connected every publish comes from the loop's own
+    thread, so the packets queued in one iteration (results, PUBACKs) are written together by
+    one `loop_write` scheduled with `call_soon`; only when the kernel's buffer is full does a
+    writer wait for the socket."""
+    paho = client._client  # aiomqtt 2 exposes no public accessor
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    fallback = paho.on_socket_register_write
+    buffered = _BufferedSocket(sock)
+    fileno = sock.fileno()
+
+    def fail(exc: Exception) -> None:
+        disconnected = client._disconnected  # how aiomqtt's own callbacks report a failure
+        if not disconnected.done():
+            disconnected.set_exception(exc)
+
+    def write_when_writable() -> None:
+        try:
+            if buffered.drain():
+                paho.loop_write()  # may remove this writer (paho has nothing left)
+            if buffered.drain() and not paho.want_write():
+                loop.remove_writer(fileno)
+            else:
+                loop.add_writer(fileno, write_when_writable)
+        except Exception as exc:  # a broken pipe: the connection is gone
+            fail(exc)
+
+    def flush() -> None:
+        try:
+            buffered.collecting = True
+            try:
+                paho.loop_write()
+            finally:
+                buffered.collecting = False
+            if not buffered.drain() or paho.want_write():  # the kernel's buffer is full
+                loop.add_writer(fileno, write_when_writable)
+        except Exception as exc:
+            fail(exc)
+
+    def register_write(paho_client: Any, userdata: Any, paho_sock: Any) -> None:
+        if threading.get_ident() != loop_thread and fallback is not None:
+            fallback(paho_client, userdata, paho_sock)
+        else:
+            loop.call_soon(flush)
+
+    paho.on_socket_register_write = register_write
+    paho._sock = buffered
 
 
 def _code(code: object) -> int:

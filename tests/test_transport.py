@@ -35,9 +35,31 @@ async def test_publish_reaches_a_subscriber_with_its_flags(sciot_broker: BrokerA
         assert kept.payload == b"state" and kept.retain
 
 
+async def test_a_burst_arrives_whole_and_in_order(sciot_broker: BrokerAddress) -> None:
+    """Many packets per read and packets split across reads: every payload intact, in order."""
+    sizes = [0, 1, 127, 128, 16383, 16384, 70000, 5, 300000, 2] * 20
+    payloads = [bytes([i % 251]) * size + i.to_bytes(4, "big") for i, size in enumerate(sizes)]
+    async with (
+        MqttSession(sciot_broker, client_id="t-burst-pub", max_inflight=1000) as pub,
+        MqttSession(sciot_broker, client_id="t-burst-sub") as sub,
+    ):
+        await sub.subscribe("t/burst")
+        await asyncio.gather(*(pub.publish("t/burst", p, qos=1) for p in payloads))
+
+        async def receive_all() -> list[bytes]:
+            got = []
+            async for message in sub.messages():
+                got.append(message.payload)
+                if len(got) == len(payloads):
+                    return got
+            raise AssertionError("unreachable: messages() raises when the connection ends")
+
+        assert await asyncio.wait_for(receive_all(), 30) == payloads
+
+
 async def test_nagle_is_off(sciot_broker: BrokerAddress) -> None:
     async with MqttSession(sciot_broker, client_id="t-nodelay") as session:
-        sock = session._client._client.socket()
+        sock = session._raw_socket  # paho sees it wrapped in a read buffer
         assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 

@@ -95,6 +95,24 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     soak.add_argument("--out", type=Path, default=Path("bench-results"))
     soak.set_defaults(handler=_cmd_soak)
 
+    tp = kinds.add_parser(
+        "throughput", help="inferences/s of one service process under light devices"
+    )
+    tp.add_argument("--model", default="fomo96", help="model id (fomo96)")
+    tp.add_argument("--splits", default="0,6,12,20", help="split points (0,6,12,20)")
+    tp.add_argument(
+        "--steps",
+        default="1x1,4x1,8x1,16x1,32x1,32x2,32x4",
+        help="offered load per step, DEVICESxWINDOW (1x1,4x1,8x1,16x1,32x1,32x2,32x4)",
+    )
+    tp.add_argument("--brokers", default="mosquitto", help="comma-separated: mosquitto, amqtt")
+    tp.add_argument("--workers", type=int, default=2, help="the service's tail threads (2)")
+    tp.add_argument("--processes", type=int, default=2, help="light-device processes (2)")
+    tp.add_argument("--warmup", type=float, default=2.0, help="unscored seconds per step (2)")
+    tp.add_argument("--duration", type=float, default=8.0, help="scored seconds per step (8)")
+    tp.add_argument("--out", type=Path, default=Path("bench-results"))
+    tp.set_defaults(handler=_cmd_throughput)
+
 
 def _cmd_split(args: argparse.Namespace) -> int:
     require_extra("bench", "bench split")
@@ -208,4 +226,40 @@ def _cmd_soak(args: argparse.Namespace) -> int:
     summary = {k: report[k] for k in ("lost", "churn", "service_rss_mb", "service_fds")}
     print(json.dumps(summary, indent=1))
     print(f"saved {args.out / 'soak.json'} and {args.out / 'soak.png'}")
+    return 0 if report["lost"] == 0 else 1
+
+
+def _cmd_throughput(args: argparse.Namespace) -> int:
+    require_extra("bench", "bench throughput")
+    import sys
+
+    from sciot_mqtt.bench.split import BROKERS
+    from sciot_mqtt.bench.throughput import parse_steps, run_throughput_bench
+    from sciot_mqtt.logs import configure_logging
+    from sciot_mqtt.models.catalog import resolve_package
+
+    configure_logging("warning")
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = set(brokers) - set(BROKERS)
+    if unknown:
+        raise SystemExit(f"sciot-mqtt: unknown broker(s) {sorted(unknown)}; use {BROKERS}")
+    package = resolve_package(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(
+        run_throughput_bench(
+            package,
+            args.out,
+            splits=[int(s) for s in args.splits.split(",") if s],
+            steps=parse_steps(args.steps),
+            brokers=brokers,
+            workers=args.workers,
+            processes=args.processes,
+            warmup=args.warmup,
+            duration=args.duration,
+            command="sciot-mqtt bench throughput " + " ".join(sys.argv[3:]),
+        )
+    )
+    summary = {f"{s['broker']} split {s['split']}": s["summary"] for s in report["series"]}
+    print(json.dumps({"lost": report["lost"], "summary": summary}, indent=1))
+    print(f"saved {args.out / 'throughput.json'} and {args.out / 'throughput.png'}")
     return 0 if report["lost"] == 0 else 1

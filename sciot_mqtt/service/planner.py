@@ -48,13 +48,21 @@ class SplitPlanner:
         self.packages = packages
         self.engine = engine
         self.on_measured = on_measured
+        self._bytes_at: dict[str, tuple[ModelPackage, list[int]]] = {}
 
     def cost_model(self, record: DeviceRecord) -> DeviceCostModel | None:
         """The device's cost model for its assigned model (None without a loaded model)."""
         package = self.packages.get(record.model) if record.model else None
         if package is None:
             return None
-        bytes_at = [b.nbytes for b in package.boundaries]
+        # Asked once per `infer`: the boundary sizes are summed once per package, not per call.
+        known = self._bytes_at.get(package.model_id)
+        if known is None or known[0] is not package:
+            known = self._bytes_at[package.model_id] = (
+                package,
+                [b.nbytes for b in package.boundaries],
+            )
+        bytes_at = known[1]
         if record.cost is None or record.cost.bytes_at != bytes_at:
             record.cost = DeviceCostModel(
                 package.num_ops, bytes_at, self.settings, on_measured=self.on_measured
