@@ -96,7 +96,14 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     soak.set_defaults(handler=_cmd_soak)
 
     tp = kinds.add_parser(
-        "throughput", help="inferences/s of one service process under light devices"
+        "throughput",
+        help="inferences/s of one service process under light devices",
+        description="Start the broker and `sciot-mqtt up --split S` in its own process, then "
+        "drive it from light devices in processes of their own (the contract's handshake, "
+        "then precomputed infer requests, a window of outstanding requests each) at every "
+        "--steps devices x window, for every split point in --splits: answered/s, latency "
+        "p50/p99, CPU per inference of service, broker and devices, and the tail timed alone. "
+        "Every request is counted; exit 1 if any is lost.",
     )
     tp.add_argument("--model", default="fomo96", help="model id (fomo96)")
     tp.add_argument("--splits", default="0,6,12,20", help="split points (0,6,12,20)")
