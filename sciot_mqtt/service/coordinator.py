@@ -84,6 +84,7 @@ class FleetCoordinator:
             ),
             retry_after=max(1.0, settings.heartbeat_interval),
             tier_cooldown=2 * settings.stats_interval,
+            max_views=2 * settings.max_devices,
         )
         self.snapshots = SnapshotKeeper(settings.stats_interval)
         self.load = LoadMeter()

@@ -111,6 +111,7 @@ class Fleet:
         *,
         retry_after: float = 1.0,
         tier_cooldown: float = 2.0,
+        max_views: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`retry_after`: seconds before this instance places the same device or asks for its
@@ -121,6 +122,10 @@ class Fleet:
         self.retry_after = retry_after
         self.tier_cooldown = tier_cooldown
         self.clock = clock
+        # Views are kept for every device id heard, so a flood of new ids must not grow them
+        # without bound (as the registry's `max_devices` bounds records): past this many,
+        # the views of offline devices are forgotten, the longest known first.
+        self.max_views = max_views
         self.members: dict[str, Member] = {me.name: me}
         self.devices: dict[str, DeviceView] = {}
         # Devices this instance answered on its current connection: id -> birth session.
@@ -142,8 +147,18 @@ class Fleet:
     def view(self, device_id: str) -> DeviceView:
         found = self.devices.get(device_id)
         if found is None:
+            if len(self.devices) >= self.max_views:
+                self._forget_one()
             found = self.devices[device_id] = DeviceView()
         return found
+
+    def _forget_one(self) -> None:
+        """Make room for a new view: the oldest offline device's (online ones are bounded by
+        the broker's connections, and the counts of online devices stay exact)."""
+        gone = next((d for d, view in self.devices.items() if not view.online), None)
+        if gone is not None:
+            del self.devices[gone]
+            self._homes.pop(gone, None)
 
     def eligible(self) -> list[Member]:
         """The instances taking devices, with what each serves now."""

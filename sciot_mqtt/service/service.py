@@ -235,19 +235,7 @@ class Service:
                 # and snapshot: the retained device states that follow trigger rebirths, and
                 # their answers must find the recovered state. `infer` and `timings` only as
                 # sent to this instance (topics.md, "Fleet").
-                await mqtt.subscribe(
-                    service_filter(ServiceTopic.STATE),
-                    service_filter(ServiceTopic.STATS),
-                    device_filter(DeviceTopic.ASSIGN),
-                    device_filter(DeviceTopic.SPLIT),
-                    device_filter(DeviceTopic.SNAPSHOT),
-                    device_filter(DeviceTopic.STATE),
-                    device_filter(DeviceTopic.BIRTH),
-                    device_filter(DeviceTopic.HB),
-                    device_filter(DeviceTopic.INFER, self.instance),
-                    device_filter(DeviceTopic.TIMINGS, self.instance),
-                    service_topic(self.instance, ServiceTopic.PING),
-                )
+                await mqtt.subscribe(*self.subscriptions())
                 # Back after every retained message above: the fleet's view is then whole.
                 ping_topic = service_topic(self.instance, ServiceTopic.PING)
                 await mqtt.publish(ping_topic, settle.encode(), qos=1)
@@ -274,6 +262,22 @@ class Service:
             finally:
                 self.outbox.mqtt = None
                 self._connected.clear()
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """What the service subscribes to on every connection."""
+        return (
+            service_filter(ServiceTopic.STATE),
+            service_filter(ServiceTopic.STATS),
+            device_filter(DeviceTopic.ASSIGN),
+            device_filter(DeviceTopic.SPLIT),
+            device_filter(DeviceTopic.SNAPSHOT),
+            device_filter(DeviceTopic.STATE),
+            device_filter(DeviceTopic.BIRTH),
+            device_filter(DeviceTopic.HB),
+            device_filter(DeviceTopic.INFER, self.instance),
+            device_filter(DeviceTopic.TIMINGS, self.instance),
+            service_topic(self.instance, ServiceTopic.PING),
+        )
 
     async def _publish_service_state(self, mqtt: MqttSession, *, online: bool) -> None:
         state = ServiceState(

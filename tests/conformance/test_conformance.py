@@ -110,6 +110,7 @@ async def test_retained_split_is_applied_at_once_on_reconnect(
     decision = SplitDecision(decision=77, model="fomo96", split=13, mode="offload", reason="t")
     await _publish(probe, device_id, "split", decision.encode(), retain=True)
     dev = await launcher.start(kind, device_id, count=1, result_timeout=1.0)
+    dev.instance = "ghost"  # its requests go to the instance the assign names
     birth = await dev.expect("birth")
     # The retained assign (session 1) is not an answer to this birth: the one inference waits
     # for the live answer, so it is published after it (a device that offloaded on the stale

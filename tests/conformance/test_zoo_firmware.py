@@ -112,7 +112,9 @@ async def test_python_device_and_host_firmware_agree_on_a_zoo_model(
             }
             for device, child in children.items():
                 topic = f"sciot/v1/dev/{device}"
-                sent[device] = _unpack(await probe.expect(f"{topic}/infer", timeout=60))
+                sent[device] = _unpack(
+                    await probe.expect(f"{topic}/infer/{service.instance}", timeout=60)
+                )
                 results[device] = _unpack(await probe.expect(f"{topic}/result", timeout=30))
                 assert await child.wait(60) == 0, child.output()[-3000:]
                 summaries[device] = child.last_json_line()["inference"]

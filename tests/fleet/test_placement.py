@@ -180,3 +180,15 @@ def test_least_loaded_places_on_the_shortest_queue_per_capacity_and_keeps_placed
     view = View([a, b, c], devices=3)
     assert policy.choose(view, "x", birth()) is b  # 4 / 2 < 3 / 1
     assert policy.keeps(view, "x", birth(), a)
+
+
+def test_views_of_a_flood_of_ids_stay_bounded_and_online_devices_are_kept() -> None:
+    clock = Clock()
+    fleet = Fleet(member("a"), HashPlacement(), retry_after=1.0, max_views=50, clock=clock)
+    fleet.settle()
+    fleet.on_device_state("live", DeviceState(online=True, session=1), retained=False)
+    for i in range(500):
+        fleet.on_device_state(f"ghost-{i}", DeviceState(online=False, session=1), retained=True)
+    assert len(fleet.devices) <= 50
+    assert fleet.devices["live"].online
+    assert "ghost-499" in fleet.devices  # the newest are kept, the oldest offline forgotten

@@ -25,19 +25,7 @@ async def test_a_deaf_service_is_unhealthy_until_it_heals_itself(
         # its connection stays up.
         mqtt = service.mqtt
         assert mqtt is not None
-        await mqtt.unsubscribe(
-            "sciot/v1/service/+/state",
-            "sciot/v1/service/+/stats",
-            "sciot/v1/dev/+/hb",
-            f"sciot/v1/dev/+/infer/{service.instance}",
-            "sciot/v1/dev/+/birth",
-            "sciot/v1/dev/+/state",
-            f"sciot/v1/dev/+/timings/{service.instance}",
-            "sciot/v1/dev/+/assign",
-            "sciot/v1/dev/+/split",
-            "sciot/v1/dev/+/snapshot",
-            service_topic(service.instance, ServiceTopic.PING),
-        )
+        await mqtt.unsubscribe(*service.subscriptions())
         mark = watch.mark()
         # It notices only after `patience` stats intervals: a check within one interval of
         # going deaf fails, although stats keep coming.

@@ -66,7 +66,9 @@ async def test_births_beyond_the_cap_are_refused_and_memory_stays_bounded(
     sciot_broker: BrokerAddress, sciot_models: dict[str, ModelPackage]
 ) -> None:
     packages = {"fomo96": sciot_models["fomo96"]}
-    settings = service_settings(max_devices=200, reply_rate=1e6)
+    # The flood's backlog delays the steady device's heartbeats too: tolerate that, so
+    # what is measured is the cap, not heartbeat timing under load.
+    settings = service_settings(max_devices=200, reply_rate=1e6, missed_heartbeats=40)
     flood = 5000
     me = psutil.Process()
     async with (

@@ -218,7 +218,7 @@ async def test_non_finite_and_absurd_timings_are_invalid(
     # Only dev-a itself may publish on its topics: the attack comes from its own account.
     async with MqttSession(broker.as_user("dev-a"), client_id="dev-a") as attacker:
         for topic, payload in attacks:
-            await attacker.publish(device_topic("dev-a", topic), payload, qos=1)
+            await attacker.publish(device_topic("dev-a", topic, INSTANCE), payload, qos=1)
         await service.wait_until(
             lambda: service.counters.errors >= rejected + len(attacks), timeout=10
         )

@@ -259,6 +259,24 @@ static const field LOAD_F[] = {
 };
 SCIOT_STATIC_ASSERT(COUNT(LOAD_F) == SCIOT_SERVICE_LOAD_FIELD_COUNT, load_fields);
 static const schema LOAD_S = {LOAD_F, (uint8_t)COUNT(LOAD_F)};
+static const field WINDOW_F[] = {
+    FNUM(INFERENCE_WINDOW, INTERVAL_S, sciot_inference_window, interval_s, NONE,
+         HAS_MIN | MIN_EXCL | HAS_MAX, SCIOT_INFERENCE_WINDOW_INTERVAL_S_GT,
+         SCIOT_INFERENCE_WINDOW_INTERVAL_S_LE),
+    FINT(INFERENCE_WINDOW, OFFLOADED, sciot_inference_window, offloaded, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_WINDOW, LOCAL, sciot_inference_window, local, NONE, HAS_MIN, 0, 0),
+    FINT(INFERENCE_WINDOW, SAMPLES, sciot_inference_window, samples, NONE, HAS_MIN, 0, 0),
+    FNUM(INFERENCE_WINDOW, LATENCY_P50_MS, sciot_inference_window, latency_p50_ms,
+         HAS(sciot_inference_window, has_latency_p50_ms), HAS_MIN | HAS_MAX, 0,
+         SCIOT_INFERENCE_WINDOW_LATENCY_P50_MS_LE),
+    FNUM(INFERENCE_WINDOW, LATENCY_P99_MS, sciot_inference_window, latency_p99_ms,
+         HAS(sciot_inference_window, has_latency_p99_ms), HAS_MIN | HAS_MAX, 0,
+         SCIOT_INFERENCE_WINDOW_LATENCY_P99_MS_LE),
+    FNUM(INFERENCE_WINDOW, QUEUE_MS, sciot_inference_window, queue_ms, NONE, HAS_MIN | HAS_MAX, 0,
+         SCIOT_INFERENCE_WINDOW_QUEUE_MS_LE),
+};
+SCIOT_STATIC_ASSERT(COUNT(WINDOW_F) == SCIOT_INFERENCE_WINDOW_FIELD_COUNT, window_fields);
+static const schema WINDOW_S = {WINDOW_F, (uint8_t)COUNT(WINDOW_F)};
 static const field STATS_F[] = {
     FSTR(SERVICE_STATS, INSTANCE, sciot_service_stats, instance, NONE,
          SCIOT_SERVICE_STATS_INSTANCE_MAX_LEN),
@@ -270,6 +288,8 @@ static const field STATS_F[] = {
     FINT(SERVICE_STATS, ERRORS_TOTAL, sciot_service_stats, errors_total, NONE, HAS_MIN, 0, 0),
     FOBJH(SERVICE_STATS, INFERENCE, sciot_service_stats, inference,
           HAS(sciot_service_stats, has_inference), INFERENCE_S, sciot_inference_counts),
+    FOBJH(SERVICE_STATS, WINDOW, sciot_service_stats, window, HAS(sciot_service_stats, has_window),
+          WINDOW_S, sciot_inference_window),
     FOBJH(SERVICE_STATS, LOAD, sciot_service_stats, load, HAS(sciot_service_stats, has_load),
           LOAD_S, sciot_service_load),
 };

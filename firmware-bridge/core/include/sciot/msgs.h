@@ -113,6 +113,16 @@ typedef struct {
 } sciot_service_load;
 
 typedef struct {
+    double interval_s;
+    int64_t offloaded, local, samples;
+    bool has_latency_p50_ms;
+    double latency_p50_ms;
+    bool has_latency_p99_ms;
+    double latency_p99_ms;
+    double queue_ms;
+} sciot_inference_window;
+
+typedef struct {
     sciot_str instance;
     double uptime_s;
     sciot_device_counts devices;
@@ -120,6 +130,8 @@ typedef struct {
     int64_t rx_total, tx_total, errors_total;
     bool has_inference;
     sciot_inference_counts inference;
+    bool has_window;
+    sciot_inference_window window;
     bool has_load;
     sciot_service_load load;
 } sciot_service_stats;
