@@ -96,6 +96,36 @@ def placement(devices: list[Device]) -> dict[str, str | None]:
     }
 
 
+def up_argv(
+    cli: list[str],
+    broker: BrokerAddress,
+    name: str,
+    models: dict[str, ModelPackage],
+    capacity: float = 1.0,
+) -> list[str]:
+    """`sciot-mqtt up` of one instance on `broker`, as a child process to kill -9."""
+    cache = next(iter(models.values())).directory.parent
+    return [
+        *cli,
+        "up",
+        "--external-broker",
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--instance",
+        name,
+        "--capacity",
+        str(capacity),
+        "--heartbeat-interval",
+        "0.5",
+        "--stats-interval",
+        "0.5",
+        "--model-cache",
+        str(cache),
+    ]
+
+
 async def kill_9_failover(
     devices_broker: BrokerAddress,
     instances_broker: BrokerAddress,
@@ -113,26 +143,7 @@ async def kill_9_failover(
     The devices and the watcher of the will use `devices_broker`, the instances
     `instances_broker`: on a cluster, the will, the claims and the snapshots cross nodes.
     """
-    cache = next(iter(sciot_models.values())).directory.parent
-    argv = [
-        *cli,
-        "up",
-        "--external-broker",
-        "--host",
-        instances_broker.host,
-        "--port",
-        str(instances_broker.port),
-        "--instance",
-        "victim",
-        "--capacity",
-        "4",  # most devices hash to it
-        "--heartbeat-interval",
-        "0.5",
-        "--stats-interval",
-        "0.5",
-        "--model-cache",
-        str(cache),
-    ]
+    argv = up_argv(cli, instances_broker, "victim", sciot_models, capacity=4)  # most devices
     state_topic = service_topic("victim", ServiceTopic.STATE)
     async with (
         MqttProbe(devices_broker, "sciot/v1/service/+/state", client_id="watch") as watch,
