@@ -20,6 +20,7 @@ from sciot_mqtt._optional import require_extra
 from sciot_mqtt.errors import ConfigurationError, SciotError
 from sciot_mqtt.logs import configure_logging
 from sciot_mqtt.models.errors import ModelError
+from sciot_mqtt.service.processes import PASSED_FLAGS
 from sciot_mqtt.settings import DeviceSettings, ServiceSettings
 from sciot_mqtt.transport import BrokerAddress
 
@@ -53,21 +54,7 @@ _SERVICE_FLAGS = (
     "port",
     "external_broker",
     "instance",
-    "heartbeat_interval",
-    "stats_interval",
-    "models",
-    "max_payload",
-    "split",
-    "workers",
-    "placement",
-    "capacity",
-    "tier",
-    "tier_high",
-    "tier_low",
-    "handover_timeout",
-    "model_cache",
-    "log_level",
-    "log_format",
+    *PASSED_FLAGS,  # the ones `up --processes` passes on to every instance
     "credentials_file",
     "password_file",
     "tls_ca",
@@ -195,7 +182,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _up_processes(
     args: argparse.Namespace, settings: ServiceSettings, address: BrokerAddress
 ) -> int:
-    from sciot_mqtt.service.processes import PASSED_FLAGS, instance_names, run_instances
+    from sciot_mqtt.service.processes import instance_names, run_instances
 
     if args.processes < 1:
         raise ConfigurationError("--processes: at least 1")
