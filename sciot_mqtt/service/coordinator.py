@@ -228,6 +228,8 @@ class FleetCoordinator:
                 await self._carry_out(action)
             except ProtocolError as error:
                 # A birth this instance cannot serve (another protocol, no model, full).
+                if isinstance(action, Place | Refuse):
+                    self.fleet.refused(action.device_id, action.birth)
                 await self.host.reject(action.device_id, DeviceTopic.BIRTH, error, None)
 
     async def _carry_out(self, action: Action) -> None:

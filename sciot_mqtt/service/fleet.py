@@ -80,6 +80,9 @@ class DeviceView:
     acted_at: float = -math.inf  # when this instance last placed it or asked for its birth
     decision: SplitDecision | None = None  # its latest `split`, whoever published it
     snapshot: bytes | None = None  # its latest retained `snapshot`, raw
+    # The birth session this instance refused (full, no model): not placed again until the
+    # device announces itself anew, or every sweep would answer it with the same error.
+    refused_session: int | None = None
 
 
 class LoadMeter:
@@ -143,6 +146,12 @@ class Fleet:
     @property
     def name(self) -> str:
         return self.me.name
+
+    def refused(self, device_id: str, birth: Birth) -> None:
+        """This instance refused the device's birth: do not place that session again."""
+        view = self.devices.get(device_id)
+        if view is not None:
+            view.refused_session = birth.session
 
     def view(self, device_id: str) -> DeviceView:
         found = self.devices.get(device_id)
@@ -334,6 +343,8 @@ class Fleet:
             birth = self.current_birth(device_id)
             if birth is None and now - view.state_at < self.retry_after:
                 continue  # a device just connected: its birth is on the way
+            if birth is not None and view.refused_session == birth.session:
+                continue
             if owner is self.me and owner.eligible:
                 if self.held.get(device_id) != view.session:
                     action = self._adopt(device_id, view, "served here")

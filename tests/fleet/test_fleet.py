@@ -54,7 +54,11 @@ async def test_devices_spread_by_capacity_and_a_joining_instance_takes_only_its_
 
         # Births answered at once by several homes may overshoot a bound for a moment; the
         # homes' sweeps (every second) move the excess.
-        await until_each(devices, lambda _: balanced() and on(set(weights))(_), 15)
+        # A condition on the whole fleet: checked on every change of any device (waiting per
+        # device would miss it when the device that completes it is not the one checked).
+        await until_any(
+            devices, lambda _: balanced() and all(on(set(weights))(d) for d in devices), 15
+        )
         before = placement(devices)
         # Each device is served by the instance its assign names, and by no other (an
         # instance placed by another's `assign` answers the device a moment later).

@@ -192,3 +192,20 @@ def test_views_of_a_flood_of_ids_stay_bounded_and_online_devices_are_kept() -> N
     assert len(fleet.devices) <= 50
     assert fleet.devices["live"].online
     assert "ghost-499" in fleet.devices  # the newest are kept, the oldest offline forgotten
+
+
+def test_a_refused_birth_is_not_placed_again_until_the_device_announces_anew() -> None:
+    clock = Clock()
+    me = member("a")
+    fleet = Fleet(me, HashPlacement(), retry_after=1.0, clock=clock)
+    fleet.settle()
+    fleet.on_device_state("full", DeviceState(online=True, session=1), retained=False)
+    first = fleet.on_birth("full", birth(session=1))
+    assert isinstance(first, Place) and first.instance == "a"
+    fleet.refused("full", first.birth)  # the registry was full: answered device_limit
+    for _ in range(3):
+        clock.now += 2
+        assert [a for a in fleet.sweep() if getattr(a, "device_id", None) == "full"] == []
+    fleet.on_device_state("full", DeviceState(online=True, session=2), retained=False)
+    again = fleet.on_birth("full", birth(session=2))
+    assert isinstance(again, Place)

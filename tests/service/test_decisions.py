@@ -260,7 +260,7 @@ def test_the_reason_states_the_prediction_sent_with_it() -> None:
 
 def test_measured_inferences_split_the_round_trip_into_link_and_service() -> None:
     heard = []
-    settings = DecisionSettings(probe_probability=0.0)
+    settings = DecisionSettings(measure_budget=0.0)
     model = DeviceCostModel(3, [1000, 900, 800, 10], settings, on_measured=heard.append)
     model.on_request(1, 2, [4.0, 6.0], 800)
     model.on_result(1, 100, service_ms=1.5)
