@@ -28,7 +28,7 @@ from sciot_mqtt.protocol.accounts import (
     parse_account,
     service_client_id,
 )
-from sciot_mqtt.protocol.messages import ALL_MESSAGES
+from sciot_mqtt.protocol.catalog import ALL_MESSAGES
 from sciot_mqtt.protocol.topics import ADDRESSED, NAMESPACE, DeviceTopic, ServiceTopic
 
 USERNAME = "%u"  # Mosquitto's substitution: a device's own id; `allowed()` substitutes the same

@@ -251,7 +251,7 @@ class Device:
             self._log.info("mode", mode=mode, connected=self._connected)
             self._mode = mode
             if mode == "local" and self._inference is not None:
-                self._inference.abandon_offloads("service unavailable")
+                self._inference.channel.abandon("service unavailable")
         await self._changes.notify()
 
     async def _serve_once(self, backoff: Backoff) -> None:
@@ -393,7 +393,7 @@ class Device:
                 if (state is None or not state.online) and self._inference is not None:
                     # Requests sent to an instance that is gone finish locally now, also
                     # those sent before a handover to another instance.
-                    self._inference.abandon_offloads(
+                    self._inference.channel.abandon(
                         "service unavailable", instance=address.instance
                     )
             return
@@ -416,7 +416,7 @@ class Device:
         elif kind is DeviceTopic.RESULT:
             result = InferResult.decode(message.payload, max_bytes=self.settings.max_payload)
             if self._inference is not None:
-                self._inference.on_result(result, len(message.payload))
+                self._inference.channel.on_result(result, len(message.payload))
         elif kind is DeviceTopic.CMD:
             command = Command.decode(message.payload)
             if command.cmd == "rebirth":
@@ -427,7 +427,7 @@ class Device:
             self.last_error = ErrorReport.decode(message.payload)
             self._summary.errors_received += 1
             if self._inference is not None:
-                self._inference.on_error(self.last_error, len(message.payload))
+                self._inference.channel.on_error(self.last_error, len(message.payload))
             self._log.warning(
                 "service rejected a message",
                 code=self.last_error.code.value,

@@ -20,27 +20,21 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 from sciot_mqtt.device.compute import ComputeEmulator
 from sciot_mqtt.device.emulation import Emulation
-from sciot_mqtt.errors import ConnectionLostError, ProtocolError
+from sciot_mqtt.device.offload import Fallback, ServiceChannel
 from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.protocol import (
     U32_MAX,
     Assign,
     DeviceMode,
-    DeviceTopic,
-    ErrorReport,
-    InferRequest,
     InferResult,
-    LocalTimings,
     SplitDecision,
-    device_topic,
 )
-from sciot_mqtt.protocol.tensors import decode_tensor, encode_tensors
 from sciot_mqtt.transport import MqttSession
 
 if TYPE_CHECKING:
@@ -51,10 +45,6 @@ if TYPE_CHECKING:
 
 InferencePath = Literal["offload", "local", "fallback"]
 """How an inference ended: the service answered; run locally as planned; or fell back."""
-
-
-class _Fallback(Exception):
-    """An offloaded inference that has to finish on the device; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +95,6 @@ class DeviceState(Protocol):
         ...
 
 
-_Reply = tuple[InferResult | ErrorReport, int]
 log = logging.getLogger(__name__)
 
 
@@ -132,36 +121,14 @@ class InferenceRunner:
         self.chip = emulation.chip
         self.summary = summary
         self._seq = 0
-        self._pending: dict[int, asyncio.Future[_Reply]] = {}
-        self._pending_to: dict[int, str] = {}  # the instance each request was sent to
-        self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
+        # Requests to the service: `infer` out, `result`/`error` back, `timings`.
+        self.channel = ServiceChannel(device, link=self.link, summary=summary, settings=settings)
         self._probed: int | None = None  # decision number of the probe already answered
         # The chip computes one thing at a time: users' heads and tails, and refresh ops.
         self._chip = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None  # a probe answered beside inferences
         self._checks: set[asyncio.Task[None]] = set()  # link checks sent beside local runs
         self._local_ms: float | None = None  # EMA of this device's device-only compute time
-
-    # --- replies from the service (called by the device's receive loop) ---------------
-
-    def on_result(self, result: InferResult, nbytes: int) -> None:
-        future = self._pending.get(result.seq)
-        if future is not None and not future.done():
-            future.set_result((result, nbytes))
-
-    def on_error(self, report: ErrorReport, nbytes: int) -> None:
-        waiting = self._pending.get(report.seq) if report.seq is not None else None
-        if report.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
-            waiting.set_result((report, nbytes))
-
-    def abandon_offloads(self, why: str, *, instance: str | None = None) -> None:
-        """The device stopped offloading, or `instance` went away: requests in flight (to
-        it) finish locally now."""
-        for seq, future in self._pending.items():
-            if instance is not None and self._pending_to.get(seq) != instance:
-                continue
-            if not future.done():
-                future.set_exception(_Fallback(why))
 
     # --- planning -------------------------------------------------------------------------
 
@@ -251,8 +218,10 @@ class InferenceRunner:
         device_ms: list[float],
     ) -> None:
         """Offload inference `seq` for its round trip only (reported with the next message)."""
-        with contextlib.suppress(_Fallback):
-            await self._offload(package, seq, split, followed, tensors, device_ms, measuring=True)
+        with contextlib.suppress(Fallback):
+            await self.channel.offload(
+                package, seq, split, followed, tensors, device_ms, measuring=True
+            )
 
     # --- running --------------------------------------------------------------------------
 
@@ -281,7 +250,7 @@ class InferenceRunner:
             output = tensors[package.output.name]
             path = "local"
             self._observe_local(sum(device_ms))
-            await self._publish_timings(package, seq, reason, device_ms)
+            await self.channel.publish_timings(package, seq, reason, device_ms)
         elif planned == "decision" and self._is_link_check(followed):
             # One check at a time: the decision stays until the service sees the request.
             reason = "link check in flight"
@@ -298,11 +267,11 @@ class InferenceRunner:
             path = "local"
         else:
             try:
-                output, sent, reply, rtt_ms = await self._offload(
+                output, sent, reply, rtt_ms = await self.channel.offload(
                     package, seq, split, followed, tensors, device_ms
                 )
                 path, reason = "offload", "answered"
-            except _Fallback as why:
+            except Fallback as why:
                 async with self._chip:
                     output = await self._run_tail(package, emulator, split, tensors)
                 path, reason = "fallback", str(why)
@@ -409,7 +378,9 @@ class InferenceRunner:
             if np.asarray(live[package.output.name]).tobytes() != expected.tobytes():
                 summary.refresh_mismatches += 1
                 log.warning("refresh of inference %d: output differs from the service's", seq)
-            await self._publish_timings(package, seq, "probe", head_ms + tail_ms, refresh=True)
+            await self.channel.publish_timings(
+                package, seq, "probe", head_ms + tail_ms, refresh=True
+            )
         finally:
             if self._refresh is asyncio.current_task():
                 self._refresh = None
@@ -424,137 +395,6 @@ class InferenceRunner:
         else:
             summary.fallbacks_local += 1
             summary.fallback_reasons[reason] = summary.fallback_reasons.get(reason, 0) + 1
-
-    # --- offloading -----------------------------------------------------------------------
-
-    def _take_rtt(self) -> tuple[float | None, int | None]:
-        """The round trip not yet reported, to go with the next message (reported once)."""
-        last, self._last_rtt = self._last_rtt, None
-        return (last[1], last[0]) if last else (None, None)
-
-    async def _offload(
-        self,
-        package: ModelPackage,
-        seq: int,
-        split: int,
-        followed: SplitDecision | None,
-        tensors: dict[str, np.ndarray],
-        device_ms: list[float],
-        *,
-        measuring: bool = False,
-    ) -> tuple[np.ndarray, int, InferResult, float]:
-        mqtt = self.device.mqtt
-        assignment = self.device.assignment
-        if mqtt is None or assignment is None:
-            raise _Fallback("disconnected")
-        if self.device.mode != "offload":
-            # The service went away while the head ran: nobody would fail this request's
-            # future (that happens on the change to local), so it would wait for a timeout.
-            raise _Fallback("service unavailable")
-        rtt_ms, rtt_seq = self._take_rtt()
-        # The decision this split came from, not the latest: one may arrive during the head.
-        request = InferRequest(
-            seq=seq,
-            session=self.device.session,
-            model=package.model_id,
-            split=split,
-            decision=followed.decision if followed else None,
-            tensors=encode_tensors(package.boundaries[split].tensors, tensors),
-            device_ms=device_ms,
-            rtt_ms=rtt_ms,
-            rtt_seq=rtt_seq,
-        )
-        payload = request.encode()
-        if measuring:
-            self.summary.measure_uplink_bytes += len(payload)
-        else:
-            self.summary.user_uplink_bytes += len(payload)
-        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
-        self._pending[seq] = future
-        # The instance serving the device now: the request goes to it alone (topics.md, "Fleet").
-        self._pending_to[seq] = assignment.instance
-        sent_at = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.settings.result_timeout):
-                await self.link.uplink(len(payload))
-                await self._publish_request(mqtt, payload, future, assignment.instance)
-                reply, reply_bytes = await future
-                await self.link.downlink(reply_bytes)
-        except TimeoutError:
-            raise _Fallback("timeout") from None
-        except ConnectionLostError:
-            raise _Fallback("disconnected") from None
-        finally:
-            self._pending.pop(seq, None)
-            self._pending_to.pop(seq, None)
-        if isinstance(reply, ErrorReport):
-            raise _Fallback(f"error:{reply.code.value}")
-        rtt = (time.perf_counter() - sent_at) * 1000
-        self._last_rtt = (seq, rtt)
-        try:
-            output = decode_tensor(package.output, reply.output)
-        except ProtocolError:
-            raise _Fallback("malformed result") from None
-        return output, len(payload), reply, rtt
-
-    async def _publish_request(
-        self, mqtt: MqttSession, payload: bytes, future: asyncio.Future[_Reply], instance: str
-    ) -> None:
-        """Publish an `infer` (QoS 1), giving up as soon as the device falls back.
-
-        The PUBACK of a connection that just died never comes; waiting for it would hold the
-        inference until the client's own timeout instead of finishing it locally at once.
-        """
-        self.summary.requests_sent += 1
-        topic = device_topic(self.device.device_id, DeviceTopic.INFER, instance)
-        publishing = asyncio.ensure_future(mqtt.publish(topic, payload, qos=1))
-        try:
-            waits: set[asyncio.Future[Any]] = {publishing, future}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not publishing.done():
-                publishing.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionLostError):
-                    await publishing
-        if publishing.done() and not publishing.cancelled():
-            publishing.result()  # a failed publish raises ConnectionLostError here
-
-    async def _publish_timings(
-        self,
-        package: ModelPackage,
-        seq: int,
-        reason: str,
-        device_ms: list[float],
-        *,
-        refresh: bool = False,
-    ) -> None:
-        mqtt = self.device.mqtt
-        assignment = self.device.assignment
-        if mqtt is None or assignment is None:
-            return  # no instance serves it: nobody to tell
-        # A refresh leaves the round trip to the next inference's message.
-        rtt_ms, rtt_seq = (None, None) if refresh else self._take_rtt()
-        timings = LocalTimings(
-            seq=seq,
-            session=self.device.session,
-            model=package.model_id,
-            reason="probe" if reason == "probe" else "pinned" if reason == "pinned" else "local",
-            device_ms=device_ms,
-            rtt_ms=rtt_ms,
-            rtt_seq=rtt_seq,
-        )
-        payload = timings.encode()
-        if refresh:
-            self.summary.measure_uplink_bytes += len(payload)
-        else:
-            # A probe run in place is a local run the user needed anyway (`plan`).
-            self.summary.user_uplink_bytes += len(payload)
-        with contextlib.suppress(ConnectionLostError):
-            await mqtt.publish(
-                device_topic(self.device.device_id, DeviceTopic.TIMINGS, assignment.instance),
-                payload,
-                qos=1,
-            )
 
 
 def _offloads(decision: SplitDecision | None, package: ModelPackage) -> bool:

@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from sciot_mqtt.errors import ErrorCode
+from sciot_mqtt.protocol.catalog import ALL_MESSAGES
 from sciot_mqtt.protocol.messages import (
-    ALL_MESSAGES,
     CONTROL_MAX_BYTES,
     TENSOR_MAX_BYTES,
     TIMING_MAX_MS,

@@ -9,30 +9,36 @@ restores a cost model from it when a device arrives from another instance.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
 from sciot_mqtt.protocol import (
+    PROTOCOL_VERSION,
     Assign,
     Birth,
     DeviceSnapshot,
     DeviceState,
     DeviceTopic,
-    Message,
     Ping,
     ServiceState,
     ServiceStats,
     SplitDecision,
+    is_valid_device_id,
 )
+from sciot_mqtt.protocol.accounts import RESERVED_PREFIX
 from sciot_mqtt.service.fleet import Action, Fleet, LoadMeter, Place, Rebirth, Refuse, Release
+from sciot_mqtt.service.outbox import MqttOutbox
 from sciot_mqtt.service.placement import Member, make_policy
 from sciot_mqtt.service.registry import DeviceRecord, Registry
 from sciot_mqtt.service.snapshot import SnapshotKeeper, decode_snapshot, restore
 from sciot_mqtt.settings import ServiceSettings
+from sciot_mqtt.transport import Inbound
 
 if TYPE_CHECKING:
     from sciot_mqtt.service.planner import SplitPlanner
@@ -46,17 +52,9 @@ class FleetHost(Protocol):
     registry: Registry
     planner: SplitPlanner
 
-    async def send(self, device_id: str, message: Message) -> int: ...
-
-    async def reject(
-        self, device_id: str, topic: DeviceTopic, error: ProtocolError, seq: int | None
-    ) -> None: ...
-
     async def answer_birth(self, device_id: str, birth: Birth) -> None:
         """Register the device here and publish its `assign` (raises ProtocolError)."""
         ...
-
-    async def request_rebirth(self, device_id: str, why: str) -> None: ...
 
     async def publish_own_state(self) -> None:
         """Publish this instance's retained `state` again (its draining flag changed)."""
@@ -66,9 +64,10 @@ class FleetHost(Protocol):
 class FleetCoordinator:
     """One instance's membership of the fleet."""
 
-    def __init__(self, settings: ServiceSettings, host: FleetHost) -> None:
+    def __init__(self, settings: ServiceSettings, host: FleetHost, outbox: MqttOutbox) -> None:
         self.settings = settings
         self.host = host
+        self.outbox = outbox
         self.me = Member(
             settings.instance,
             online=True,
@@ -133,6 +132,45 @@ class FleetCoordinator:
         if self.host.registry.served(device_id) is not None:
             return True
         return self.fleet.responsible(device_id) == self.me.name
+
+    async def follow(self, running: Callable[[], int]) -> None:
+        """Sample the load; now and then, do what the fleet's view asks (orphans, moves)."""
+        period = min(0.25, self.settings.stats_interval / 4)
+        ticks_per_sweep = max(1, round(min(1.0, self.settings.stats_interval) / period))
+        for tick in itertools.count():
+            await asyncio.sleep(period)
+            self.load.sample(running())
+            if tick % ticks_per_sweep == 0:
+                await self.tick()
+
+    async def on_record(self, device_id: str, kind: DeviceTopic, message: Inbound) -> None:
+        """A retained record of the fleet: the claim (`assign`), `split` or `snapshot`."""
+        if kind is DeviceTopic.ASSIGN:
+            if message.retain and message.payload:
+                with contextlib.suppress(ProtocolError):
+                    assign = Assign.decode(message.payload)
+                    if assign.instance == self.me.name:
+                        self.host.registry.on_recovered_assign(device_id, assign)
+            await self.on_assign(device_id, message.payload)
+        elif kind is DeviceTopic.SPLIT:
+            decision = self.on_split(device_id, message.payload)
+            if message.retain and decision is not None and self.host.registry.served(device_id):
+                self.host.registry.on_recovered_split(device_id, decision)
+        else:
+            self.on_snapshot(device_id, message.payload)
+
+    async def observe(self, device_id: str, kind: DeviceTopic, message: Inbound) -> None:
+        """A device another instance serves: what the fleet's view needs, no answer."""
+        if not is_valid_device_id(device_id) or device_id.startswith(RESERVED_PREFIX):
+            return
+        with contextlib.suppress(ProtocolError):
+            if kind is DeviceTopic.STATE and message.payload:
+                state = DeviceState.decode(message.payload)
+                self.on_device_state(device_id, state, retained=message.retain)
+            elif kind is DeviceTopic.BIRTH:
+                birth = Birth.decode(message.payload)
+                if birth.protocol == PROTOCOL_VERSION:
+                    await self.on_birth(device_id, birth)
 
     async def tick(self) -> None:
         """Periodic: sample the load, and do what the fleet's view asks for."""
@@ -230,7 +268,7 @@ class FleetCoordinator:
                 # A birth this instance cannot serve (another protocol, no model, full).
                 if isinstance(action, Place | Refuse):
                     self.fleet.refused(action.device_id, action.birth)
-                await self.host.reject(action.device_id, DeviceTopic.BIRTH, error, None)
+                await self.outbox.reject(action.device_id, DeviceTopic.BIRTH, error, None)
 
     async def _carry_out(self, action: Action) -> None:
         if isinstance(action, Place):
@@ -239,7 +277,7 @@ class FleetCoordinator:
             else:
                 await self._place_elsewhere(action)
         elif isinstance(action, Rebirth):
-            await self.host.request_rebirth(action.device_id, action.why)
+            await self.outbox.request_rebirth(action.device_id, action.why)
         elif isinstance(action, Release):
             record = self.host.registry.release(action.device_id)
             self.snapshots.forget(action.device_id)
@@ -271,7 +309,7 @@ class FleetCoordinator:
             policy=self.me.placement,
         )
         self.fleet.placed(action.device_id, action.instance, action.birth.session)
-        await self.host.send(action.device_id, assign)
+        await self.outbox.send(action.device_id, assign)
         # It is not ours (if it was): the claim above moved it.
         self.host.registry.release(action.device_id)
 
@@ -312,7 +350,7 @@ class FleetCoordinator:
     async def _publish_snapshot(self, record: DeviceRecord, *, force: bool = False) -> None:
         snapshot = self.snapshots.due(record, self.me.name, force=force)
         if snapshot is not None:
-            await self.host.send(record.device_id, snapshot)
+            await self.outbox.send(record.device_id, snapshot)
             self.fleet.on_snapshot(record.device_id, snapshot.encode())
 
     async def after_birth(self, record: DeviceRecord) -> None:

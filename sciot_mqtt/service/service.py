@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 import traceback
 from collections.abc import Callable
@@ -24,14 +23,12 @@ from sciot_mqtt._tasks import Changes, run_until_stopped
 from sciot_mqtt.errors import AccessDeniedError, ConnectionLostError, ErrorCode, ProtocolError
 from sciot_mqtt.protocol import (
     PROTOCOL_VERSION,
-    Assign,
     Birth,
     DeviceAddress,
     DeviceState,
     DeviceTopic,
     Heartbeat,
     LocalTimings,
-    Message,
     Ping,
     ServiceAddress,
     ServiceLoad,
@@ -47,11 +44,12 @@ from sciot_mqtt.protocol.accounts import RESERVED_PREFIX, service_client_id
 from sciot_mqtt.service.coordinator import FleetCoordinator
 from sciot_mqtt.service.explain import Explainer
 from sciot_mqtt.service.hearing import HearingCheck
+from sciot_mqtt.service.lifecycle import DeviceLifecycle
 from sciot_mqtt.service.limits import TokenBucket
 from sciot_mqtt.service.outbox import MqttOutbox
 from sciot_mqtt.service.pipeline import InferencePipeline
 from sciot_mqtt.service.planner import SplitPlanner
-from sciot_mqtt.service.registry import DeviceRecord, Reaction, Registry, Transition
+from sciot_mqtt.service.registry import Registry
 from sciot_mqtt.service.stats import Counters, LatencyWindow, StatsReporter
 from sciot_mqtt.settings import ServiceSettings
 from sciot_mqtt.transport import Backoff, BrokerAddress, Inbound, LastWill, MqttSession
@@ -116,7 +114,17 @@ class Service:
         )
         self.explainer = Explainer(self.instance, self.planner, settings.explain_interval)
         # The fleet of instances on this broker (a fleet of one when alone).
-        self.fleet = FleetCoordinator(settings, self)
+        self.fleet = FleetCoordinator(settings, self, self.outbox)
+        self.lifecycle = DeviceLifecycle(
+            registry=self.registry,
+            packages=self.packages,
+            planner=self.planner,
+            outbox=self.outbox,
+            fleet=self.fleet,
+            explainer=self.explainer,
+            counters=self.counters,
+            log=self._log,
+        )
         self.pipeline = InferencePipeline(
             registry=self.registry,
             packages=self.packages,
@@ -125,7 +133,7 @@ class Service:
             outbox=self.outbox,
             counters=self.counters,
             max_payload=settings.max_payload,
-            answered=self._publish_decision,
+            answered=self.lifecycle.publish_decision,
             changed=self._changes_notify,
             internal_errors=self.internal_errors,
         )
@@ -252,7 +260,7 @@ class Service:
                         "service-stats": self._publish_stats(mqtt),
                         "service-hearing": self._check_hearing(mqtt),
                         "service-explain": self._publish_explanations(),
-                        "service-fleet": self._follow_fleet(),
+                        "service-fleet": self.fleet.follow(lambda: self.counters.running),
                     },
                 )
                 if self._stopping.is_set():
@@ -293,21 +301,10 @@ class Service:
 
     # --- the fleet's host (coordinator.py) ------------------------------------------------
 
-    async def send(self, device_id: str, message: Message) -> int:
-        return await self.outbox.send(device_id, message)
-
-    async def reject(
-        self, device_id: str, topic: DeviceTopic, error: ProtocolError, seq: int | None
-    ) -> None:
-        await self.outbox.reject(device_id, topic, error, seq)
-
     async def publish_own_state(self) -> None:
         mqtt = self.outbox.mqtt
         if mqtt is not None:
             await self._publish_service_state(mqtt, online=True)
-
-    async def request_rebirth(self, device_id: str, why: str) -> None:
-        await self.outbox.request_rebirth(device_id, why)
 
     # --- receiving ------------------------------------------------------------------------
 
@@ -342,7 +339,7 @@ class Service:
         device_id, kind = address.device_id, address.kind
         if kind in (DeviceTopic.ASSIGN, DeviceTopic.SPLIT, DeviceTopic.SNAPSHOT):
             if is_valid_device_id(device_id):
-                await self._on_fleet_record(device_id, kind, message)
+                await self.fleet.on_record(device_id, kind, message)
             return
         if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR, DeviceTopic.EXPLAIN):
             return
@@ -353,7 +350,7 @@ class Service:
         ):
             # Another instance serves this device or places it: it hears its lifecycle and
             # answers its faults. Here it only feeds the fleet's view.
-            await self._observe(device_id, kind, message)
+            await self.fleet.observe(device_id, kind, message)
             return
         if not is_valid_device_id(device_id) or device_id.startswith(RESERVED_PREFIX):
             # `sciot-` names belong to service and health accounts (topics.md, "Clients and
@@ -386,14 +383,14 @@ class Service:
                 ):
                     return  # placed by this instance, served by none yet: its birth decides
                 reaction = self.registry.on_state(device_id, state, retained=message.retain)
-                await self._react(device_id, reaction, rebirth_reason="service restarted")
+                await self.lifecycle.react(device_id, reaction, rebirth_reason="service restarted")
             elif kind is DeviceTopic.HB:
                 reaction = self.registry.on_heartbeat(device_id, Heartbeat.decode(message.payload))
-                await self._react(device_id, reaction, rebirth_reason="unknown session")
+                await self.lifecycle.react(device_id, reaction, rebirth_reason="unknown session")
             elif kind is DeviceTopic.INFER:
                 await self.pipeline.on_infer(device_id, message.payload, time.perf_counter())
             elif kind is DeviceTopic.TIMINGS:
-                await self._on_timings(device_id, LocalTimings.decode(message.payload))
+                await self.lifecycle.on_timings(device_id, LocalTimings.decode(message.payload))
         except ProtocolError as error:
             await self.outbox.reject(device_id, kind, error, None)
 
@@ -406,135 +403,9 @@ class Service:
         elif address.kind is ServiceTopic.STATS:
             self.fleet.on_member_stats(address.instance, message.payload)
 
-    async def _on_fleet_record(self, device_id: str, kind: DeviceTopic, message: Inbound) -> None:
-        """A retained record of the fleet: the claim (`assign`), `split` or `snapshot`."""
-        if kind is DeviceTopic.ASSIGN:
-            if message.retain and message.payload:
-                with contextlib.suppress(ProtocolError):
-                    assign = Assign.decode(message.payload)
-                    if assign.instance == self.instance:
-                        self.registry.on_recovered_assign(device_id, assign)
-            await self.fleet.on_assign(device_id, message.payload)
-        elif kind is DeviceTopic.SPLIT:
-            decision = self.fleet.on_split(device_id, message.payload)
-            if message.retain and decision is not None and self.registry.served(device_id):
-                self.registry.on_recovered_split(device_id, decision)
-        else:
-            self.fleet.on_snapshot(device_id, message.payload)
-
-    async def _observe(self, device_id: str, kind: DeviceTopic, message: Inbound) -> None:
-        """A device another instance serves: what the fleet's view needs, no answer."""
-        if not is_valid_device_id(device_id) or device_id.startswith(RESERVED_PREFIX):
-            return
-        with contextlib.suppress(ProtocolError):
-            if kind is DeviceTopic.STATE and message.payload:
-                state = DeviceState.decode(message.payload)
-                self.fleet.on_device_state(device_id, state, retained=message.retain)
-            elif kind is DeviceTopic.BIRTH:
-                birth = Birth.decode(message.payload)
-                if birth.protocol == PROTOCOL_VERSION:
-                    await self.fleet.on_birth(device_id, birth)
-
     async def answer_birth(self, device_id: str, birth: Birth) -> None:
-        """Serve the device here: register it, publish its `assign`, decide its split."""
-        before = self.registry.get(device_id)
-        if before is not None and (
-            before.released or (before.birth is not None and before.birth.kind != birth.kind)
-        ):
-            # Back from another instance (whose snapshot is newer), or another kind of
-            # hardware behind the same id: what we learnt of its timing is void.
-            before.cost = None
-        assign = self.registry.on_birth(device_id, birth)
-        record = self.registry.get(device_id)
-        assert record is not None
-        self.fleet.answered(record)
-        self._log.info(
-            "device registered",
-            device_id=device_id,
-            session=birth.session,
-            kind=birth.kind,
-            model=assign.model,
-        )
-        await self.outbox.send(device_id, assign)
-        known = record.decision
-        if known is not None and (known.model != assign.model or known.model not in self.packages):
-            known = None  # a decision this service would not make now: leave it alone
-        await self._publish_decision(record)
-        if known is not None and record.decision is known:
-            # Unchanged, so nothing was sent; send it again all the same: a broker that
-            # crashed within its autosave interval may have lost the retained copy.
-            await self.outbox.send(device_id, known)
-        await self.fleet.after_birth(record)
-
-    async def _react(self, device_id: str, reaction: Reaction, *, rebirth_reason: str) -> None:
-        """Log what a state or heartbeat changed; decide again and ask for a birth if needed."""
-        if reaction.late_will_session is not None:
-            record = self.registry.get(device_id)
-            self._log.info(
-                "late will of an old session ignored",
-                device_id=device_id,
-                will_session=reaction.late_will_session,
-                current_session=record.session if record else None,
-            )
-        if reaction.transition is not None:
-            await self._on_transition(reaction.transition)
-        if reaction.rebirth:
-            await self.outbox.request_rebirth(device_id, rebirth_reason)
-
-    async def _on_transition(self, transition: Transition) -> None:
-        self._log.info(
-            "device presence",
-            device_id=transition.device_id,
-            before=transition.before.value,
-            after=transition.after.value,
-            why=transition.why,
-        )
-        record = self.registry.get(transition.device_id)
-        if record is not None:
-            self.explainer.presence_changed(record)
-            await self._publish_decision(record)
-
-    async def _on_timings(self, device_id: str, timings: LocalTimings) -> None:
-        record = self.registry.get(device_id)
-        if record is None or record.session != timings.session or record.model != timings.model:
-            return  # a run from before the current session says nothing about it now
-        cost = self.planner.cost_model(record)
-        if cost is None:
-            return
-        if len(timings.device_ms) != cost.n_ops:
-            raise ProtocolError(
-                ErrorCode.INVALID,
-                f"timings has {len(timings.device_ms)} times; {timings.model} has {cost.n_ops} ops",
-            )
-        probe = timings.reason == "probe"
-        self.counters.local_runs += 1
-        cost.on_local_run(timings.device_ms, probe=probe)
-        if timings.rtt_ms is not None and timings.rtt_seq is not None:
-            cost.on_round_trip(timings.rtt_seq, timings.rtt_ms)
-        await self._publish_decision(record, after_probe=probe)
-
-    # --- decisions ------------------------------------------------------------------------
-
-    async def _publish_decision(self, record: DeviceRecord, *, after_probe: bool = False) -> None:
-        """Publish the device's retained split decision when split, mode or model change."""
-        if record.released:
-            return  # another instance decides for it now
-        message = self.planner.update(record, after_probe=after_probe)
-        if message is None:
-            self.explainer.observed(record)
-            await self.fleet.after_decision(record)
-            return
-        self.explainer.decided(record, message)
-        self._log.info(
-            "split decision",
-            device_id=record.device_id,
-            split=message.split,
-            mode=message.mode,
-            predicted_ms=None if message.predicted_ms is None else round(message.predicted_ms, 2),
-            reason=message.reason,
-        )
-        await self.outbox.send(record.device_id, message)
-        await self.fleet.after_decision(record)
+        """Serve the device here (the fleet's `Place`): `lifecycle.py`."""
+        await self.lifecycle.answer_birth(device_id, birth)
 
     # --- periodic -------------------------------------------------------------------------
 
@@ -573,23 +444,13 @@ class Service:
             for device_id, explanation in self.explainer.due(self.registry.get):
                 await self.outbox.send(device_id, explanation)
 
-    async def _follow_fleet(self) -> None:
-        """Sample the load; now and then, do what the fleet's view asks (orphans, moves)."""
-        period = min(0.25, self.settings.stats_interval / 4)
-        ticks_per_sweep = max(1, round(min(1.0, self.settings.stats_interval) / period))
-        for tick in itertools.count():
-            await asyncio.sleep(period)
-            self.fleet.load.sample(self.counters.running)
-            if tick % ticks_per_sweep == 0:
-                await self.fleet.tick()
-
     async def _watch_heartbeats(self) -> None:
         period = min(0.25, self.settings.heartbeat_interval / 4)
         while True:
             await asyncio.sleep(period)
             transitions = self.registry.sweep()
             for transition in transitions:
-                await self._on_transition(transition)
+                await self.lifecycle.on_transition(transition)
             if transitions:
                 await self._changes.notify()
 

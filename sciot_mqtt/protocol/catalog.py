@@ -1,0 +1,41 @@
+"""Every message of the contract, in the order topics.md and the C header list them."""
+
+from __future__ import annotations
+
+from sciot_mqtt.protocol.insight import DeviceSnapshot, SplitExplanation
+from sciot_mqtt.protocol.messages import (
+    Assign,
+    Birth,
+    Command,
+    DeviceState,
+    ErrorReport,
+    Heartbeat,
+    InferRequest,
+    InferResult,
+    LocalTimings,
+    Message,
+    Ping,
+    Pong,
+    ServiceState,
+    ServiceStats,
+    SplitDecision,
+)
+
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    ServiceState,
+    ServiceStats,
+    Ping,
+    Pong,
+    Birth,
+    DeviceState,
+    Heartbeat,
+    InferRequest,
+    LocalTimings,
+    Assign,
+    SplitDecision,
+    InferResult,
+    Command,
+    ErrorReport,
+    SplitExplanation,
+    DeviceSnapshot,
+)
