@@ -364,6 +364,33 @@ class LocalTimings(Message):
     rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
 
 
+ECHO_PADDING_MAX = 8192
+"""Largest `padding` of an `echo` (bytes): room to tell bandwidth from latency on a slow link
+(8 KiB take 130 ms at 0.5 Mbit/s), small next to a tensor; what devices send is far less
+(`linkcheck.py`)."""
+
+
+class Echo(Message):
+    """A link check no inference waits for, sent beside a local run (topics.md, rule 8).
+
+    The service answers it at once on `echo_reply`; its round trip goes up as `rtt_ms`, with
+    `rtt_seq` = its `seq`, in the device's next `infer` or `timings`."""
+
+    TOPIC = DeviceTopic.ECHO
+    PUBLISHER = "device"
+    QOS = 0
+    MAX_BYTES = ECHO_PADDING_MAX + 256
+
+    seq: U32 = Field(description="the `seq` of the local inference it was sent beside")
+    session: U32 = Field(description="session of the current connection")
+    sent_ms: float = Field(
+        ge=0, le=1e15, description="the device's clock when sent (ms, any origin); echoed back"
+    )
+    padding: Annotated[bytes, Field(max_length=ECHO_PADDING_MAX)] = Field(
+        description="zeros, sized to what the link estimate needs (topics.md, rule 8)"
+    )
+
+
 # --- service -> device ---------------------------------------------------------------------
 
 
@@ -452,3 +479,14 @@ class ErrorReport(Message):
     reason: Annotated[str, Field(max_length=500)] = Field(description="human-readable detail")
     topic: ShortText = Field(description="last level of the rejected message's topic")
     seq: int | None = Field(default=None, description="its sequence number, when it had one")
+
+
+class EchoReply(Message):
+    """The answer to an `echo`, published as soon as it arrives (within the reply budget)."""
+
+    TOPIC = DeviceTopic.ECHO_REPLY
+    PUBLISHER = "service"
+    QOS = 0
+
+    seq: U32 = Field(description="the echo's `seq`")
+    sent_ms: float = Field(ge=0, le=1e15, description="the echo's `sent_ms`, as received")
