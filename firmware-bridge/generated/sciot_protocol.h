@@ -14,9 +14,9 @@
 #define SCIOT_TIMING_MAX_MS 10000000.0
 /* When a device sends an echo (topics.md, rule 8; protocol/linkcheck.py) */
 #define SCIOT_ECHO_SHARE_DIVISOR 10u
-#define SCIOT_ECHO_CREDIT_CAP 2048u
-#define SCIOT_ECHO_LARGE_EVERY 8u
-#define SCIOT_ECHO_LARGE_PADDING 1024u
+#define SCIOT_ECHO_LATENCY_CAP 64u
+#define SCIOT_ECHO_BANDWIDTH_CAP 320u
+#define SCIOT_ECHO_LARGE_PADDING 256u
 
 /* Last topic level of sciot/v1/dev/{id}/... */
 #define SCIOT_DEV_TOPIC_BIRTH "birth"

@@ -100,19 +100,16 @@ class ServiceChannel:
 
     def prepare_echo(self, seq: int, checked_bytes: int) -> Echo | None:
         """The echo to send beside local run `seq`, paid for; None when one is still
-        awaiting its reply or the credit does not cover the one due."""
+        awaiting its reply or the budget covers neither kind (`protocol/linkcheck.py`)."""
         if self._echo_waiting is not None or self.device.mqtt is None:
             return None
         budget = self._budget()
-        echo = Echo(
-            seq=seq,
-            session=self.device.session,
-            sent_ms=0.0,
-            padding=bytes(budget.padding_due(checked_bytes)),
-        )
-        if not budget.try_spend(len(echo.encode())):
+        small = Echo(seq=seq, session=self.device.session, sent_ms=0.0, padding=b"")
+        large = small.model_copy(update={"padding": bytes(budget.large_padding(checked_bytes))})
+        paid = budget.pay(len(small.encode()), len(large.encode()))
+        if paid is None:
             return None
-        return echo
+        return large if paid else small
 
     async def echo(self, echo: Echo) -> float | None:
         """Send `echo` (from `prepare_echo`) and wait for its reply; its round trip (ms) is

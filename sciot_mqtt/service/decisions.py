@@ -196,8 +196,17 @@ class LinkEstimate:
         expected = self.predict(nbytes)
         # A sample far off the fit means the link changed (a handover, congestion): what was
         # learnt before describes another link, so start over from this sample.
-        # Only once a fit stands on a few samples: before that, misses are the prior's fault.
-        step = len(self.samples) >= 3 and abs(network_ms - expected) > max(0.5 * expected, 5.0)
+        # Only once a fit stands on a few samples: before that, misses are the prior's fault;
+        # and only for a size the fit has seen (within 1.5x of its samples): a fit of one
+        # size cannot tell latency from bandwidth, and a sample of another size (a link
+        # check's echo beside 10 KB requests) is what tells them apart, not a change.
+        sizes = [b for b, _ in self.samples]
+        seen = bool(sizes) and min(sizes) / 1.5 <= nbytes <= 1.5 * max(sizes)
+        step = (
+            len(self.samples) >= 3
+            and seen
+            and abs(network_ms - expected) > max(0.5 * expected, 5.0)
+        )
         if step:
             self.samples.clear()
         self.samples.append((nbytes, network_ms))

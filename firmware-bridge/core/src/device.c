@@ -351,8 +351,8 @@ static bool connect(sciot_device *dev)
     dev->n_services = 0;
     dev->assign_live = false;
     /* a new connection, a new echo budget (protocol/linkcheck.py) */
-    dev->echo_credit = 0;
-    dev->echoes_this_session = 0;
+    dev->echo_latency_pot = 0;
+    dev->echo_bandwidth_pot = 0;
     dev->echo_due = false;
     dev->echo_waiting = false;
     for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -804,13 +804,26 @@ static bool load_boundary(sciot_device *dev, uint16_t split, sciot_tensor *tenso
     return true;
 }
 
-/* A payload of a user's inference went out: it earns echo credit (protocol/linkcheck.py). */
+/* What an echo of n bytes takes from its pot. */
+static uint64_t echo_cost(uint64_t n)
+{
+    return 2u * SCIOT_ECHO_SHARE_DIVISOR * n;
+}
+
+/* A pot gains n, up to one echo of its kind (`cap` bytes of echo). */
+static uint32_t pot_plus(uint32_t pot, size_t n, uint32_t cap)
+{
+    uint64_t v = (uint64_t)pot + n, most = echo_cost(cap);
+    return (uint32_t)(v < most ? v : most);
+}
+
+/* A payload of a user's inference went out: both echo pots gain its size
+ * (protocol/linkcheck.py). */
 static void earn(sciot_device *dev, size_t n)
 {
-    uint64_t credit = (uint64_t)dev->echo_credit + n;
-    uint64_t cap = (uint64_t)SCIOT_ECHO_CREDIT_CAP * SCIOT_ECHO_SHARE_DIVISOR;
     dev->summary.user_uplink_bytes += n;
-    dev->echo_credit = (uint32_t)(credit < cap ? credit : cap);
+    dev->echo_latency_pot = pot_plus(dev->echo_latency_pot, n, SCIOT_ECHO_LATENCY_CAP);
+    dev->echo_bandwidth_pot = pot_plus(dev->echo_bandwidth_pot, n, SCIOT_ECHO_BANDWIDTH_CAP);
 }
 
 static void take_rtt(sciot_device *dev, bool *has, double *ms, uint32_t *seq)
@@ -869,8 +882,9 @@ static void observe_local(sciot_device *dev, double compute_ms)
 static const char *prepare_echo(sciot_device *dev, uint32_t seq, uint16_t split)
 {
     sciot_echo_out e;
-    size_t n;
-    uint64_t cost;
+    size_t small, large;
+    uint64_t cost_small, cost_large;
+    uint32_t checked;
     if (dev->echo_waiting &&
         now_us(dev) - dev->echo_sent_us > secs_to_us(dev->cfg.result_timeout_s)) {
         dev->echo_waiting = false; /* unanswered: given up, as a result would be */
@@ -878,23 +892,28 @@ static const char *prepare_echo(sciot_device *dev, uint32_t seq, uint16_t split)
     if (dev->echo_waiting || !dev->connected) {
         return "link check: no echo due";
     }
+    checked = boundary_bytes(&dev->hal, split, NULL);
     e.seq = seq;
     e.session = dev->session;
     e.sent_ms = 0.0;
     e.padding_len = 0;
-    if (dev->echoes_this_session % SCIOT_ECHO_LARGE_EVERY == SCIOT_ECHO_LARGE_EVERY - 1u) {
-        uint32_t checked = boundary_bytes(&dev->hal, split, NULL);
-        e.padding_len = checked < SCIOT_ECHO_LARGE_PADDING ? checked : SCIOT_ECHO_LARGE_PADDING;
-    }
-    if (sciot_encode_echo(&e, dev->tx, dev->tx_cap, &n) != SCIOT_OK) {
+    if (sciot_encode_echo(&e, dev->tx, dev->tx_cap, &small) != SCIOT_OK) {
         return "link check: no echo due";
     }
-    cost = (uint64_t)n * SCIOT_ECHO_SHARE_DIVISOR;
-    if (cost > dev->echo_credit) {
+    e.padding_len = checked < SCIOT_ECHO_LARGE_PADDING ? checked : SCIOT_ECHO_LARGE_PADDING;
+    if (sciot_encode_echo(&e, dev->tx, dev->tx_cap, &large) != SCIOT_OK) {
         return "link check: no echo due";
     }
-    dev->echo_credit -= (uint32_t)cost;
-    dev->echoes_this_session++;
+    cost_small = echo_cost(small);
+    cost_large = echo_cost(large);
+    if (cost_large <= dev->echo_bandwidth_pot && large > small) {
+        dev->echo_bandwidth_pot -= (uint32_t)cost_large; /* a bandwidth echo */
+    } else if (cost_small <= dev->echo_latency_pot) {
+        dev->echo_latency_pot -= (uint32_t)cost_small; /* a latency echo */
+        e.padding_len = 0;
+    } else {
+        return "link check: no echo due";
+    }
     dev->echo_due = true;
     dev->echo_due_padding = e.padding_len;
     return "link check beside";

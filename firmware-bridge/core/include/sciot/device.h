@@ -189,9 +189,9 @@ typedef struct {
      * is the service checking the link (topics.md, rule 8) */
     bool has_local_ms;
     double local_ms;
-    /* the echo budget of this connection (protocol/linkcheck.py), the echo paid for at
-     * planning and sent after the local run, and the one awaiting its reply */
-    uint32_t echo_credit, echoes_this_session;
+    /* the echo pots of this connection (latency, bandwidth: protocol/linkcheck.py), the echo
+     * paid for at planning and sent after the local run, and the one awaiting its reply */
+    uint32_t echo_latency_pot, echo_bandwidth_pot;
     bool echo_due;
     uint32_t echo_due_padding;
     bool echo_waiting, echo_blind; /* blind: a run started meanwhile, its reply is late */
