@@ -339,7 +339,9 @@ class InferRequest(Message):
     rtt_ms: DurationMs | None = Field(
         default=None, description="round trip the device measured for `rtt_seq` (ms)"
     )
-    rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
+    rtt_seq: U32 | None = Field(
+        default=None, description="the inference (or the echo) `rtt_ms` belongs to"
+    )
 
 
 class LocalTimings(Message):
@@ -361,7 +363,9 @@ class LocalTimings(Message):
     rtt_ms: DurationMs | None = Field(
         default=None, description="as in `infer`: a round trip not yet reported"
     )
-    rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
+    rtt_seq: U32 | None = Field(
+        default=None, description="the inference (or the echo) `rtt_ms` belongs to"
+    )
 
 
 ECHO_PADDING_MAX = 8192
