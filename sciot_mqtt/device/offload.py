@@ -109,6 +109,8 @@ class ServiceChannel:
         paid = budget.pay(len(small.encode()), len(large.encode()))
         if paid is None:
             return None
+        # Awaiting its reply from now on: the next one waits for it (one at a time).
+        self._echo_waiting = (seq, asyncio.get_running_loop().create_future())
         return large if paid else small
 
     async def echo(self, echo: Echo) -> float | None:
@@ -116,10 +118,11 @@ class ServiceChannel:
         reported with the next message. None: unanswered within the result timeout."""
         mqtt = self.device.mqtt
         assignment = self.device.assignment
-        if mqtt is None or assignment is None:
+        waiting = self._echo_waiting
+        if mqtt is None or assignment is None or waiting is None or waiting[0] != echo.seq:
+            self._echo_waiting = None
             return None
-        future: asyncio.Future[tuple[EchoReply, int]] = asyncio.get_running_loop().create_future()
-        self._echo_waiting = (echo.seq, future)
+        future = waiting[1]
         try:
             async with asyncio.timeout(self.settings.result_timeout):
                 # Stamped as it leaves for the link (the payload's size does not change).
