@@ -428,7 +428,7 @@ class Assign(Message):
     hb_interval_s: float = Field(gt=0, le=3600, description="heartbeat interval (s)")
     max_payload: int = Field(ge=256, description="largest payload (bytes) the service accepts")
     instance: ShortText = Field(
-        description="the service instance serving the device: `infer` and `timings` go to it"
+        description="the instance serving the device: `infer`, `timings` and `echo` go to it"
     )
 
 

@@ -242,7 +242,7 @@ class Service:
                 await self._publish_service_state(mqtt, online=True)
                 # The fleet's instances first, then the retained assign (the claims), split
                 # and snapshot: the retained device states that follow trigger rebirths, and
-                # their answers must find the recovered state. `infer` and `timings` only as
+                # their answers must find the recovered state. `infer`, `timings`, `echo` only as
                 # sent to this instance (topics.md, "Fleet").
                 await mqtt.subscribe(*self.subscriptions())
                 # Back after every retained message above: the fleet's view is then whole.
