@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -277,6 +278,8 @@ async def run_decisions_bench(
         "benchmark": "decisions",
         "command": "sciot-mqtt bench decisions " + " ".join(sys.argv[3:]),
         "machine": describe_machine(),
+        # Honest only on a quiet machine: the 1, 5 and 15 minute load averages, before and after.
+        "load_average": {"start": list(os.getloadavg())},
         "config": {
             "model": package.model_id,
             "ops": package.num_ops,
@@ -347,6 +350,7 @@ async def run_decisions_bench(
                 step |= {"chip": chip, "from": before, "to": after, "good_splits": sorted(good)}
                 report["steps"].append(step)
                 print(f"step {before} -> {after}: right again after {step['inferences']}")
+    report["load_average"]["end"] = list(os.getloadavg())
     (out / "decisions.json").write_text(json.dumps(report, indent=2))
     plot_decisions(report, out / "decisions.png")
     return report
