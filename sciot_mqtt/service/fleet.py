@@ -212,6 +212,7 @@ class Fleet:
             return False  # this instance knows itself
         before = self.members.get(name)
         key = None if before is None else _membership(before)
+        was_online = before is not None and before.online
         if state is None:
             self.members.pop(name, None)
         else:
@@ -229,6 +230,12 @@ class Fleet:
         changed = key != (None if after is None else _membership(after))
         if changed:
             self._homes.clear()
+        if was_online and (after is None or not after.online):
+            # Its devices are left without an owner: placing them must not wait for
+            # `retry_after` since this instance last placed them (perhaps on the dead one).
+            for view in self.devices.values():
+                if view.claim == name:
+                    view.acted_at = -math.inf
         return changed
 
     def on_load(self, name: str, queue: float) -> None:

@@ -135,6 +135,31 @@ def test_a_device_of_a_dead_instance_is_placed_by_its_home_and_released_on_anoth
     assert isinstance(action, Release)
 
 
+def test_a_device_placed_moments_before_its_instance_dies_is_placed_again_at_once() -> None:
+    """`retry_after` spaces out this instance's own attempts; it must not hold back a device
+    whose owner just died (bench fleet measured up to 5 s of local running from it)."""
+    clock = Clock()
+    me = member("a")
+    fleet = Fleet(me, LeastLoadedPlacement(), retry_after=5.0, clock=clock)
+    fleet.on_service_state("b", online("b"))
+    fleet.settle()
+    me.queue = 10.0  # `b` has the shorter queue: a new device goes there
+    device = next(
+        d for d in (f"dev-{i}" for i in range(100)) if ranked(d, [me, fleet.members["b"]])[0] is me
+    )
+    fleet.on_device_state(device, DeviceState(online=True, session=1), retained=False)
+    action = fleet.on_birth(device, birth())
+    assert isinstance(action, Place) and action.instance == "b", action
+    fleet.placed(device, "b", 1)
+    clock.now += 0.5  # well within retry_after
+    fleet.on_service_state("b", ServiceState(online=False, instance="b"))
+    placed = [a for a in fleet.sweep() if isinstance(a, Place) and a.device_id == device]
+    assert placed and placed[0].instance == "a", placed
+    # The new attempt is spaced out as before.
+    clock.now += 0.5
+    assert not [a for a in fleet.sweep() if isinstance(a, Place) and a.device_id == device]
+
+
 def test_an_owner_unknown_birth_is_asked_for() -> None:
     clock = Clock()
     me = member("a")
