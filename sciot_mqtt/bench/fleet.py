@@ -309,8 +309,11 @@ async def failover_run(
         "device_failures": devices.failures,
         "per_device": per_device,
         "timelines": dict(sorted(devices.timelines.items())),
+        # [finished (s from the kill), device, instance it was sent to, reason]
         "finished_on_device": sorted(
-            [round(r[0] - killed_at, 3), r[5], r[4], r[3]] for r in devices.rows if r[2] == LOCAL
+            [round(r[0] + r[1] / 1000 - killed_at, 4), r[5], r[4], r[3]]
+            for r in devices.rows
+            if r[2] == LOCAL
         ),
         "load_average": [round(x, 2) for x in load],
     }
