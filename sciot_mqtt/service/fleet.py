@@ -140,6 +140,10 @@ class Fleet:
         self._online = 0  # online devices
         self._homes: dict[str, str | None] = {}  # cache, cleared when membership changes
         self._last_tier_move = -math.inf
+        # Devices a sweep placed on each instance so far, counted until the sweep ends (its
+        # actions are carried out after it): without them one sweep placing several devices
+        # would see the same counts for each and could fill an instance past its bound.
+        self._placing: Counter[str] = Counter()
 
     # --- the view -------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class Fleet:
         """The instances taking devices, with what each serves now."""
         out = [m for m in self.members.values() if m.eligible]
         for member in out:
-            member.served = self._served.get(member.name, 0)
+            member.served = self._served.get(member.name, 0) + self._placing[member.name]
         return out
 
     def others_eligible(self) -> bool:
@@ -341,6 +345,12 @@ class Fleet:
         for `hash`, living elsewhere than they hash to; for `tiered`, move between tiers."""
         if not self.settled:
             return []
+        try:
+            return self._sweep()
+        finally:
+            self._placing.clear()
+
+    def _sweep(self) -> list[Action]:
         now = self.clock()
         actions: list[Action] = []
         for device_id, view in self.devices.items():
@@ -375,6 +385,7 @@ class Fleet:
                 owner is not None and action.instance == owner.name
             ):
                 actions.append(action)
+                self._placing[action.instance] += 1
         if isinstance(self.policy, TieredPlacement):
             actions.extend(self._between_tiers(self.policy, now))
         return actions
