@@ -29,7 +29,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,7 @@ class BrokerWatch:
                 self.owner[address.device_id] = assign.instance
             self.changed.set()
 
-    async def until(self, predicate: Any, timeout: float) -> None:
+    async def until(self, predicate: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
                 self.changed.clear()
@@ -247,7 +247,7 @@ async def failover_run(
         fleet_stack(names, out, service_args=service_args, log_prefix="failover") as edges,
         watching(edges[0].address) as watch,
     ):
-        pid_of: dict[str, Edge] = {e.instance: e for e in edges}
+        edge_of: dict[str, Edge] = {e.instance: e for e in edges}
         ids = [f"fo-{i:02d}" for i in range(plan.devices)]
         with tempfile.TemporaryDirectory(prefix="sciot-fleet-") as tmp:
             async with light_processes(
@@ -268,7 +268,7 @@ async def failover_run(
                 await asyncio.sleep(max(0.0, kill_at - time.time()))
                 served = Counter(watch.owner[d] for d in ids)
                 victim = max(names, key=lambda n: (served[n], n))
-                pid = pid_of[victim].service_pid
+                pid = edge_of[victim].service_pid
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
                 killed_at = time.time()
