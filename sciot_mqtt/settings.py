@@ -88,7 +88,9 @@ class ServiceSettings(BaseSettings):
         3600.0, gt=0, description="seconds a device stays offline before it is forgotten"
     )
     reply_rate: float = Field(
-        500.0, gt=0, description="rebirth commands and error replies per second, all devices"
+        500.0,
+        gt=0,
+        description="rebirth commands, error, pong and echo replies per second, all devices",
     )
     placement: Placement = Field(
         "hash", description="how a fleet places devices: hash, least-loaded or tiered"

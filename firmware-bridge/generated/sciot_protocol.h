@@ -12,6 +12,11 @@
 #define SCIOT_U32_MAX 4294967295u
 /* Every duration in ms is 0..SCIOT_TIMING_MAX_MS; no float may be NaN or infinite */
 #define SCIOT_TIMING_MAX_MS 10000000.0
+/* When a device sends an echo (topics.md, rule 8; protocol/linkcheck.py) */
+#define SCIOT_ECHO_SHARE_DIVISOR 10u
+#define SCIOT_ECHO_LATENCY_CAP 64u
+#define SCIOT_ECHO_BANDWIDTH_CAP 320u
+#define SCIOT_ECHO_LARGE_PADDING 256u
 
 /* Last topic level of sciot/v1/dev/{id}/... */
 #define SCIOT_DEV_TOPIC_BIRTH "birth"
@@ -19,11 +24,13 @@
 #define SCIOT_DEV_TOPIC_HB "hb"
 #define SCIOT_DEV_TOPIC_INFER "infer"
 #define SCIOT_DEV_TOPIC_TIMINGS "timings"
+#define SCIOT_DEV_TOPIC_ECHO "echo"
 #define SCIOT_DEV_TOPIC_ASSIGN "assign"
 #define SCIOT_DEV_TOPIC_SPLIT "split"
 #define SCIOT_DEV_TOPIC_RESULT "result"
 #define SCIOT_DEV_TOPIC_CMD "cmd"
 #define SCIOT_DEV_TOPIC_ERROR "error"
+#define SCIOT_DEV_TOPIC_ECHO_REPLY "echo_reply"
 #define SCIOT_DEV_TOPIC_EXPLAIN "explain"
 #define SCIOT_DEV_TOPIC_SNAPSHOT "snapshot"
 /* Last topic level of sciot/v1/service/{instance}/... */
@@ -371,6 +378,35 @@
     X(LOCAL_TIMINGS, RTT_MS, "rtt_ms", 0) \
     X(LOCAL_TIMINGS, RTT_SEQ, "rtt_seq", 0)
 
+/* Echo: A link check no inference waits for, sent beside a local run (topics.md, rule 8). */
+#define SCIOT_ECHO_TOPIC SCIOT_DEV_TOPIC_ECHO
+#define SCIOT_ECHO_QOS 0
+#define SCIOT_ECHO_RETAIN 0
+#define SCIOT_ECHO_MAX_BYTES 8448u
+#define SCIOT_ECHO_ADDRESSED 1
+#define SCIOT_ECHO_KEY_SEQ "seq"
+#define SCIOT_ECHO_REQ_SEQ 1
+#define SCIOT_ECHO_SEQ_GE 0u
+#define SCIOT_ECHO_SEQ_LE 4294967295u
+#define SCIOT_ECHO_KEY_SESSION "session"
+#define SCIOT_ECHO_REQ_SESSION 1
+#define SCIOT_ECHO_SESSION_GE 0u
+#define SCIOT_ECHO_SESSION_LE 4294967295u
+#define SCIOT_ECHO_KEY_SENT_MS "sent_ms"
+#define SCIOT_ECHO_REQ_SENT_MS 1
+#define SCIOT_ECHO_SENT_MS_GE 0u
+#define SCIOT_ECHO_SENT_MS_LE 1000000000000000.0
+#define SCIOT_ECHO_KEY_PADDING "padding"
+#define SCIOT_ECHO_REQ_PADDING 1
+#define SCIOT_ECHO_PADDING_MAX_LEN 8192u
+#define SCIOT_ECHO_FIELD_COUNT 4
+/* X(message, FIELD, "key", required) for every field, in contract order */
+#define SCIOT_ECHO_FIELDS(X) \
+    X(ECHO, SEQ, "seq", 1) \
+    X(ECHO, SESSION, "session", 1) \
+    X(ECHO, SENT_MS, "sent_ms", 1) \
+    X(ECHO, PADDING, "padding", 1)
+
 /* Assign: The model a device runs and the rules it follows; retained so a reconnect knows it. */
 #define SCIOT_ASSIGN_TOPIC SCIOT_DEV_TOPIC_ASSIGN
 #define SCIOT_ASSIGN_QOS 1
@@ -526,6 +562,26 @@
     X(ERROR_REPORT, REASON, "reason", 1) \
     X(ERROR_REPORT, TOPIC, "topic", 1) \
     X(ERROR_REPORT, SEQ, "seq", 0)
+
+/* EchoReply: The answer to an `echo`, published as soon as it arrives (within the reply budget). */
+#define SCIOT_ECHO_REPLY_TOPIC SCIOT_DEV_TOPIC_ECHO_REPLY
+#define SCIOT_ECHO_REPLY_QOS 0
+#define SCIOT_ECHO_REPLY_RETAIN 0
+#define SCIOT_ECHO_REPLY_MAX_BYTES 4096u
+#define SCIOT_ECHO_REPLY_ADDRESSED 0
+#define SCIOT_ECHO_REPLY_KEY_SEQ "seq"
+#define SCIOT_ECHO_REPLY_REQ_SEQ 1
+#define SCIOT_ECHO_REPLY_SEQ_GE 0u
+#define SCIOT_ECHO_REPLY_SEQ_LE 4294967295u
+#define SCIOT_ECHO_REPLY_KEY_SENT_MS "sent_ms"
+#define SCIOT_ECHO_REPLY_REQ_SENT_MS 1
+#define SCIOT_ECHO_REPLY_SENT_MS_GE 0u
+#define SCIOT_ECHO_REPLY_SENT_MS_LE 1000000000000000.0
+#define SCIOT_ECHO_REPLY_FIELD_COUNT 2
+/* X(message, FIELD, "key", required) for every field, in contract order */
+#define SCIOT_ECHO_REPLY_FIELDS(X) \
+    X(ECHO_REPLY, SEQ, "seq", 1) \
+    X(ECHO_REPLY, SENT_MS, "sent_ms", 1)
 
 /* SplitExplanation: Why a device is cut where it is: the service's view of it, for dashboards. */
 #define SCIOT_SPLIT_EXPLANATION_TOPIC SCIOT_DEV_TOPIC_EXPLAIN

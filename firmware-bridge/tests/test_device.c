@@ -446,9 +446,10 @@ static void connect_announces_in_order(void **state)
     assert_int_equal(sciot_decode_device_state(F.will, F.will_len, &will, NULL), SCIOT_OK);
     assert_false(will.online);
     assert_int_equal(will.session, 42);
-    assert_int_equal(F.n_subs, 6);
+    assert_int_equal(F.n_subs, 7);
     assert_string_equal(F.subs[0], "sciot/v1/dev/d1/assign");
-    assert_string_equal(F.subs[5], "sciot/v1/service/+/state");
+    assert_string_equal(F.subs[5], "sciot/v1/dev/d1/echo_reply");
+    assert_string_equal(F.subs[6], "sciot/v1/service/+/state");
     /* state online (retained), then birth, then a heartbeat */
     assert_string_equal(F.out[0].topic, "sciot/v1/dev/d1/state");
     assert_true(F.out[0].retain);
@@ -692,6 +693,100 @@ static void probe_runs_once_then_follows_the_last_decision(void **state)
     assert_int_equal(count_topic("/timings/edge", 0), 1);
 }
 
+/* An offload predicted slower than the device's own device-only run is a link check. */
+static void send_link_check(uint32_t decision, int64_t split, double predicted_ms)
+{
+    uint8_t b[256];
+    sciot_mpw w;
+    sciot_mpw_init(&w, b, sizeof b);
+    sciot_mpw_map(&w, 6);
+    sciot_mpw_cstr(&w, "decision");
+    sciot_mpw_uint(&w, decision);
+    sciot_mpw_cstr(&w, "model");
+    sciot_mpw_cstr(&w, "fake");
+    sciot_mpw_cstr(&w, "split");
+    sciot_mpw_int(&w, split);
+    sciot_mpw_cstr(&w, "mode");
+    sciot_mpw_cstr(&w, "offload");
+    sciot_mpw_cstr(&w, "reason");
+    sciot_mpw_cstr(&w, "checking the link");
+    sciot_mpw_cstr(&w, "predicted_ms");
+    sciot_mpw_f64(&w, predicted_ms);
+    queue_in("sciot/v1/dev/d1/split", b, w.len);
+}
+
+static void send_echo_reply(uint32_t seq, double sent_ms)
+{
+    uint8_t b[64];
+    sciot_mpw w;
+    sciot_mpw_init(&w, b, sizeof b);
+    sciot_mpw_map(&w, 2);
+    sciot_mpw_cstr(&w, "seq");
+    sciot_mpw_uint(&w, seq);
+    sciot_mpw_cstr(&w, "sent_ms");
+    sciot_mpw_f64(&w, sent_ms);
+    queue_in("sciot/v1/dev/d1/echo_reply", b, w.len);
+}
+
+static void link_check_is_an_echo_beside_a_local_run(void **state)
+{
+    sciot_inference rec;
+    sciot_echo e;
+    sciot_local_timings t;
+    const msg *m;
+    int i, mark;
+    (void)state;
+    bring_online();
+    F.answer = 1;
+    send_split(1, "local", NUM_OPS);
+    sciot_device_step(&DEV, 10);
+    assert_true(sciot_device_infer(&DEV, &rec)); /* a local run: the device knows its time */
+    assert_int_equal(rec.path, SCIOT_PATH_LOCAL);
+    send_link_check(2, 0, 1000.0); /* 1000 ms predicted, 4.5 ms here: only the link matters */
+    sciot_device_step(&DEV, 10);
+    mark = F.n_out;
+    for (i = 0; i < 30 && count_topic("/echo/edge", mark) == 0; i++) {
+        assert_true(sciot_device_infer(&DEV, &rec));
+        assert_int_equal(rec.path, SCIOT_PATH_LOCAL); /* the user is served locally */
+        assert_int_equal(rec.split, NUM_OPS);
+    }
+    assert_string_equal(rec.reason, "link check beside");
+    assert_int_equal(count_topic("/infer/edge", mark), 0); /* no tensor goes out */
+    m = last_on("/echo/edge");
+    assert_non_null(m);
+    assert_int_equal(m->qos, 0);
+    assert_int_equal(sciot_decode_echo(m->payload, m->len, &e, NULL), SCIOT_OK);
+    assert_int_equal(e.seq, rec.seq);
+    assert_int_equal(e.session, DEV.session);
+    assert_int_equal(e.padding_len, 0); /* the first echo measures latency */
+    assert_true(DEV.summary.echoes_sent == 1);
+    /* within budget: half of a tenth of what users' inferences sent (the latency pot) */
+    assert_true(2u * DEV.summary.measure_uplink_bytes * SCIOT_ECHO_SHARE_DIVISOR <=
+                DEV.summary.user_uplink_bytes);
+    /* the reply, heard while idle: its round trip goes with the next timings */
+    F.now_us += 7000u;
+    send_echo_reply(e.seq, e.sent_ms);
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.summary.echoes_answered, 1);
+    assert_true(sciot_device_infer(&DEV, &rec));
+    m = last_on("/timings/edge");
+    assert_int_equal(sciot_decode_local_timings(m->payload, m->len, &t, NULL), SCIOT_OK);
+    assert_true(t.has_rtt_seq && t.rtt_seq == e.seq);
+    assert_true(t.rtt_ms >= 7.0 && t.rtt_ms < 20.0);
+    /* a reply that waited behind a run is not a sample */
+    mark = F.n_out;
+    for (i = 0; i < 30 && count_topic("/echo/edge", mark) == 0; i++) {
+        assert_true(sciot_device_infer(&DEV, &rec));
+    }
+    m = last_on("/echo/edge");
+    assert_int_equal(sciot_decode_echo(m->payload, m->len, &e, NULL), SCIOT_OK);
+    assert_true(sciot_device_infer(&DEV, &rec)); /* runs before the reply is handled */
+    send_echo_reply(e.seq, e.sent_ms);
+    sciot_device_step(&DEV, 10);
+    assert_int_equal(DEV.summary.echoes_answered, 1);
+    assert_false(DEV.echo_waiting); /* answered all the same: the next one may go */
+}
+
 static void offload_sends_the_live_tensors_and_uses_the_result(void **state)
 {
     sciot_inference rec;
@@ -842,6 +937,7 @@ int main(void)
         cmocka_unit_test_setup(malformed_decision_is_rejected_and_the_last_one_kept, setup),
         cmocka_unit_test_setup(retained_split_applies_at_once, setup),
         cmocka_unit_test_setup(probe_runs_once_then_follows_the_last_decision, setup),
+        cmocka_unit_test_setup(link_check_is_an_echo_beside_a_local_run, setup),
         cmocka_unit_test_setup(offload_sends_the_live_tensors_and_uses_the_result, setup),
         cmocka_unit_test_setup(requests_follow_the_assigned_instance, setup),
         cmocka_unit_test_setup(no_result_or_an_error_finishes_locally, setup),

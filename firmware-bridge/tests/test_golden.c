@@ -54,6 +54,8 @@ static sciot_err decode_any(const char *message, const uint8_t *p, size_t n)
         sciot_infer_result j;
         sciot_command k;
         sciot_error_report l;
+        sciot_echo m;
+        sciot_echo_reply o;
     } u;
     if (!strcmp(message, "service_state"))
         return sciot_decode_service_state(p, n, &u.a, NULL);
@@ -79,6 +81,10 @@ static sciot_err decode_any(const char *message, const uint8_t *p, size_t n)
         return sciot_decode_command(p, n, &u.k, NULL);
     if (!strcmp(message, "error_report"))
         return sciot_decode_error_report(p, n, &u.l, NULL);
+    if (!strcmp(message, "echo"))
+        return sciot_decode_echo(p, n, &u.m, NULL);
+    if (!strcmp(message, "echo_reply"))
+        return sciot_decode_echo_reply(p, n, &u.o, NULL);
     fail_msg("no decoder for %s", message);
     return SCIOT_E_ARG;
 }
@@ -316,6 +322,24 @@ static void device_messages_encode_byte_for_byte(void **state)
         assert_int_equal(sciot_decode_local_timings(buf, n, &d, NULL), SCIOT_OK);
         assert_int_equal(d.reason, SCIOT_REASON_PROBE);
         assert_true(d.device_ms.count == 3 && d.device_ms.sum == 3.5);
+    }
+    {
+        /* a link check's echo, and the service's reply to it (topics.md, rule 8) */
+        sciot_echo_out o = {12, 70000, 123456.75, 16};
+        sciot_echo d;
+        sciot_echo_reply r;
+        assert_int_equal(sciot_encode_echo(&o, buf, sizeof buf, &n), SCIOT_OK);
+        assert_same("echo__valid__ok.msgpack", buf, n);
+        assert_int_equal(sciot_decode_echo(buf, n, &d, NULL), SCIOT_OK);
+        assert_true(d.seq == 12 && d.session == 70000 && d.sent_ms == 123456.75);
+        assert_int_equal(d.padding_len, 16);
+        assert_int_equal(sciot_encode_echo(&o, buf, 20, &n), SCIOT_E_BUFFER);
+        o.padding_len = SCIOT_ECHO_PADDING_MAX_LEN + 1u;
+        assert_int_equal(sciot_encode_echo(&o, buf, sizeof buf, &n), SCIOT_E_ARG);
+        golden = load("echo_reply__valid__ok.msgpack", &golden_len);
+        assert_int_equal(sciot_decode_echo_reply(golden, golden_len, &r, NULL), SCIOT_OK);
+        assert_true(r.seq == 12 && r.sent_ms == 123456.75);
+        free(golden);
     }
 }
 

@@ -7,7 +7,7 @@ For each emulated chip and link profile, on the embedded broker with the real se
    again (with device-only) over as many inferences as the adaptive run is scored on;
 2. a fresh device lets the service decide; the last `steady` inferences are scored as users
    see them: every inference's latency, including any wait behind a measurement (a probe run
-   in its place, a link check on its path, the chip or the link busy measuring), as mean and
+   in its place, the chip or the link busy measuring), as mean and
    p50/p95/p99 against the oracle's; apart from that, the inferences run at the chosen split
    say whether the choice itself is right, and the device time and uplink bytes spent on
    measuring are counted against what users' inferences used. **SCIoT's rule** is applied to
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,6 +53,8 @@ MEASURING = (
     "refreshes",
     "refresh_device_ms",
     "refresh_mismatches",
+    "echoes_sent",
+    "echoes_answered",
 )
 
 
@@ -139,7 +142,7 @@ def sciot_rule(cost: DeviceCostModel, edge_ms: list[float]) -> int:
 
 def is_measuring(record: InferenceRecord) -> bool:
     """An inference the service made measure: a probe run in place of the chosen split, or a
-    user's inference sent over the link to check it (a device kept local by cost)."""
+    user's inference run locally beside a link check's echo (a device kept local by cost)."""
     return record.reason == "probe" or (record.decision_reason or "").startswith(
         "checking the link"
     )
@@ -185,11 +188,8 @@ async def _adaptive(
     chosen = [r for r in tail if not is_measuring(r)]
     splits = [r.split for r in chosen]
     spent = {k: after[k] - before.get(k, 0.0) for k in MEASURING}
-    # A link check is a user's inference sent over the link to measure it: its bytes are
-    # measuring's (the device counted them as the user's), its latency the user's.
-    checks = sum(r.sent_bytes for r in tail if is_measuring(r) and r.reason != "probe")
-    spent["user_uplink_bytes"] -= checks
-    spent["measure_uplink_bytes"] += checks
+    # A link check's echo is counted as measuring by the device itself (`measure_uplink_bytes`);
+    # the user's inference beside it ran locally and sent only its `timings`.
     # The device is busy serving users (input to result) and refreshing between them.
     busy_ms = sum(r.total_ms for r in tail) + spent["refresh_device_ms"]
     uplink = spent["user_uplink_bytes"] + spent["measure_uplink_bytes"]
@@ -278,6 +278,8 @@ async def run_decisions_bench(
         "benchmark": "decisions",
         "command": "sciot-mqtt bench decisions " + " ".join(sys.argv[3:]),
         "machine": describe_machine(),
+        # Honest only on a quiet machine: the 1, 5 and 15 minute load averages, before and after.
+        "load_average": {"start": list(os.getloadavg())},
         "config": {
             "model": package.model_id,
             "ops": package.num_ops,
@@ -348,6 +350,7 @@ async def run_decisions_bench(
                 step |= {"chip": chip, "from": before, "to": after, "good_splits": sorted(good)}
                 report["steps"].append(step)
                 print(f"step {before} -> {after}: right again after {step['inferences']}")
+    report["load_average"]["end"] = list(os.getloadavg())
     (out / "decisions.json").write_text(json.dumps(report, indent=2))
     plot_decisions(report, out / "decisions.png")
     return report

@@ -36,6 +36,7 @@ from sciot_mqtt.protocol import (
     DeviceMode,
     DeviceState,
     DeviceTopic,
+    EchoReply,
     ErrorReport,
     Heartbeat,
     InferResult,
@@ -279,6 +280,7 @@ class Device:
                             DeviceTopic.RESULT,
                             DeviceTopic.CMD,
                             DeviceTopic.ERROR,
+                            DeviceTopic.ECHO_REPLY,
                         )
                     ),
                     service_filter(ServiceTopic.STATE),
@@ -417,6 +419,10 @@ class Device:
             result = InferResult.decode(message.payload, max_bytes=self.settings.max_payload)
             if self._inference is not None:
                 self._inference.channel.on_result(result, len(message.payload))
+        elif kind is DeviceTopic.ECHO_REPLY:
+            if self._inference is not None:
+                reply = EchoReply.decode(message.payload)
+                self._inference.channel.on_echo_reply(reply, len(message.payload))
         elif kind is DeviceTopic.CMD:
             command = Command.decode(message.payload)
             if command.cmd == "rebirth":

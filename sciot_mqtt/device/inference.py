@@ -8,8 +8,8 @@ A probe asked for while the device offloads is answered off the critical path: t
 inference runs at its split, then the operators it did not run are timed one at a time while
 the chip is idle, giving way to users' inferences between operators (topics.md, rule 1).
 An offload the service itself predicts slower than this device's own device-only time is a
-link check: the request goes out beside a local run, which serves the user; its round trip
-is measured and reported as any other.
+link check: the user's inference runs locally, and a small `echo` goes out beside it, within
+the echo budget (topics.md, rule 8); its round trip is reported with the next message.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class InferenceRunner:
         # The chip computes one thing at a time: users' heads and tails, and refresh ops.
         self._chip = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None  # a probe answered beside inferences
-        self._checks: set[asyncio.Task[None]] = set()  # link checks sent beside local runs
+        self._checks: set[asyncio.Task[float | None]] = set()  # echoes beside local runs
         self._local_ms: float | None = None  # EMA of this device's device-only compute time
 
     # --- planning -------------------------------------------------------------------------
@@ -208,20 +208,18 @@ class InferenceRunner:
             and followed.predicted_ms > self._local_ms
         )
 
-    async def _check_link(
-        self,
-        package: ModelPackage,
-        seq: int,
-        split: int,
-        followed: SplitDecision | None,
-        tensors: dict[str, np.ndarray],
-        device_ms: list[float],
-    ) -> None:
-        """Offload inference `seq` for its round trip only (reported with the next message)."""
-        with contextlib.suppress(Fallback):
-            await self.channel.offload(
-                package, seq, split, followed, tensors, device_ms, measuring=True
-            )
+    def _check_link(self, package: ModelPackage, seq: int, split: int) -> str:
+        """Send an echo beside local run `seq` if the budget pays for one (one at a time);
+        why the inference runs locally, for its record."""
+        echo = self.channel.prepare_echo(seq, package.boundaries[split].nbytes)
+        if echo is None:
+            return "link check: no echo due"
+        check = asyncio.create_task(
+            self.channel.echo(echo), name=f"link-check-{self.device.device_id}"
+        )
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+        return "link check beside"
 
     # --- running --------------------------------------------------------------------------
 
@@ -235,6 +233,10 @@ class InferenceRunner:
         self._seq = (self._seq + 1) & U32_MAX
         split, reason, followed = self.plan(package)
         planned = reason  # "pinned" by the device's own setting: probes are not for it
+        if planned == "decision" and self._is_link_check(followed):
+            # The user is served locally; the link is checked beside (an echo, not `infer`).
+            reason = self._check_link(package, seq, split)
+            split = package.num_ops
         if reason == "probe" and followed is not None:
             self._probed = followed.decision
         started = time.perf_counter()  # a wait for the chip (a refresh op) is the user's
@@ -251,20 +253,6 @@ class InferenceRunner:
             path = "local"
             self._observe_local(sum(device_ms))
             await self.channel.publish_timings(package, seq, reason, device_ms)
-        elif planned == "decision" and self._is_link_check(followed):
-            # One check at a time: the decision stays until the service sees the request.
-            reason = "link check in flight"
-            if not self._checks:
-                check = asyncio.create_task(
-                    self._check_link(package, seq, split, followed, tensors, device_ms),
-                    name=f"link-check-{self.device.device_id}",
-                )
-                self._checks.add(check)
-                check.add_done_callback(self._checks.discard)
-                reason = "link check beside"
-            async with self._chip:
-                output = await self._run_tail(package, emulator, split, tensors)
-            path = "local"
         else:
             try:
                 output, sent, reply, rtt_ms = await self.channel.offload(

@@ -1,6 +1,7 @@
 """A device's requests to the service that serves it: an `infer` out and its `result` or
-`error` back (or a fallback, and why), the `timings` of device-only runs, and the round trip
-of the last request, reported with the next message.
+`error` back (or a fallback, and why), the `timings` of device-only runs, the `echo` of a link
+check and its `echo_reply`, and the round trip of the last request or echo, reported with the
+next message.
 
 The instance a request goes to is the one the device's `assign` names (topics.md, "Fleet").
 """
@@ -18,6 +19,8 @@ from sciot_mqtt.errors import ConnectionLostError, ProtocolError
 from sciot_mqtt.network.emulator import LinkEmulator
 from sciot_mqtt.protocol import (
     DeviceTopic,
+    Echo,
+    EchoReply,
     ErrorReport,
     InferRequest,
     InferResult,
@@ -25,6 +28,7 @@ from sciot_mqtt.protocol import (
     SplitDecision,
     device_topic,
 )
+from sciot_mqtt.protocol.linkcheck import EchoBudget
 from sciot_mqtt.protocol.tensors import decode_tensor, encode_tensors
 from sciot_mqtt.transport import MqttSession
 
@@ -62,6 +66,11 @@ class ServiceChannel:
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._pending_to: dict[int, str] = {}  # the instance each request was sent to
         self._last_rtt: tuple[int, float] | None = None  # not yet reported to the service
+        # Link checks (topics.md, rule 8): the byte credit of this connection's session, and
+        # the one echo awaiting its reply.
+        self.echo_budget = EchoBudget()
+        self._echo_session: int | None = None
+        self._echo_waiting: tuple[int, asyncio.Future[tuple[EchoReply, int]]] | None = None
 
     def on_result(self, result: InferResult, nbytes: int) -> None:
         future = self._pending.get(result.seq)
@@ -72,6 +81,67 @@ class ServiceChannel:
         waiting = self._pending.get(report.seq) if report.seq is not None else None
         if report.topic == DeviceTopic.INFER.value and waiting and not waiting.done():
             waiting.set_result((report, nbytes))
+
+    def on_echo_reply(self, reply: EchoReply, nbytes: int) -> None:
+        waiting = self._echo_waiting
+        if waiting is not None and waiting[0] == reply.seq and not waiting[1].done():
+            waiting[1].set_result((reply, nbytes))
+
+    def _budget(self) -> EchoBudget:
+        """The echo budget of the current connection (a new session starts from nothing)."""
+        if self._echo_session != self.device.session:
+            self._echo_session = self.device.session
+            self.echo_budget = EchoBudget()
+        return self.echo_budget
+
+    def _earn(self, user_bytes: int) -> None:
+        self.summary.user_uplink_bytes += user_bytes
+        self._budget().earn(user_bytes)
+
+    def prepare_echo(self, seq: int, checked_bytes: int) -> Echo | None:
+        """The echo to send beside local run `seq`, paid for; None when one is still
+        awaiting its reply or the budget covers neither kind (`protocol/linkcheck.py`)."""
+        if self._echo_waiting is not None or self.device.mqtt is None:
+            return None
+        budget = self._budget()
+        small = Echo(seq=seq, session=self.device.session, sent_ms=0.0, padding=b"")
+        large = small.model_copy(update={"padding": bytes(budget.large_padding(checked_bytes))})
+        paid = budget.pay(len(small.encode()), len(large.encode()))
+        if paid is None:
+            return None
+        # Awaiting its reply from now on: the next one waits for it (one at a time).
+        self._echo_waiting = (seq, asyncio.get_running_loop().create_future())
+        return large if paid else small
+
+    async def echo(self, echo: Echo) -> float | None:
+        """Send `echo` (from `prepare_echo`) and wait for its reply; its round trip (ms) is
+        reported with the next message. None: unanswered within the result timeout."""
+        mqtt = self.device.mqtt
+        assignment = self.device.assignment
+        waiting = self._echo_waiting
+        if mqtt is None or assignment is None or waiting is None or waiting[0] != echo.seq:
+            self._echo_waiting = None
+            return None
+        future = waiting[1]
+        try:
+            async with asyncio.timeout(self.settings.result_timeout):
+                # Stamped as it leaves for the link (the payload's size does not change).
+                payload = echo.model_copy(update={"sent_ms": _clock_ms()}).encode()
+                self.summary.measure_uplink_bytes += len(payload)
+                self.summary.echoes_sent += 1
+                await self.link.uplink(len(payload))
+                topic = device_topic(self.device.device_id, DeviceTopic.ECHO, assignment.instance)
+                await mqtt.publish(topic, payload, qos=Echo.QOS)
+                reply, reply_bytes = await future
+                await self.link.downlink(reply_bytes)
+        except (TimeoutError, ConnectionLostError):
+            return None
+        finally:
+            self._echo_waiting = None
+        rtt = max(0.0, _clock_ms() - reply.sent_ms)
+        self.summary.echoes_answered += 1
+        self._last_rtt = (echo.seq, rtt)
+        return rtt
 
     def abandon(self, why: str, *, instance: str | None = None) -> None:
         """The device stopped offloading, or `instance` went away: requests in flight (to
@@ -95,8 +165,6 @@ class ServiceChannel:
         followed: SplitDecision | None,
         tensors: dict[str, np.ndarray],
         device_ms: list[float],
-        *,
-        measuring: bool = False,
     ) -> tuple[np.ndarray, int, InferResult, float]:
         mqtt = self.device.mqtt
         assignment = self.device.assignment
@@ -120,10 +188,7 @@ class ServiceChannel:
             rtt_seq=rtt_seq,
         )
         payload = request.encode()
-        if measuring:
-            self.summary.measure_uplink_bytes += len(payload)
-        else:
-            self.summary.user_uplink_bytes += len(payload)
+        self._earn(len(payload))
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
         # The instance serving the device now: the request goes to it alone (topics.md, "Fleet").
@@ -203,10 +268,15 @@ class ServiceChannel:
             self.summary.measure_uplink_bytes += len(payload)
         else:
             # A probe run in place is a local run the user needed anyway (`plan`).
-            self.summary.user_uplink_bytes += len(payload)
+            self._earn(len(payload))
         with contextlib.suppress(ConnectionLostError):
             await mqtt.publish(
                 device_topic(self.device.device_id, DeviceTopic.TIMINGS, assignment.instance),
                 payload,
                 qos=1,
             )
+
+
+def _clock_ms() -> float:
+    """The device's clock for echoes (ms, monotonic, any origin)."""
+    return time.monotonic() * 1000

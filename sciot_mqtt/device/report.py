@@ -43,14 +43,16 @@ class DeviceSummary:
     requests_sent: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
     # What measuring cost, apart from what users' inferences cost: payload bytes sent up
-    # (`infer` and `timings` of users' inferences; probe reports) and device compute (probe
-    # runs in place of an inference, refreshes beside them).
+    # (`infer` and `timings` of users' inferences; probe reports and echoes) and device
+    # compute (probe runs in place of an inference, refreshes beside them).
     user_uplink_bytes: int = 0
     measure_uplink_bytes: int = 0
     measure_device_ms: float = 0.0
     refreshes: int = 0  # probes answered off the critical path (operator times refreshed)
     refresh_device_ms: float = 0.0  # device time they took, between users' inferences
     refresh_mismatches: int = 0  # refreshes whose output differed from the service's result
+    echoes_sent: int = 0  # link checks: echoes sent beside local runs (topics.md, rule 8)
+    echoes_answered: int = 0  # ...answered, their round trip reported
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

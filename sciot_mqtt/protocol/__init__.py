@@ -11,6 +11,7 @@ from sciot_mqtt.protocol.insight import (
 )
 from sciot_mqtt.protocol.messages import (
     CONTROL_MAX_BYTES,
+    ECHO_PADDING_MAX,
     U32_MAX,
     Assign,
     Birth,
@@ -18,6 +19,8 @@ from sciot_mqtt.protocol.messages import (
     DeviceCounts,
     DeviceMode,
     DeviceState,
+    Echo,
+    EchoReply,
     ErrorReport,
     Heartbeat,
     InferenceCounts,
@@ -58,6 +61,7 @@ __all__ = [
     "ADDRESSED",
     "ALL_MESSAGES",
     "CONTROL_MAX_BYTES",
+    "ECHO_PADDING_MAX",
     "NAMESPACE",
     "PROTOCOL_VERSION",
     "U32_MAX",
@@ -71,6 +75,8 @@ __all__ = [
     "DeviceSnapshot",
     "DeviceState",
     "DeviceTopic",
+    "Echo",
+    "EchoReply",
     "ErrorReport",
     "Heartbeat",
     "InferRequest",

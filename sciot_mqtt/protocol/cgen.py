@@ -23,6 +23,12 @@ from pydantic.fields import FieldInfo
 
 from sciot_mqtt.errors import ErrorCode
 from sciot_mqtt.protocol.catalog import ALL_MESSAGES
+from sciot_mqtt.protocol.linkcheck import (
+    ECHO_BANDWIDTH_CAP,
+    ECHO_LARGE_PADDING,
+    ECHO_LATENCY_CAP,
+    ECHO_SHARE_DIVISOR,
+)
 from sciot_mqtt.protocol.messages import (
     CONTROL_MAX_BYTES,
     TENSOR_MAX_BYTES,
@@ -191,6 +197,11 @@ def render() -> str:
         "/* Every duration in ms is 0..SCIOT_TIMING_MAX_MS; no float may be NaN or infinite */"
     )
     lines.append(f"#define SCIOT_TIMING_MAX_MS {_c_number(TIMING_MAX_MS)}")
+    lines.append("/* When a device sends an echo (topics.md, rule 8; protocol/linkcheck.py) */")
+    lines.append(f"#define SCIOT_ECHO_SHARE_DIVISOR {ECHO_SHARE_DIVISOR}u")
+    lines.append(f"#define SCIOT_ECHO_LATENCY_CAP {ECHO_LATENCY_CAP}u")
+    lines.append(f"#define SCIOT_ECHO_BANDWIDTH_CAP {ECHO_BANDWIDTH_CAP}u")
+    lines.append(f"#define SCIOT_ECHO_LARGE_PADDING {ECHO_LARGE_PADDING}u")
     lines.append("")
     lines.append("/* Last topic level of sciot/v1/dev/{id}/... */")
     for kind in DeviceTopic:

@@ -339,7 +339,9 @@ class InferRequest(Message):
     rtt_ms: DurationMs | None = Field(
         default=None, description="round trip the device measured for `rtt_seq` (ms)"
     )
-    rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
+    rtt_seq: U32 | None = Field(
+        default=None, description="the inference (or the echo) `rtt_ms` belongs to"
+    )
 
 
 class LocalTimings(Message):
@@ -361,7 +363,36 @@ class LocalTimings(Message):
     rtt_ms: DurationMs | None = Field(
         default=None, description="as in `infer`: a round trip not yet reported"
     )
-    rtt_seq: U32 | None = Field(default=None, description="the inference `rtt_ms` belongs to")
+    rtt_seq: U32 | None = Field(
+        default=None, description="the inference (or the echo) `rtt_ms` belongs to"
+    )
+
+
+ECHO_PADDING_MAX = 8192
+"""Largest `padding` of an `echo` (bytes): room to tell bandwidth from latency on a slow link
+(8 KiB take 130 ms at 0.5 Mbit/s), small next to a tensor; what devices send is far less
+(`linkcheck.py`)."""
+
+
+class Echo(Message):
+    """A link check no inference waits for, sent beside a local run (topics.md, rule 8).
+
+    The service answers it at once on `echo_reply`; its round trip goes up as `rtt_ms`, with
+    `rtt_seq` = its `seq`, in the device's next `infer` or `timings`."""
+
+    TOPIC = DeviceTopic.ECHO
+    PUBLISHER = "device"
+    QOS = 0
+    MAX_BYTES = ECHO_PADDING_MAX + 256
+
+    seq: U32 = Field(description="the `seq` of the local inference it was sent beside")
+    session: U32 = Field(description="session of the current connection")
+    sent_ms: float = Field(
+        ge=0, le=1e15, description="the device's clock when sent (ms, any origin); echoed back"
+    )
+    padding: Annotated[bytes, Field(max_length=ECHO_PADDING_MAX)] = Field(
+        description="zeros, sized to what the link estimate needs (topics.md, rule 8)"
+    )
 
 
 # --- service -> device ---------------------------------------------------------------------
@@ -397,7 +428,7 @@ class Assign(Message):
     hb_interval_s: float = Field(gt=0, le=3600, description="heartbeat interval (s)")
     max_payload: int = Field(ge=256, description="largest payload (bytes) the service accepts")
     instance: ShortText = Field(
-        description="the service instance serving the device: `infer` and `timings` go to it"
+        description="the instance serving the device: `infer`, `timings` and `echo` go to it"
     )
 
 
@@ -452,3 +483,14 @@ class ErrorReport(Message):
     reason: Annotated[str, Field(max_length=500)] = Field(description="human-readable detail")
     topic: ShortText = Field(description="last level of the rejected message's topic")
     seq: int | None = Field(default=None, description="its sequence number, when it had one")
+
+
+class EchoReply(Message):
+    """The answer to an `echo`, published as soon as it arrives (within the reply budget)."""
+
+    TOPIC = DeviceTopic.ECHO_REPLY
+    PUBLISHER = "service"
+    QOS = 0
+
+    seq: U32 = Field(description="the echo's `seq`")
+    sent_ms: float = Field(ge=0, le=1e15, description="the echo's `sent_ms`, as received")

@@ -20,16 +20,18 @@ class DeviceTopic(StrEnum):
     HB = "hb"
     INFER = "infer"
     TIMINGS = "timings"
+    ECHO = "echo"
     ASSIGN = "assign"
     SPLIT = "split"
     RESULT = "result"
     CMD = "cmd"
     ERROR = "error"
+    ECHO_REPLY = "echo_reply"
     EXPLAIN = "explain"
     SNAPSHOT = "snapshot"
 
 
-ADDRESSED = frozenset({DeviceTopic.INFER, DeviceTopic.TIMINGS})
+ADDRESSED = frozenset({DeviceTopic.INFER, DeviceTopic.TIMINGS, DeviceTopic.ECHO})
 """Device topics addressed to one service instance: `sciot/v1/dev/{id}/{kind}/{instance}`,
 the instance named by the device's `assign`, so each payload reaches the one instance that
 serves the device (topics.md, "Fleet")."""

@@ -196,8 +196,17 @@ class LinkEstimate:
         expected = self.predict(nbytes)
         # A sample far off the fit means the link changed (a handover, congestion): what was
         # learnt before describes another link, so start over from this sample.
-        # Only once a fit stands on a few samples: before that, misses are the prior's fault.
-        step = len(self.samples) >= 3 and abs(network_ms - expected) > max(0.5 * expected, 5.0)
+        # Only once a fit stands on a few samples: before that, misses are the prior's fault;
+        # and only for a size the fit has seen (within 1.5x of its samples): a fit of one
+        # size cannot tell latency from bandwidth, and a sample of another size (a link
+        # check's echo beside 10 KB requests) is what tells them apart, not a change.
+        sizes = [b for b, _ in self.samples]
+        seen = bool(sizes) and min(sizes) / 1.5 <= nbytes <= 1.5 * max(sizes)
+        step = (
+            len(self.samples) >= 3
+            and seen
+            and abs(network_ms - expected) > max(0.5 * expected, 5.0)
+        )
         if step:
             self.samples.clear()
         self.samples.append((nbytes, network_ms))
@@ -253,6 +262,7 @@ class _Sent:
     split: int = 0
     head_ms: float = 0.0  # the device's time for operators [0, split)
     service_ms: float | None = None
+    echo: bool = False  # a link check's echo: a link sample, no user's inference
 
 
 class DeviceCostModel:
@@ -298,8 +308,17 @@ class DeviceCostModel:
             sent.nbytes += nbytes
             sent.service_ms = service_ms
 
+    def on_echo(self, seq: int, nbytes: int, service_ms: float) -> None:
+        """A link check's echo came in beside local run `seq` (`nbytes` both ways, answered
+        in `service_ms`): the check asked for is done; its round trip comes next."""
+        self._exploring = 0
+        self._sent[seq] = _Sent(nbytes, service_ms=service_ms, echo=True)
+        while len(self._sent) > 64:
+            self._sent.pop(next(iter(self._sent)))
+
     def on_round_trip(self, seq: int, rtt_ms: float) -> None:
-        """The device's round trip of inference `seq`, minus our own time for it."""
+        """The device's round trip of inference `seq` (or of the echo sent beside it), minus
+        our own time for it."""
         sent = self._sent.pop(seq, None)
         if sent is None or sent.service_ms is None:
             return
@@ -308,6 +327,8 @@ class DeviceCostModel:
         best = self.best_link
         if best is None or link.predict(self.bytes_at[0]) < best[0] + self.bytes_at[0] * best[1]:
             self.best_link = (link.latency_ms, link.ms_per_byte)
+        if sent.echo:
+            return  # a link sample only: no user's inference to account for
         network_ms = max(0.0, rtt_ms - sent.service_ms)
         total = sent.head_ms + rtt_ms
         self._measure(Measured(sent.split, sent.head_ms, total, network_ms, sent.service_ms))

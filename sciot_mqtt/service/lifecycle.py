@@ -1,5 +1,6 @@
 """What the service does about a device's lifecycle: births answered, presence changes,
-device-only timings, and the retained split decision published when it changes.
+device-only timings, link-check echoes, and the retained split decision published when it
+changes.
 
 The service dispatches; this module decides what each lifecycle message means for the device's
 record (`registry.py`), its cost model (`planner.py`), its explanation (`explain.py`) and the
@@ -8,10 +9,11 @@ fleet (`coordinator.py`), and publishes the answers through the outbox.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
-from sciot_mqtt.protocol import Birth, LocalTimings
+from sciot_mqtt.protocol import Birth, Echo, LocalTimings
 from sciot_mqtt.service.coordinator import FleetCoordinator
 from sciot_mqtt.service.explain import Explainer
 from sciot_mqtt.service.outbox import MqttOutbox
@@ -126,6 +128,21 @@ class DeviceLifecycle:
         if timings.rtt_ms is not None and timings.rtt_seq is not None:
             cost.on_round_trip(timings.rtt_seq, timings.rtt_ms)
         await self.publish_decision(record, after_probe=probe)
+
+    async def on_echo(self, device_id: str, payload: bytes, received_at: float) -> None:
+        """Answer a link check at once; remember its bytes for the round trip the device
+        reports with its next message (topics.md, rule 8)."""
+        echo = Echo.decode(payload)
+        record = self.registry.get(device_id)
+        if record is None or record.session != echo.session or record.released:
+            raise ProtocolError(ErrorCode.NOT_REGISTERED, "echo from a device not served here")
+        reply_bytes = await self.outbox.echo_reply(device_id, echo)
+        cost = self.planner.cost_model(record)
+        if reply_bytes is None or cost is None:
+            return  # not answered (flooded): no round trip will come
+        service_ms = (time.perf_counter() - received_at) * 1000
+        cost.on_echo(echo.seq, len(payload) + reply_bytes, service_ms)
+        await self.publish_decision(record)
 
     async def publish_decision(self, record: DeviceRecord, *, after_probe: bool = False) -> None:
         """Publish the device's retained split decision when split, mode or model change."""

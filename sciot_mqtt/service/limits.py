@@ -9,9 +9,9 @@ from collections.abc import Callable
 class TokenBucket:
     """`rate` tokens a second, at most `burst` saved up; `take()` spends one if there is one.
 
-    The service spends one per `cmd rebirth` and per `error` reply: those answer messages
-    anyone on the broker can send (heartbeats of unknown ids, malformed payloads), so without
-    a bound a flood of them would make the service send as many.
+    The service spends one per `cmd rebirth`, `error`, `pong` and `echo_reply`: those answer
+    messages anyone on the broker can send (heartbeats of unknown ids, malformed payloads,
+    pings, echoes), so without a bound a flood of them would make the service send as many.
     """
 
     def __init__(

@@ -1,7 +1,9 @@
-"""What the service publishes to devices: messages, error answers, rebirth requests, pongs.
+"""What the service publishes to devices: messages, error answers, rebirth requests, pongs,
+echo replies.
 
-Replies any client can provoke (errors, rebirths, pongs) share one budget (`limits.py`), so a
-flood of bad input or of heartbeats from unknown ids is counted, not amplified.
+Replies any client can provoke (errors, rebirths, pongs, echo replies) share one budget
+(`limits.py`), so a flood of bad input or of heartbeats from unknown ids is counted, not
+amplified.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from sciot_mqtt.errors import ConnectionLostError, ProtocolError
 from sciot_mqtt.protocol import (
     Command,
     DeviceTopic,
+    Echo,
+    EchoReply,
     ErrorReport,
     Message,
     Ping,
@@ -100,3 +104,9 @@ class MqttOutbox:
             pong = Pong(nonce=ping.nonce, instance=self.instance)
             topic = service_topic(self.instance, ServiceTopic.PONG)
             await mqtt.publish(topic, pong.encode(), qos=1)
+
+    async def echo_reply(self, device_id: str, echo: Echo) -> int | None:
+        """Answer a device's `echo` at once, within budget; the reply's size, None if not sent."""
+        if self.mqtt is None or not self._budget.take():
+            return None
+        return await self.send(device_id, EchoReply(seq=echo.seq, sent_ms=echo.sent_ms))

@@ -22,6 +22,7 @@ from sciot_mqtt._supervisor import ConnectionSupervisor
 from sciot_mqtt._tasks import Changes, run_until_stopped
 from sciot_mqtt.errors import AccessDeniedError, ConnectionLostError, ErrorCode, ProtocolError
 from sciot_mqtt.protocol import (
+    ADDRESSED,
     PROTOCOL_VERSION,
     Birth,
     DeviceAddress,
@@ -241,7 +242,7 @@ class Service:
                 await self._publish_service_state(mqtt, online=True)
                 # The fleet's instances first, then the retained assign (the claims), split
                 # and snapshot: the retained device states that follow trigger rebirths, and
-                # their answers must find the recovered state. `infer` and `timings` only as
+                # their answers must find the recovered state. `infer`, `timings`, `echo` only as
                 # sent to this instance (topics.md, "Fleet").
                 await mqtt.subscribe(*self.subscriptions())
                 # Back after every retained message above: the fleet's view is then whole.
@@ -284,6 +285,7 @@ class Service:
             device_filter(DeviceTopic.HB),
             device_filter(DeviceTopic.INFER, self.instance),
             device_filter(DeviceTopic.TIMINGS, self.instance),
+            device_filter(DeviceTopic.ECHO, self.instance),
             service_topic(self.instance, ServiceTopic.PING),
         )
 
@@ -341,13 +343,17 @@ class Service:
             if is_valid_device_id(device_id):
                 await self.fleet.on_record(device_id, kind, message)
             return
-        if kind in (DeviceTopic.RESULT, DeviceTopic.CMD, DeviceTopic.ERROR, DeviceTopic.EXPLAIN):
-            return
-        if kind in (DeviceTopic.INFER, DeviceTopic.TIMINGS) and address.instance != self.instance:
-            return  # (not subscribed; sent to another instance)
-        if kind not in (DeviceTopic.INFER, DeviceTopic.TIMINGS) and not self.fleet.serves(
-            device_id
+        if kind in (
+            DeviceTopic.RESULT,
+            DeviceTopic.CMD,
+            DeviceTopic.ERROR,
+            DeviceTopic.ECHO_REPLY,
+            DeviceTopic.EXPLAIN,
         ):
+            return
+        if kind in ADDRESSED and address.instance != self.instance:
+            return  # (not subscribed; sent to another instance)
+        if kind not in ADDRESSED and not self.fleet.serves(device_id):
             # Another instance serves this device or places it: it hears its lifecycle and
             # answers its faults. Here it only feeds the fleet's view.
             await self.fleet.observe(device_id, kind, message)
@@ -391,6 +397,8 @@ class Service:
                 await self.pipeline.on_infer(device_id, message.payload, time.perf_counter())
             elif kind is DeviceTopic.TIMINGS:
                 await self.lifecycle.on_timings(device_id, LocalTimings.decode(message.payload))
+            elif kind is DeviceTopic.ECHO:
+                await self.lifecycle.on_echo(device_id, message.payload, time.perf_counter())
         except ProtocolError as error:
             await self.outbox.reject(device_id, kind, error, None)
 

@@ -362,3 +362,71 @@ async def test_both_devices_agree_at_other_splits(
     else:
         assert a["split"] == b["split"] == split and "decision" not in a
         assert a["tensors"] == b["tensors"]
+
+
+ECHO_KEYS = {"seq", "session", "sent_ms", "padding"}
+
+
+async def test_both_devices_check_the_link_with_the_same_echoes(
+    launcher: Launcher, probe: MqttProbe, sciot_service: Service
+) -> None:
+    """A link check (an offload predicted slower than the device's own device-only run):
+    both devices serve users locally and send echoes beside, by the same budget rule
+    (topics.md, rule 8), the service answers each, and the round trip goes up with a later
+    `timings`."""
+    runs = {
+        kind: await launcher.start(kind, f"{kind[:2]}-echo", interval=0.1)
+        for kind in ("python", "firmware")
+    }
+    for dev in runs.values():
+        await dev.expect("infer", lambda p: p["split"] == PINNED)
+        # device-only for a while: each learns its own device-only time
+        local = SplitDecision(decision=100, model="fomo96", split=25, mode="local", reason="l")
+        await _publish(probe, dev.device_id, "split", local.encode(), retain=True)
+    for dev in runs.values():
+        await dev.expect("timings", lambda p: p["reason"] == "local")
+    mark = probe.mark()
+    check = SplitDecision(
+        decision=101,
+        model="fomo96",
+        split=0,
+        mode="offload",
+        reason="checking the link (device only so far)",
+        predicted_ms=1e6,
+    )
+    for dev in runs.values():
+        await _publish(probe, dev.device_id, "split", check.encode(), retain=True)
+    echoes: dict[str, list[dict[str, Any]]] = {}
+    for kind, dev in runs.items():
+        first = await dev.expect("echo", since=mark)
+        second = await dev.expect("echo", lambda p, e=first: p["seq"] > e["seq"], since=mark)
+        echoes[kind] = [first, second]
+        for echo in (first, second):
+            assert set(echo) == ECHO_KEYS
+            reply = await dev.expect("echo_reply", lambda p, e=echo: p["seq"] == e["seq"])
+            assert reply["sent_ms"] == echo["sent_ms"]
+        # the user's inference beside it ran locally; its round trip is reported later
+        await dev.expect(
+            "timings", lambda p, e=first: p["seq"] == e["seq"] and p["reason"] == "local"
+        )
+        await dev.expect("timings", lambda p, e=first: p.get("rtt_seq") == e["seq"], since=mark)
+        assert all(i["seq"] not in (first["seq"], second["seq"]) for i in dev.published("infer"))
+    summaries = {kind: await dev.stop() for kind, dev in runs.items()}
+    # Same rule, same echoes: credit saved while offloading pays one bandwidth echo (the
+    # padding the checked split's 9 KB allow), then one latency echo.
+    py, fw = echoes["python"], echoes["firmware"]
+    assert [len(e["padding"]) for e in py] == [len(e["padding"]) for e in fw] == [256, 0]
+    assert all(set(e["padding"]) <= {0} for e in py + fw)
+    for kind, dev in runs.items():
+        summary = summaries[kind]
+        assert summary["echoes_sent"] == len(dev.published("echo")) >= 2
+        assert summary["echoes_answered"] >= 1
+        sent = sum(len(msgpack_packed(e)) for e in dev.published("echo"))
+        assert summary["measure_uplink_bytes"] == sent
+
+
+def msgpack_packed(value: dict[str, Any]) -> bytes:
+    import msgpack
+
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed

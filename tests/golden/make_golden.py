@@ -22,6 +22,8 @@ from sciot_mqtt.protocol import (
     Command,
     DeviceCounts,
     DeviceState,
+    Echo,
+    EchoReply,
     ErrorReport,
     Heartbeat,
     InferRequest,
@@ -87,6 +89,8 @@ VALID: dict[str, Message] = {
         reason="probe",
         device_ms=[1.0, 2.0, 0.5],
     ),
+    "echo": Echo(seq=12, session=70000, sent_ms=123456.75, padding=bytes(16)),
+    "echo_reply": EchoReply(seq=12, sent_ms=123456.75),
     "assign": Assign(
         model="fomo96", session=70000, hb_interval_s=0.5, max_payload=262144, instance="edge"
     ),
@@ -256,6 +260,28 @@ BROKEN: dict[str, tuple[str, bytes]] = {
     "split_decision__predicted_over_limit__invalid": (
         "split_decision",
         _raw(_SPLIT | {"predicted_ms": 1e8}),
+    ),
+    # Echoes (topics.md, rule 8): padding bounded, the device's clock finite and >= 0.
+    "echo__padding_over_limit__invalid": (
+        "echo",
+        _raw(VALID["echo"].model_dump() | {"padding": bytes(8193)}),
+    ),
+    "echo__padding_at_limit__ok": (
+        "echo",
+        _raw(VALID["echo"].model_dump() | {"padding": bytes(8192)}),
+    ),
+    "echo__too_large__too_large": (
+        "echo",
+        _raw(VALID["echo"].model_dump() | {"padding": bytes(8192), "pad": "x" * 300}),
+    ),
+    "echo__sent_ms_negative__invalid": (
+        "echo",
+        _raw(VALID["echo"].model_dump() | {"sent_ms": -1.0}),
+    ),
+    "echo__padding_str__invalid": ("echo", _raw(VALID["echo"].model_dump() | {"padding": "zz"})),
+    "echo_reply__sent_ms_nan__invalid": (
+        "echo_reply",
+        _raw(VALID["echo_reply"].model_dump() | {"sent_ms": _NAN}),
     ),
     "service_stats__uptime_inf__invalid": (
         "service_stats",

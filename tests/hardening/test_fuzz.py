@@ -36,6 +36,7 @@ from sciot_mqtt.protocol import (
     Birth,
     DeviceState,
     DeviceTopic,
+    Echo,
     ErrorReport,
     Heartbeat,
     InferRequest,
@@ -61,6 +62,7 @@ DEVICE_TOPICS: dict[DeviceTopic, type[Message]] = {
     DeviceTopic.HB: Heartbeat,
     DeviceTopic.INFER: InferRequest,
     DeviceTopic.TIMINGS: LocalTimings,
+    DeviceTopic.ECHO: Echo,
 }
 FUZZ_IDS = [f"fz-{i}" for i in range(12)]
 MAX_PAYLOAD = 65_536  # the service's limit for `infer` in this test (smaller: faster)
@@ -89,6 +91,7 @@ def templates(package: ModelPackage) -> dict[DeviceTopic, dict[str, Any]]:
             "device_ms": [1.0] * package.num_ops,
             "detections": [{"cls": 1, "x": 0, "y": 0, "score": 0.5}],
         },
+        DeviceTopic.ECHO: {"seq": 1, "session": 5, "sent_ms": 12.5, "padding": bytes(16)},
     }
 
 
@@ -203,7 +206,7 @@ def is_rejected(kind: str, device_id: str, payload: bytes) -> bool:
     """What the contract says the service must do: reject (True) or accept it."""
     if not is_valid_device_id(device_id):
         return True
-    if kind == DeviceTopic.INFER.value:
+    if kind in (DeviceTopic.INFER.value, DeviceTopic.ECHO.value):
         return True  # fuzz ids never register, so even a well-formed request is refused
     message_type = DEVICE_TOPICS[DeviceTopic(kind)]
     try:

@@ -22,6 +22,8 @@ from sciot_mqtt.protocol import (
     Command,
     DeviceState,
     DeviceTopic,
+    Echo,
+    EchoReply,
     Heartbeat,
     device_topic,
 )
@@ -77,6 +79,10 @@ async def test_a_device_cannot_publish_as_another(
         await a.publish(
             device_topic("dev-b", DeviceTopic.CMD), Command(cmd="rebirth", reason="test").encode()
         )
+        echo = Echo(seq=1, session=7, sent_ms=1.0, padding=b"").encode()
+        await a.publish(device_topic("dev-b", DeviceTopic.ECHO, service.instance), echo)
+        reply = EchoReply(seq=1, sent_ms=1.0).encode()
+        await a.publish(device_topic("dev-b", DeviceTopic.ECHO_REPLY), reply)
         await a.publish(device_topic("dev-a", DeviceTopic.ASSIGN), b"self-assigned")
         # Then its own birth: the broker handles one client's publishes in order, so once
         # this arrives the ones above would have.
@@ -160,6 +166,8 @@ async def test_a_device_reads_nothing_of_anothers(
                 device_topic("dev-b", DeviceTopic.SPLIT),
                 device_topic("dev-b", DeviceTopic.ASSIGN),
                 device_topic("dev-b", DeviceTopic.INFER, service.instance),
+                device_topic("dev-b", DeviceTopic.ECHO, service.instance),
+                device_topic("dev-b", DeviceTopic.ECHO_REPLY),
             ):
                 # Mosquitto grants and filters each delivery; amqtt refuses the subscription.
                 with contextlib.suppress(AccessDeniedError):
@@ -167,7 +175,7 @@ async def test_a_device_reads_nothing_of_anothers(
                     continue
                 refused.append(wanted)
             if secured_broker.kind == "amqtt":
-                assert len(refused) == 7
+                assert len(refused) == 9
             own_cmd = device_topic("dev-a", DeviceTopic.CMD)
             await a.subscribe(own_cmd)
             marker_seen = asyncio.Event()

@@ -1,5 +1,6 @@
 """Measuring off the critical path, on a real broker: a probe asked of an offloading device
-is answered beside users' inferences, never in place of one (issue 18)."""
+is answered beside users' inferences, never in place of one, and a link check is a small
+echo beside a local run (issue 18)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.protocol import (
     NAMESPACE,
     DeviceTopic,
+    Echo,
+    EchoReply,
     InferRequest,
-    InferResult,
     LocalTimings,
     SplitDecision,
     device_topic,
+)
+from sciot_mqtt.protocol.linkcheck import (
+    ECHO_BANDWIDTH_CAP,
+    ECHO_LARGE_PADDING,
+    ECHO_LATENCY_CAP,
 )
 from sciot_mqtt.service import Service
 from sciot_mqtt.settings import ServiceSettings
@@ -81,7 +88,7 @@ async def test_a_probe_of_an_offloading_device_is_answered_beside_its_inferences
     assert len(timings.device_ms) == n and all(t > 0 for t in timings.device_ms)
 
 
-async def test_a_link_check_goes_out_beside_a_local_run(
+async def test_a_link_check_is_an_echo_beside_a_local_run(
     sciot_service: Service,
     sciot_device_factory: DeviceFactory,
     sciot_models: dict[str, ModelPackage],
@@ -101,26 +108,41 @@ async def test_a_link_check_goes_out_beside_a_local_run(
             break
     assert checks, "no link check within 30 inferences"
     await device.settle_measurements(timeout=10)
-    # The user got the local run's result; the request went out all the same, was answered,
-    # and its round trip is reported with the next message.
-    assert all(r.path == "local" and r.rtt_ms is None for r in checks)
-    assert device.summary().measure_uplink_bytes > 0
+    # The user got the local run's result and no tensor went out: a small echo did, the
+    # service answered it at once, and its round trip is reported with the next message.
+    assert all(r.path == "local" and r.sent_bytes == 0 for r in checks)
     first = checks[0].seq
-    await sciot_probe.expect_message(
-        InferRequest,
-        device_topic("kept-local", DeviceTopic.INFER, sciot_service.instance),
-        lambda r: r.seq == first,
+    to_service = device_topic("kept-local", DeviceTopic.ECHO, sciot_service.instance)
+    echo = await sciot_probe.expect_message(Echo, to_service, lambda e: e.seq == first)
+    # A latency echo (no padding) or a bandwidth one (as much as the budget allows).
+    assert echo.padding in (b"", bytes(ECHO_LARGE_PADDING))
+    reply = await sciot_probe.expect_message(
+        EchoReply,
+        device_topic("kept-local", DeviceTopic.ECHO_REPLY),
+        lambda r: r.seq == first and r.sent_ms == echo.sent_ms,
     )
-    await sciot_probe.expect_message(
-        InferResult, device_topic("kept-local", DeviceTopic.RESULT), lambda r: r.seq == first
-    )
+    infer_topic = device_topic("kept-local", DeviceTopic.INFER, sciot_service.instance)
+    sent = [InferRequest.decode(m.payload) for m in sciot_probe.messages if m.topic == infer_topic]
+    assert all(r.seq != first for r in sent)  # the user's inference sent no tensor
+    summary = device.summary()
+    assert summary.echoes_sent >= 1 and summary.echoes_answered >= 1
+    # Within the echo budget: a tenth of what users' inferences sent, plus one saved-up echo
+    # of each kind.
+    saved = ECHO_LATENCY_CAP + ECHO_BANDWIDTH_CAP
+    assert 0 < summary.measure_uplink_bytes <= summary.user_uplink_bytes / 10 + saved
     await device.infer(next(images))
 
     def reports_first(message: Inbound) -> bool:
-        if message.topic == device_topic("kept-local", DeviceTopic.INFER, sciot_service.instance):
-            return InferRequest.decode(message.payload).rtt_seq == first
         if message.topic == device_topic("kept-local", DeviceTopic.TIMINGS, sciot_service.instance):
             return LocalTimings.decode(message.payload).rtt_seq == first
         return False
 
     await sciot_probe.expect(f"{NAMESPACE}/dev/kept-local/#", reports_first)
+    # The service fitted the link with the echo's round trip, both ways' bytes.
+    record = sciot_service.registry.get("kept-local")
+    assert record is not None and record.cost is not None
+    link = record.cost.link
+    echo_bytes = len(echo.encode()) + len(reply.encode())
+    await sciot_service.wait_until(
+        lambda: any(nbytes == echo_bytes for nbytes, _ in link.samples), timeout=10
+    )

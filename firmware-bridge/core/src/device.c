@@ -330,7 +330,7 @@ static bool connect(sciot_device *dev)
 {
     static const char *const kinds[] = {
         SCIOT_ASSIGN_TOPIC,  SCIOT_SPLIT_DECISION_TOPIC, SCIOT_INFER_RESULT_TOPIC,
-        SCIOT_COMMAND_TOPIC, SCIOT_ERROR_REPORT_TOPIC,
+        SCIOT_COMMAND_TOPIC, SCIOT_ERROR_REPORT_TOPIC,   SCIOT_ECHO_REPLY_TOPIC,
     };
     char will_topic[SCIOT_TOPIC_MAX];
     uint8_t will[32];
@@ -350,6 +350,11 @@ static bool connect(sciot_device *dev)
     }
     dev->n_services = 0;
     dev->assign_live = false;
+    /* a new connection, a new echo budget (protocol/linkcheck.py) */
+    dev->echo_latency_pot = 0;
+    dev->echo_bandwidth_pot = 0;
+    dev->echo_due = false;
+    dev->echo_waiting = false;
     for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (!dev->hal.subscribe(dev->hal.user, dev_topic(dev, kinds[i]), 1)) {
             dev->hal.disconnect(dev->hal.user);
@@ -540,6 +545,8 @@ static void on_split(sciot_device *dev, const uint8_t *p, size_t n)
     dev->decision.mode = s.mode;
     copy_str(dev->decision.model, sizeof dev->decision.model, s.model.ptr, s.model.len);
     copy_str(dev->decision.reason, sizeof dev->decision.reason, s.reason.ptr, s.reason.len);
+    dev->decision.has_predicted_ms = s.has_predicted_ms;
+    dev->decision.predicted_ms = s.predicted_ms;
     if (s.mode != SCIOT_MODE_PROBE) {
         dev->followed = dev->decision;
         dev->has_followed = true;
@@ -586,6 +593,32 @@ static void on_error(sciot_device *dev, const uint8_t *p, size_t n)
         dev->pending_outcome = 2;
     }
     log_event(dev, 1, "service rejected a message", sciot_error_code_str(e.code));
+}
+
+/* The answer to the echo awaiting it: its round trip goes with the next message, unless a
+ * run started meanwhile (this single thread handled the reply late: no honest sample). */
+static void on_echo_reply(sciot_device *dev, const uint8_t *p, size_t n)
+{
+    sciot_echo_reply r;
+    const char *detail;
+    double now_ms;
+    if (sciot_decode_echo_reply(p, n, &r, &detail) != SCIOT_OK) {
+        log_event(dev, 1, "echo reply rejected", detail);
+        return;
+    }
+    if (!dev->echo_waiting || r.seq != dev->echo_seq) {
+        return;
+    }
+    dev->echo_waiting = false;
+    if (dev->echo_blind) {
+        log_event(dev, 0, "echo reply handled after a run; not a sample", NULL);
+        return;
+    }
+    now_ms = (double)now_us(dev) / 1000.0;
+    dev->has_last_rtt = true;
+    dev->last_rtt_seq = r.seq;
+    dev->last_rtt_ms = now_ms > r.sent_ms ? now_ms - r.sent_ms : 0.0;
+    dev->summary.echoes_answered++;
 }
 
 static void on_command(sciot_device *dev, const uint8_t *p, size_t n)
@@ -666,6 +699,8 @@ void sciot_device_on_message(sciot_device *dev, const char *topic, const uint8_t
             on_command(dev, payload, len);
         } else if (sciot_str_eq(last, n, SCIOT_ERROR_REPORT_TOPIC)) {
             on_error(dev, payload, len);
+        } else if (sciot_str_eq(last, n, SCIOT_ECHO_REPLY_TOPIC)) {
+            on_echo_reply(dev, payload, len);
         }
     }
     update_mode(dev);
@@ -769,6 +804,28 @@ static bool load_boundary(sciot_device *dev, uint16_t split, sciot_tensor *tenso
     return true;
 }
 
+/* What an echo of n bytes takes from its pot. */
+static uint64_t echo_cost(uint64_t n)
+{
+    return 2u * SCIOT_ECHO_SHARE_DIVISOR * n;
+}
+
+/* A pot gains n, up to one echo of its kind (`cap` bytes of echo). */
+static uint32_t pot_plus(uint32_t pot, size_t n, uint32_t cap)
+{
+    uint64_t v = (uint64_t)pot + n, most = echo_cost(cap);
+    return (uint32_t)(v < most ? v : most);
+}
+
+/* A payload of a user's inference went out: both echo pots gain its size
+ * (protocol/linkcheck.py). */
+static void earn(sciot_device *dev, size_t n)
+{
+    dev->summary.user_uplink_bytes += n;
+    dev->echo_latency_pot = pot_plus(dev->echo_latency_pot, n, SCIOT_ECHO_LATENCY_CAP);
+    dev->echo_bandwidth_pot = pot_plus(dev->echo_bandwidth_pot, n, SCIOT_ECHO_BANDWIDTH_CAP);
+}
+
 static void take_rtt(sciot_device *dev, bool *has, double *ms, uint32_t *seq)
 {
     *has = dev->has_last_rtt;
@@ -794,8 +851,96 @@ static void publish_timings(sciot_device *dev, uint32_t seq, const char *reason)
     t.device_ms = dev->op_ms;
     take_rtt(dev, &t.has_rtt, &t.rtt_ms, &t.rtt_seq);
     if (sciot_encode_local_timings(&t, dev->tx, dev->tx_cap, &n) == SCIOT_OK) {
+        earn(dev, n);
         (void)publish_addressed(dev, SCIOT_LOCAL_TIMINGS_TOPIC, dev->tx, n, SCIOT_LOCAL_TIMINGS_QOS,
                                 SCIOT_LOCAL_TIMINGS_RETAIN);
+    }
+}
+
+/* --- link checks (topics.md, rule 8; the same rule as sciot_mqtt/protocol/linkcheck.py) ---- */
+
+/* An offload the service predicts slower than this device's own device-only run only
+ * measures the link: the user need not wait for it. */
+static bool is_link_check(const sciot_device *dev, const sciot_decision *followed)
+{
+    return followed != NULL && followed->has_predicted_ms && dev->has_local_ms &&
+           followed->predicted_ms > dev->local_ms;
+}
+
+static void observe_local(sciot_device *dev, double compute_ms)
+{
+    if (!dev->has_local_ms) {
+        dev->local_ms = compute_ms;
+        dev->has_local_ms = true;
+    } else {
+        dev->local_ms += 0.2 * (compute_ms - dev->local_ms);
+    }
+}
+
+/* Pay for the echo due beside local run `seq`, checking split `split`; why the run is local.
+ * Sent after the run (send_echo): this single thread could not hear its reply during it. */
+static const char *prepare_echo(sciot_device *dev, uint32_t seq, uint16_t split)
+{
+    sciot_echo_out e;
+    size_t small, large;
+    uint64_t cost_small, cost_large;
+    uint32_t checked;
+    if (dev->echo_waiting &&
+        now_us(dev) - dev->echo_sent_us > secs_to_us(dev->cfg.result_timeout_s)) {
+        dev->echo_waiting = false; /* unanswered: given up, as a result would be */
+    }
+    if (dev->echo_waiting || !dev->connected) {
+        return "link check: no echo due";
+    }
+    checked = boundary_bytes(&dev->hal, split, NULL);
+    e.seq = seq;
+    e.session = dev->session;
+    e.sent_ms = 0.0;
+    e.padding_len = 0;
+    if (sciot_encode_echo(&e, dev->tx, dev->tx_cap, &small) != SCIOT_OK) {
+        return "link check: no echo due";
+    }
+    e.padding_len = checked < SCIOT_ECHO_LARGE_PADDING ? checked : SCIOT_ECHO_LARGE_PADDING;
+    if (sciot_encode_echo(&e, dev->tx, dev->tx_cap, &large) != SCIOT_OK) {
+        return "link check: no echo due";
+    }
+    cost_small = echo_cost(small);
+    cost_large = echo_cost(large);
+    if (cost_large <= dev->echo_bandwidth_pot && large > small) {
+        dev->echo_bandwidth_pot -= (uint32_t)cost_large; /* a bandwidth echo */
+    } else if (cost_small <= dev->echo_latency_pot) {
+        dev->echo_latency_pot -= (uint32_t)cost_small; /* a latency echo */
+        e.padding_len = 0;
+    } else {
+        return "link check: no echo due";
+    }
+    dev->echo_due = true;
+    dev->echo_due_padding = e.padding_len;
+    return "link check beside";
+}
+
+static void send_echo(sciot_device *dev, uint32_t seq)
+{
+    sciot_echo_out e;
+    size_t n;
+    dev->echo_due = false;
+    if (!dev->connected || !dev->has_assign) {
+        return;
+    }
+    e.seq = seq;
+    e.session = dev->session;
+    e.sent_ms = (double)now_us(dev) / 1000.0;
+    e.padding_len = dev->echo_due_padding;
+    if (sciot_encode_echo(&e, dev->tx, dev->tx_cap, &n) != SCIOT_OK) {
+        return;
+    }
+    dev->summary.measure_uplink_bytes += n;
+    dev->summary.echoes_sent++;
+    if (publish_addressed(dev, SCIOT_ECHO_TOPIC, dev->tx, n, SCIOT_ECHO_QOS, SCIOT_ECHO_RETAIN)) {
+        dev->echo_waiting = true;
+        dev->echo_blind = false;
+        dev->echo_seq = seq;
+        dev->echo_sent_us = now_us(dev);
     }
 }
 
@@ -825,6 +970,7 @@ static const char *offload(sciot_device *dev, uint32_t seq, uint16_t split,
     if (sciot_encode_infer_request(&req, dev->tx, dev->tx_cap, &n) != SCIOT_OK) {
         return "payload too large";
     }
+    earn(dev, n);
     dev->pending = true;
     dev->pending_seq = seq;
     dev->pending_outcome = 0;
@@ -882,10 +1028,18 @@ bool sciot_device_infer(sciot_device *dev, sciot_inference *rec)
     if (!dev->hal.capture(dev->hal.user, dev->input, dev->input_bytes)) {
         return fail(dev, SCIOT_E_HAL, "input capture failed");
     }
+    if (dev->echo_waiting) {
+        dev->echo_blind = true; /* its reply, if it comes during this run, is handled late */
+    }
     split = sciot_device_plan(dev, &reason, &followed);
     if (sciot_str_eq(reason, sciot_strlen(reason), "probe") && followed != NULL) {
         dev->has_probed = true;
         dev->probed = followed->decision;
+    }
+    if (sciot_str_eq(reason, sciot_strlen(reason), "decision") && is_link_check(dev, followed)) {
+        /* The user is served locally; the link is checked beside (an echo, not `infer`). */
+        reason = prepare_echo(dev, seq, split);
+        split = num_ops;
     }
     started = now_us(dev);
     for (i = 0; i < num_ops; i++) {
@@ -903,7 +1057,15 @@ bool sciot_device_infer(sciot_device *dev, sciot_inference *rec)
         dev->n_detections =
             sciot_fomo_decode((const int8_t *)(const void *)dev->output, &dev->output_tensor, 0.5f,
                               dev->detections, SCIOT_MAX_DETECTIONS);
+        for (i = 0; i < num_ops; i++) {
+            head += dev->op_ms[i];
+        }
+        observe_local(dev, head);
+        head = 0;
         publish_timings(dev, seq, reason);
+        if (dev->echo_due) {
+            send_echo(dev, seq);
+        }
     } else {
         const char *why;
         double rtt = 0;

@@ -154,6 +154,28 @@ bool sciot_mpw_bin(sciot_mpw *w, const void *data, size_t len)
     return ok && put(w, data, len);
 }
 
+bool sciot_mpw_bin_zeros(sciot_mpw *w, size_t len)
+{
+    bool ok;
+    if (len <= 0xffu) {
+        ok = put_be(w, 0xc4u, len, 1);
+    } else if (len <= 0xffffu) {
+        ok = put_be(w, 0xc5u, len, 2);
+    } else {
+        ok = put_be(w, 0xc6u, len, 4);
+    }
+    if (!ok) {
+        return false;
+    }
+    if (len > w->cap - w->len) {
+        w->error = SCIOT_MP_OVERFLOW;
+        return false;
+    }
+    sciot_zero(w->buf + w->len, len);
+    w->len += len;
+    return true;
+}
+
 /* --- reader ---------------------------------------------------------------------------- */
 
 void sciot_mpr_init(sciot_mpr *r, const uint8_t *buf, size_t len)

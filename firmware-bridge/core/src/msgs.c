@@ -366,6 +366,27 @@ static const field TIMINGS_F[] = {
 SCIOT_STATIC_ASSERT(COUNT(TIMINGS_F) == SCIOT_LOCAL_TIMINGS_FIELD_COUNT, timings_fields);
 static const schema TIMINGS_S = {TIMINGS_F, (uint8_t)COUNT(TIMINGS_F)};
 
+/* Echo */
+static const field ECHO_F[] = {
+    FU32(ECHO, SEQ, sciot_echo, seq, NONE),
+    FU32(ECHO, SESSION, sciot_echo, session, NONE),
+    FNUM(ECHO, SENT_MS, sciot_echo, sent_ms, NONE, HAS_MIN | HAS_MAX, SCIOT_ECHO_SENT_MS_GE,
+         SCIOT_ECHO_SENT_MS_LE),
+    {KEY_REQ(ECHO, PADDING), F_BIN, 0, OFF(sciot_echo, padding), NONE, OFF(sciot_echo, padding_len),
+     0, 0, 0, SCIOT_ECHO_PADDING_MAX_LEN, 0, 0, 0, 0, 0, 0},
+};
+SCIOT_STATIC_ASSERT(COUNT(ECHO_F) == SCIOT_ECHO_FIELD_COUNT, echo_fields);
+static const schema ECHO_S = {ECHO_F, (uint8_t)COUNT(ECHO_F)};
+
+/* EchoReply */
+static const field ECHO_REPLY_F[] = {
+    FU32(ECHO_REPLY, SEQ, sciot_echo_reply, seq, NONE),
+    FNUM(ECHO_REPLY, SENT_MS, sciot_echo_reply, sent_ms, NONE, HAS_MIN | HAS_MAX,
+         SCIOT_ECHO_REPLY_SENT_MS_GE, SCIOT_ECHO_REPLY_SENT_MS_LE),
+};
+SCIOT_STATIC_ASSERT(COUNT(ECHO_REPLY_F) == SCIOT_ECHO_REPLY_FIELD_COUNT, echo_reply_fields);
+static const schema ECHO_REPLY_S = {ECHO_REPLY_F, (uint8_t)COUNT(ECHO_REPLY_F)};
+
 /* Assign */
 static const field ASSIGN_F[] = {
     FID(ASSIGN, MODEL, sciot_assign, model),
@@ -788,6 +809,17 @@ sciot_err sciot_decode_local_timings(const uint8_t *p, size_t n, sciot_local_tim
     return decode(p, n, SCIOT_LOCAL_TIMINGS_MAX_BYTES, &TIMINGS_S, out, sizeof *out, detail);
 }
 
+sciot_err sciot_decode_echo(const uint8_t *p, size_t n, sciot_echo *out, const char **detail)
+{
+    return decode(p, n, SCIOT_ECHO_MAX_BYTES, &ECHO_S, out, sizeof *out, detail);
+}
+
+sciot_err sciot_decode_echo_reply(const uint8_t *p, size_t n, sciot_echo_reply *out,
+                                  const char **detail)
+{
+    return decode(p, n, SCIOT_ECHO_REPLY_MAX_BYTES, &ECHO_REPLY_S, out, sizeof *out, detail);
+}
+
 sciot_err sciot_decode_assign(const uint8_t *p, size_t n, sciot_assign *out, const char **detail)
 {
     return decode(p, n, SCIOT_ASSIGN_MAX_BYTES, &ASSIGN_S, out, sizeof *out, detail);
@@ -974,5 +1006,24 @@ sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *
         KEY(&w, SCIOT_LOCAL_TIMINGS_KEY_RTT_SEQ);
         sciot_mpw_uint(&w, m->rtt_seq);
     }
+    return finish(&w, len);
+}
+
+sciot_err sciot_encode_echo(const sciot_echo_out *m, uint8_t *buf, size_t cap, size_t *len)
+{
+    sciot_mpw w;
+    if (m->padding_len > SCIOT_ECHO_PADDING_MAX_LEN) {
+        return SCIOT_E_ARG;
+    }
+    sciot_mpw_init(&w, buf, cap);
+    sciot_mpw_map(&w, 4);
+    KEY(&w, SCIOT_ECHO_KEY_SEQ);
+    sciot_mpw_uint(&w, m->seq);
+    KEY(&w, SCIOT_ECHO_KEY_SESSION);
+    sciot_mpw_uint(&w, m->session);
+    KEY(&w, SCIOT_ECHO_KEY_SENT_MS);
+    sciot_mpw_f64(&w, m->sent_ms);
+    KEY(&w, SCIOT_ECHO_KEY_PADDING);
+    sciot_mpw_bin_zeros(&w, m->padding_len);
     return finish(&w, len);
 }

@@ -750,10 +750,13 @@ static void print_summary(const sciot_device *dev, run_stats *st)
            "\"assignments\": %u, \"rebirths\": %u, \"fallbacks\": %u, \"resumes\": %u, "
            "\"decisions\": %u, \"decisions_rejected\": %u, \"errors_received\": %u, "
            "\"inferences\": %u, \"offloaded\": %u, \"local\": %u, \"fallbacks_local\": %u, "
-           "\"unanswered\": %u",
+           "\"unanswered\": %u, \"echoes_sent\": %u, \"echoes_answered\": %u, "
+           "\"measure_uplink_bytes\": %llu, \"user_uplink_bytes\": %llu",
            dev->cfg.kind, s->connects, s->disconnects, s->heartbeats, s->assignments, s->rebirths,
            s->fallbacks, s->resumes, s->decisions, s->decisions_rejected, s->errors_received,
-           s->inferences, s->offloaded, s->local, s->fallbacks_local, s->unanswered);
+           s->inferences, s->offloaded, s->local, s->fallbacks_local, s->unanswered, s->echoes_sent,
+           s->echoes_answered, (unsigned long long)s->measure_uplink_bytes,
+           (unsigned long long)s->user_uplink_bytes);
     if (st->count > 0) {
         print_inference_summary(st, dev->cfg.num_ops);
     }

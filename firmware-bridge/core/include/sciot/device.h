@@ -125,6 +125,10 @@ typedef struct {
     uint32_t inferences, offloaded, local, fallbacks_local;
     uint32_t unanswered; /* result timeouts that made the device stop offloading */
     uint64_t bytes_sent;
+    /* link checks (topics.md, rule 8): echoes sent beside local runs, answered (their round
+     * trip reported), and the payload bytes of echoes and of users' inferences */
+    uint32_t echoes_sent, echoes_answered;
+    uint64_t measure_uplink_bytes, user_uplink_bytes;
 } sciot_summary;
 
 typedef struct {
@@ -133,6 +137,8 @@ typedef struct {
     uint16_t split;
     uint8_t mode; /* sciot_split_mode */
     char reason[SCIOT_TEXT_MAX];
+    bool has_predicted_ms;
+    double predicted_ms;
 } sciot_decision;
 
 typedef struct {
@@ -178,6 +184,19 @@ typedef struct {
     bool has_last_rtt;
     uint32_t last_rtt_seq;
     double last_rtt_ms;
+
+    /* moving average of a device-only run's compute time (ms): an offload predicted slower
+     * is the service checking the link (topics.md, rule 8) */
+    bool has_local_ms;
+    double local_ms;
+    /* the echo pots of this connection (latency, bandwidth: protocol/linkcheck.py), the echo
+     * paid for at planning and sent after the local run, and the one awaiting its reply */
+    uint32_t echo_latency_pot, echo_bandwidth_pot;
+    bool echo_due;
+    uint32_t echo_due_padding;
+    bool echo_waiting, echo_blind; /* blind: a run started meanwhile, its reply is late */
+    uint32_t echo_seq;
+    uint64_t echo_sent_us;
 
     uint64_t next_hb_us, next_connect_us;
     double backoff_s;

@@ -50,6 +50,7 @@ bool sciot_mpw_f64(sciot_mpw *w, double v);
 bool sciot_mpw_bool(sciot_mpw *w, bool v);
 bool sciot_mpw_nil(sciot_mpw *w);
 bool sciot_mpw_bin(sciot_mpw *w, const void *data, size_t len);
+bool sciot_mpw_bin_zeros(sciot_mpw *w, size_t len); /* bin of `len` zero bytes */
 
 typedef enum {
     SCIOT_MP_T_NIL,

@@ -186,6 +186,20 @@ typedef struct {
     uint32_t rtt_seq;
 } sciot_local_timings;
 
+/* A link check (topics.md, rule 8): padding of zeros, its size is what matters. */
+typedef struct {
+    uint32_t seq;
+    uint32_t session;
+    double sent_ms;
+    const uint8_t *padding;
+    uint32_t padding_len;
+} sciot_echo;
+
+typedef struct {
+    uint32_t seq;
+    double sent_ms;
+} sciot_echo_reply;
+
 typedef struct {
     sciot_str model;
     uint32_t session;
@@ -251,6 +265,9 @@ sciot_err sciot_decode_infer_request(const uint8_t *p, size_t n, sciot_infer_req
                                      const char **detail);
 sciot_err sciot_decode_local_timings(const uint8_t *p, size_t n, sciot_local_timings *out,
                                      const char **detail);
+sciot_err sciot_decode_echo(const uint8_t *p, size_t n, sciot_echo *out, const char **detail);
+sciot_err sciot_decode_echo_reply(const uint8_t *p, size_t n, sciot_echo_reply *out,
+                                  const char **detail);
 sciot_err sciot_decode_assign(const uint8_t *p, size_t n, sciot_assign *out, const char **detail);
 sciot_err sciot_decode_split_decision(const uint8_t *p, size_t n, sciot_split_decision *out,
                                       const char **detail);
@@ -312,6 +329,15 @@ typedef struct {
 
 sciot_err sciot_encode_local_timings(const sciot_local_timings_out *m, uint8_t *buf, size_t cap,
                                      size_t *len);
+
+typedef struct {
+    uint32_t seq;
+    uint32_t session;
+    double sent_ms;
+    uint32_t padding_len; /* zeros */
+} sciot_echo_out;
+
+sciot_err sciot_encode_echo(const sciot_echo_out *m, uint8_t *buf, size_t cap, size_t *len);
 
 /* Text of an error code as on the wire ("malformed", ...). */
 const char *sciot_error_code_str(uint8_t code);
