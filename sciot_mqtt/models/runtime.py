@@ -30,13 +30,17 @@ _RESIZE_ERRORS = (ValueError, RuntimeError)
 OP_RESOLVER = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
 
-def make_interpreter(path: str | Path) -> Interpreter:
-    """An allocated LiteRT interpreter with the settings every segment must share."""
+def make_interpreter(path: str | Path, *, default_delegates: bool = False) -> Interpreter:
+    """An allocated LiteRT interpreter with the settings every segment must share.
+
+    `default_delegates`: LiteRT's default delegates (XNNPACK) instead, for benchmarks that
+    compare them with the builtin kernels; the service never runs them (docs/perf.md)."""
+    resolver = OpResolverType.BUILTIN if default_delegates else OP_RESOLVER
     try:
         interpreter = Interpreter(
             model_path=str(path),
             num_threads=1,
-            experimental_op_resolver_type=OP_RESOLVER,
+            experimental_op_resolver_type=resolver,
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
@@ -47,9 +51,11 @@ def make_interpreter(path: str | Path) -> Interpreter:
 class _Segment:
     """An interpreter plus which original tensors feed and leave it, in its I/O order."""
 
-    def __init__(self, path: Path, inputs: list[int], outputs: list[int]) -> None:
+    def __init__(
+        self, path: Path, inputs: list[int], outputs: list[int], *, default_delegates: bool = False
+    ) -> None:
         self.path = path
-        self.interpreter = make_interpreter(path)
+        self.interpreter = make_interpreter(path, default_delegates=default_delegates)
         in_details = self.interpreter.get_input_details()
         out_details = self.interpreter.get_output_details()
         if len(in_details) != len(inputs) or len(out_details) != len(outputs):
@@ -94,10 +100,12 @@ class SegmentRunner:
     """Runs a ``ModelPackage``; interpreters are created on first use and then reused.
 
     Not thread-safe (LiteRT interpreters are not): use one runner per thread.
+    `default_delegates`: every interpreter with XNNPACK (`make_interpreter`), for benchmarks.
     """
 
-    def __init__(self, package: ModelPackage) -> None:
+    def __init__(self, package: ModelPackage, *, default_delegates: bool = False) -> None:
         self.package = package
+        self._default_delegates = default_delegates
         self._ops: dict[int, _Segment] = {}
         self._tails: dict[int, _Segment] = {}
         self._batched: dict[int, _Segment] = {}
@@ -241,7 +249,10 @@ class SegmentRunner:
         if self._whole is None:
             pkg = self.package
             self._whole = _Segment(
-                pkg.model_path, [t.index for t in pkg.inputs], [t.index for t in pkg.outputs]
+                pkg.model_path,
+                [t.index for t in pkg.inputs],
+                [t.index for t in pkg.outputs],
+                default_delegates=self._default_delegates,
             )
         return self._whole
 
@@ -249,7 +260,12 @@ class SegmentRunner:
         seg = self._ops.get(i)
         if seg is None:
             op = self.package.ops[i]
-            seg = _Segment(self.package.op_segment_path(i), list(op.inputs), list(op.outputs))
+            seg = _Segment(
+                self.package.op_segment_path(i),
+                list(op.inputs),
+                list(op.outputs),
+                default_delegates=self._default_delegates,
+            )
             self._ops[i] = seg
         return seg
 
@@ -270,7 +286,10 @@ class SegmentRunner:
     def _new_tail(self, s: int) -> _Segment:
         b = self.package.boundaries[s]
         return _Segment(
-            self.package.tail_segment_path(s), list(b.tail_inputs), list(b.tail_outputs)
+            self.package.tail_segment_path(s),
+            list(b.tail_inputs),
+            list(b.tail_outputs),
+            default_delegates=self._default_delegates,
         )
 
     def __repr__(self) -> str:
