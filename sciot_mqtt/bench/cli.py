@@ -102,8 +102,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "drive it from light devices in processes of their own (the contract's handshake, "
         "then precomputed infer requests, a window of outstanding requests each) at every "
         "--steps devices x window, for every split point in --splits: answered/s, latency "
-        "p50/p99, CPU per inference of service, broker and devices, and the tail timed alone. "
-        "Every request is counted; exit 1 if any is lost.",
+        "p50/p99, CPU per inference of service, broker and devices, and the tail timed alone "
+        "(also per item in a batch, and with XNNPACK). With --max-batch 1,8 each split point "
+        "runs once per service max_batch. Every request is counted; exit 1 if any is lost.",
     )
     tp.add_argument("--model", default="fomo96", help="model id (fomo96)")
     tp.add_argument("--splits", default="0,6,12,20", help="split points (0,6,12,20)")

@@ -486,30 +486,34 @@ def plot_throughput(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.4))
-    for i, series in enumerate(report["series"]):
+    # One colour per (broker, split); one marker and line style per max_batch.
+    groups = list(dict.fromkeys((x["broker"], x["split"]) for x in report["series"]))
+    batches = list(dict.fromkeys(x.get("max_batch") for x in report["series"]))
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-")]
+    for series in report["series"]:
         steps = [s for s in series["steps"] if s.get("latency_ms")]
         rate = [s["answered_per_s"] for s in steps]
         label = f"{series['broker']} s={series['split']}"
         if series.get("max_batch") is not None:
             label += f" b={series['max_batch']}"
-        color = f"C{i % 10}"
-        ax.plot(rate, [s["latency_ms"]["p99"] for s in steps], "o-", color=color, label=label)
-        ax.plot(rate, [s["latency_ms"]["p50"] for s in steps], ".:", color=color)
+        color = f"C{groups.index((series['broker'], series['split'])) % 10}"
+        marker, line = styles[batches.index(series.get("max_batch")) % len(styles)]
+        style = {"color": color, "marker": marker, "ls": line, "ms": 4}
+        ax.plot(rate, [s["latency_ms"]["p99"] for s in steps], label=label, **style)
         service = [s["cpu_ms_per_inference"].get("service") for s in steps]
-        bx.plot(rate, service, "o-", color=color, label=label)
+        bx.plot(rate, service, label=label, **style)
         bx.axhline(series["tail_ms"]["p50"], color=color, ls="--", lw=0.8)
         cx.plot(
             [s["offered"] for s in series["steps"]],
             [s["answered_per_s"] for s in series["steps"]],
-            "o-",
-            color=color,
             label=label,
+            **style,
         )
     ax.axhline(TARGET_P99_MS, color="grey", ls="--", lw=0.8, label="p99 target")
     ax.axvline(TARGET_PER_S, color="grey", ls=":", lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("answered inferences/s")
-    ax.set_ylabel("latency (ms): p99 solid, p50 dotted")
+    ax.set_ylabel("latency p99 (ms)")
     ax.legend(fontsize=7)
     bx.set_xlabel("answered inferences/s")
     bx.set_ylabel("service CPU ms per inference (dashed: tail alone)")
