@@ -23,7 +23,6 @@ import structlog
 from sciot_mqtt.errors import ErrorCode, ProtocolError
 from sciot_mqtt.models import ModelPackage
 from sciot_mqtt.models.batching import batchable_splits
-from sciot_mqtt.models.errors import ModelError
 from sciot_mqtt.models.pool import ComputePool
 from sciot_mqtt.models.runtime import SegmentRunner
 
@@ -128,7 +127,11 @@ class InferenceEngine:
         for model_id, package in self.packages.items():
             calibrated = await pool.run(self._calibrate, pool, package)
             self.profiles[model_id] = EdgeProfile(calibrated)
-            splits = await pool.run(batchable_splits, package, self.max_batch)
+            try:
+                splits = await pool.run(batchable_splits, package, self.max_batch)
+            except Exception as exc:  # a model the check cannot run still serves, unbatched
+                log.warning("batching check failed", model=model_id, error=repr(exc))
+                splits = frozenset()
             self.batchable[model_id] = splits
             if self.max_batch > 1:
                 alone = sorted(set(range(package.num_ops)) - splits)
@@ -189,7 +192,7 @@ class InferenceEngine:
             started = time.perf_counter()
             try:
                 outputs = runner.run_tail_batch(split, [item.tensors for item in items])
-            except ModelError:
+            except Exception:  # each lone run below then reports its own failure
                 pass
             else:
                 share = (time.perf_counter() - started) / len(items)
