@@ -136,10 +136,15 @@ def time_batched_tail(
 
 
 def prepare_workload(
-    package: ModelPackage, split: int, frames: int = 8, batch_sizes: list[int] | None = None
+    package: ModelPackage,
+    split: int,
+    frames: int = 8,
+    batch_sizes: list[int] | None = None,
+    *,
+    xnnpack: bool = False,
 ) -> Workload:
     """Run the heads here (once), encode the requests as the contract says, time the tail
-    (alone, and per item in a batch of each of `batch_sizes`)."""
+    (alone, per item in a batch of each of `batch_sizes`, and with XNNPACK if asked)."""
     runner = SegmentRunner(package)
     images = synthetic_images(seed=5)
     templates, live = [], []
@@ -162,7 +167,7 @@ def prepare_workload(
         payload_bytes,
         time_tail(runner, split, live),
         time_batched_tail(runner, split, live, batch_sizes or []),
-        time_xnnpack_tail(package, split, live),
+        time_xnnpack_tail(package, split, live) if xnnpack else None,
     )
 
 
@@ -435,7 +440,7 @@ async def run_throughput_bench(
     lost = 0
     for split in splits:
         sizes = [b for b in batches if b is not None]
-        workload = prepare_workload(package, split, batch_sizes=sizes)
+        workload = prepare_workload(package, split, batch_sizes=sizes, xnnpack=True)
         for broker in brokers:
             for max_batch in batches:
                 service_args = ["--split", str(split), "--workers", str(workers)]
