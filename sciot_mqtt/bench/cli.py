@@ -126,6 +126,41 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     tp.add_argument("--out", type=Path, default=Path("bench-results"))
     tp.set_defaults(handler=_cmd_throughput)
 
+    fleet = kinds.add_parser(
+        "fleet",
+        help="answered/s and CPU with 1, 2, ... instances; a kill -9 failover timeline",
+        description="With Mosquitto and --instances N service instances (`sciot-mqtt up "
+        "--external-broker --instance fleet-{i}` processes, one split point) for each N in "
+        "turn, load them from light devices in processes of their own (as `bench "
+        "throughput`, each device sending to the instance its assign names): answered/s, "
+        "latency p50/p99, CPU per inference of all instances summed, Mosquitto and the "
+        "devices. Then the failover: --failover-devices devices stream to "
+        "--failover-instances instances, the one serving the most is killed with SIGKILL, "
+        "and each device's mode and serving instance over time is recorded and plotted. "
+        "Every request is counted; exit 1 if any is lost.",
+    )
+    fleet.add_argument("--model", default="fomo96", help="model id (fomo96)")
+    fleet.add_argument("--model-cache", help="prepared-model cache ($SCIOT_MODEL_CACHE)")
+    fleet.add_argument("--split", type=int, default=12, help="split point (12)")
+    fleet.add_argument("--instances", default="1,2,3", help="instance counts, in turn (1,2,3)")
+    fleet.add_argument("--step", default="24x1", help="offered load, DEVICESxWINDOW (24x1)")
+    fleet.add_argument("--workers", type=int, default=2, help="tail threads per instance (2)")
+    fleet.add_argument("--processes", type=int, default=2, help="light-device processes (2)")
+    fleet.add_argument("--warmup", type=float, default=2.0, help="unscored seconds (2)")
+    fleet.add_argument("--duration", type=float, default=8.0, help="scored seconds (8)")
+    fleet.add_argument(
+        "--failover-instances", type=int, default=3, help="instances in the failover (3; 0: skip)"
+    )
+    fleet.add_argument("--failover-devices", type=int, default=12, help="devices (12)")
+    fleet.add_argument(
+        "--failover-before", type=float, default=3.0, help="seconds streaming before the kill (3)"
+    )
+    fleet.add_argument(
+        "--failover-after", type=float, default=7.0, help="seconds streaming after it (7)"
+    )
+    fleet.add_argument("--out", type=Path, default=Path("bench-results"))
+    fleet.set_defaults(handler=_cmd_fleet)
+
 
 def _cmd_split(args: argparse.Namespace) -> int:
     require_extra("bench", "bench split")
@@ -287,4 +322,71 @@ def _cmd_throughput(args: argparse.Namespace) -> int:
     }
     print(json.dumps({"lost": report["lost"], "summary": summary}, indent=1))
     print(f"saved {args.out / 'throughput.json'} and {args.out / 'throughput.png'}")
+    return 0 if report["lost"] == 0 else 1
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    require_extra("bench", "bench fleet")
+    import sys
+
+    from sciot_mqtt.bench.fleet import FailoverPlan, run_fleet_bench
+    from sciot_mqtt.bench.throughput import parse_steps
+    from sciot_mqtt.logs import configure_logging
+    from sciot_mqtt.models.catalog import resolve_package
+
+    configure_logging("warning")
+    steps = parse_steps(args.step)
+    if len(steps) != 1:
+        raise SystemExit("sciot-mqtt: --step takes one DEVICESxWINDOW")
+    try:
+        counts = [int(n) for n in args.instances.split(",") if n.strip()]
+    except ValueError:
+        raise SystemExit(f"sciot-mqtt: bad --instances {args.instances!r}") from None
+    failover = None
+    if args.failover_instances:
+        failover = FailoverPlan(
+            args.failover_instances,
+            args.failover_devices,
+            args.failover_before,
+            args.failover_after,
+        )
+    package = resolve_package(args.model, args.model_cache)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(
+        run_fleet_bench(
+            package,
+            args.out,
+            counts=counts,
+            step=steps[0],
+            split=args.split,
+            workers=args.workers,
+            processes=args.processes,
+            warmup=args.warmup,
+            duration=args.duration,
+            failover=failover,
+            model_cache=args.model_cache,
+            command="sciot-mqtt bench fleet " + " ".join(sys.argv[3:]),
+        )
+    )
+    summary: dict[str, object] = {
+        "lost": report["lost"],
+        "scaling": {
+            p["instances"]: {
+                "answered_per_s": p["answered_per_s"],
+                "latency_ms": p.get("latency_ms"),
+                "service_cpu_ms_per_inference": p["cpu_ms_per_inference"].get("service"),
+            }
+            for p in report["scaling"]
+        },
+    }
+    if "failover" in report:
+        result = report["failover"]
+        summary["failover"] = {
+            k: result[k] for k in ("victim", "devices_on_victim", "will_after_kill_s", "requests")
+        } | {"reassigned_after_will_s": result["reassigned_after_will_s"]}
+    print(json.dumps(summary, indent=1))
+    saved = [args.out / "fleet.json", args.out / "fleet.png"]
+    if failover is not None:
+        saved.append(args.out / "fleet-failover.png")
+    print("saved " + ", ".join(str(p) for p in saved))
     return 0 if report["lost"] == 0 else 1

@@ -19,10 +19,8 @@ missing is a loss.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,7 +30,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from sciot_mqtt.bench.light import ANSWERED, ERROR, MISSING, LightSpec
+from sciot_mqtt.bench.light import ANSWERED, ERROR, MISSING, OUTCOMES
+from sciot_mqtt.bench.lightrun import CpuClock, light_processes
 from sciot_mqtt.device.inputs import synthetic_images
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.machine import describe_machine
@@ -40,6 +39,7 @@ from sciot_mqtt.models import ModelPackage, SegmentRunner
 from sciot_mqtt.protocol import InferRequest
 from sciot_mqtt.protocol.tensors import encode_tensors
 from sciot_mqtt.swarm.edge import BrokerKind, Edge, edge_stack
+from sciot_mqtt.transport import BrokerAddress
 
 __all__ = ["Step", "parse_steps", "run_throughput_bench"]
 
@@ -190,92 +190,13 @@ def time_tail(
     }
 
 
-class _CpuClock:
-    """CPU seconds (user + system) of a set of processes, read at two instants."""
-
-    def __init__(self, pids: dict[str, list[int]]) -> None:
-        import psutil
-
-        self._processes: dict[str, list[Any]] = {}
-        for name, group in pids.items():
-            handles = []
-            for pid in group:
-                with contextlib.suppress(psutil.Error):
-                    handles.append(psutil.Process(pid))
-            self._processes[name] = handles
-
-    def read(self) -> dict[str, float]:
-        import psutil
-
-        out = {}
-        for name, handles in self._processes.items():
-            total = 0.0
-            for process in handles:
-                with contextlib.suppress(psutil.Error):
-                    times = process.cpu_times()
-                    total += times.user + times.system
-            out[name] = total
-        return out
-
-
-async def _start_devices(
-    edge: Edge,
-    step: Step,
-    workload: Workload,
-    model: str,
-    processes: int,
-    workdir: Path,
-    tag: str,
-    answer_timeout: float,
-) -> list[tuple[asyncio.subprocess.Process, Path]]:
-    payloads = workdir / "payloads.msgpack"
-    payloads.write_bytes(msgpack.packb(workload.templates))
-    count = min(processes, step.devices)
-    children = []
-    for p in range(count):
-        ids = [f"light-{tag}-{i}" for i in range(p, step.devices, count)]
-        records = workdir / f"records-{p}.json"
-        spec = LightSpec(
-            host=edge.address.host,
-            port=edge.address.port,
-            device_ids=ids,
-            window=step.window,
-            model=model,
-            payloads=str(payloads),
-            records=str(records),
-            answer_timeout=answer_timeout,
-        )
-        spec_path = workdir / f"light-{p}.json"
-        spec_path.write_text(spec.model_dump_json())
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sciot_mqtt.bench.light",
-            str(spec_path),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env={k: v for k, v in os.environ.items() if not k.startswith("SCIOT_")},
-        )
-        children.append((child, records))
-    return children
-
-
-async def _line(child: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
-    assert child.stdout is not None
-    raw = await asyncio.wait_for(child.stdout.readline(), timeout)
-    if not raw:
-        raise ConfigurationError(f"a light-device process exited ({await child.wait()})")
-    parsed: dict[str, Any] = json.loads(raw)
-    return parsed
-
-
 def step_figures(
     rows: list[list[Any]], since: float, until: float, cpu_s: dict[str, float]
 ) -> dict[str, Any]:
     """The step's figures: requests sent in [since, until) for latency, answers completed in
     it for the rate and the CPU per inference; every request of the step for the tally."""
     span = until - since
-    tally = {k: sum(1 for r in rows if r[2] == k) for k in (ANSWERED, ERROR, MISSING)}
+    tally = {k: sum(1 for r in rows if r[2] == k) for k in OUTCOMES}
     errors: dict[str, int] = {}
     for r in rows:
         if r[2] == ERROR:
@@ -313,56 +234,69 @@ async def run_step(
     answer_timeout: float,
     tag: str,
 ) -> dict[str, Any]:
+    service_pids = [edge.service_pid] if edge.service_pid else []
+    return await run_load(
+        edge.address,
+        {"service": service_pids, "broker": [edge.broker_pid] if edge.broker_pid else []},
+        step,
+        workload,
+        model=model,
+        processes=processes,
+        warmup=warmup,
+        duration=duration,
+        answer_timeout=answer_timeout,
+        tag=tag,
+    )
+
+
+async def run_load(
+    address: BrokerAddress,
+    pids: dict[str, list[int]],
+    step: Step,
+    workload: Workload,
+    *,
+    model: str,
+    processes: int,
+    warmup: float,
+    duration: float,
+    answer_timeout: float,
+    tag: str,
+    keep_rows: bool = False,
+) -> dict[str, Any]:
+    """One step of load from light devices; the CPU of `pids` (by group) and of the devices
+    over the scored window (with `keep_rows`, every request's row under `rows`)."""
     with tempfile.TemporaryDirectory(prefix="sciot-throughput-") as tmp:
-        workdir = Path(tmp)
-        children = await _start_devices(
-            edge, step, workload, model, processes, workdir, tag, answer_timeout
-        )
-        try:
-            for child, _ in children:
-                ready = await _line(child, 60)
-                if not ready.get("ready"):
-                    raise ConfigurationError(f"a light-device process said {ready}")
+        ids = [f"light-{tag}-{i}" for i in range(step.devices)]
+        async with light_processes(
+            address,
+            ids,
+            window=step.window,
+            model=model,
+            templates=workload.templates,
+            processes=processes,
+            workdir=Path(tmp),
+            answer_timeout=answer_timeout,
+        ) as devices:
             start = time.time() + 0.3
             since, until = start + warmup, start + warmup + duration
-            for child, _ in children:
-                assert child.stdin is not None
-                child.stdin.write(f"go {start} {until}\n".encode())
-                await child.stdin.drain()
-            pids: dict[str, list[int]] = {
-                "service": [edge.service_pid] if edge.service_pid else [],
-                "devices": [child.pid for child, _ in children],
-            }
-            if edge.broker_pid is not None:
-                pids["broker"] = [edge.broker_pid]
-            clock = _CpuClock(pids)
+            await devices.go(start, until)
+            clock = CpuClock({k: v for k, v in pids.items() if v} | {"devices": devices.pids})
             await asyncio.sleep(max(0.0, since - time.time()))
             before = clock.read()
             await asyncio.sleep(max(0.0, until - time.time()))
             after = clock.read()
             load = os.getloadavg()
-            finals = [await _line(child, answer_timeout + 30) for child, _ in children]
-            rows: list[list[Any]] = []
-            for (child, records), final in zip(children, finals, strict=True):
-                await child.wait()
-                if "final" not in final:
-                    raise ConfigurationError(f"a light-device process said {final}")
-                rows.extend(json.loads(records.read_text()))
-        finally:
-            for child, _ in children:
-                if child.returncode is None:
-                    child.kill()
-                    await child.wait()
+            await devices.collect()
+    rows = devices.rows
     figures = step_figures(rows, since, until, {k: after[k] - before[k] for k in before})
-    failures = [f for final in finals for f in final["final"]["device_failures"]]
     return {
         "devices": step.devices,
         "window": step.window,
         "offered": step.offered,
         **figures,
-        "device_failures": failures,
+        "device_failures": devices.failures,
         "load_average": [round(x, 2) for x in load],
-    }
+    } | ({"rows": rows} if keep_rows else {})
 
 
 def summarize(series: dict[str, Any]) -> dict[str, Any]:

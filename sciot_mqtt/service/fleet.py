@@ -140,6 +140,10 @@ class Fleet:
         self._online = 0  # online devices
         self._homes: dict[str, str | None] = {}  # cache, cleared when membership changes
         self._last_tier_move = -math.inf
+        # Devices a sweep placed on each instance so far, counted until the sweep ends (its
+        # actions are carried out after it): without them one sweep placing several devices
+        # would see the same counts for each and could fill an instance past its bound.
+        self._placing: Counter[str] = Counter()
 
     # --- the view -------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class Fleet:
         """The instances taking devices, with what each serves now."""
         out = [m for m in self.members.values() if m.eligible]
         for member in out:
-            member.served = self._served.get(member.name, 0)
+            member.served = self._served.get(member.name, 0) + self._placing[member.name]
         return out
 
     def others_eligible(self) -> bool:
@@ -212,6 +216,7 @@ class Fleet:
             return False  # this instance knows itself
         before = self.members.get(name)
         key = None if before is None else _membership(before)
+        was_online = before is not None and before.online
         if state is None:
             self.members.pop(name, None)
         else:
@@ -229,6 +234,12 @@ class Fleet:
         changed = key != (None if after is None else _membership(after))
         if changed:
             self._homes.clear()
+        if was_online and (after is None or not after.online):
+            # Its devices are left without an owner: placing them must not wait for
+            # `retry_after` since this instance last placed them (perhaps on the dead one).
+            for view in self.devices.values():
+                if view.claim == name:
+                    view.acted_at = -math.inf
         return changed
 
     def on_load(self, name: str, queue: float) -> None:
@@ -334,6 +345,12 @@ class Fleet:
         for `hash`, living elsewhere than they hash to; for `tiered`, move between tiers."""
         if not self.settled:
             return []
+        try:
+            return self._sweep()
+        finally:
+            self._placing.clear()
+
+    def _sweep(self) -> list[Action]:
         now = self.clock()
         actions: list[Action] = []
         for device_id, view in self.devices.items():
@@ -368,6 +385,7 @@ class Fleet:
                 owner is not None and action.instance == owner.name
             ):
                 actions.append(action)
+                self._placing[action.instance] += 1
         if isinstance(self.policy, TieredPlacement):
             actions.extend(self._between_tiers(self.policy, now))
         return actions
