@@ -87,6 +87,9 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--split", type=int, help="split point told to every device")
     p.add_argument("--workers", type=int, help="threads running model tails (2)")
     p.add_argument(
+        "--max-batch", type=int, help="waiting tails of one split run in one invoke, at most (8)"
+    )
+    p.add_argument(
         "--placement",
         choices=["hash", "least-loaded", "tiered"],
         help="how the instances on one broker share the devices (hash)",

@@ -81,6 +81,9 @@ class ServiceSettings(BaseSettings):
     )
     workers: int = Field(2, ge=1, le=64, description="threads running model tails")
     max_pending: int = Field(256, ge=1, description="inferences queued before `overloaded`")
+    max_batch: int = Field(
+        8, ge=1, le=32, description="waiting tails of one split run in one invoke, at most"
+    )
     max_devices: int = Field(
         10_000, ge=1, description="devices held at most; births beyond get `device_limit`"
     )

@@ -123,6 +123,11 @@ class MqttSession:
             max_inflight_messages=max_inflight,
             protocol=aiomqtt.ProtocolVersion.V311,
         )
+        # aiomqtt logs a warning on every publish made while more than 10 await their
+        # acknowledgement: a service answering dozens of devices at once always has that,
+        # and the log line (a write to stderr per inference) cost more than the check is
+        # worth. In-flight publishes are bounded by `max_inflight` and paho's queue anyway.
+        self._client.pending_calls_threshold = 10 * max_inflight
         self._raw_socket: socket.socket | None = None
 
     async def __aenter__(self) -> Self:

@@ -102,8 +102,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "drive it from light devices in processes of their own (the contract's handshake, "
         "then precomputed infer requests, a window of outstanding requests each) at every "
         "--steps devices x window, for every split point in --splits: answered/s, latency "
-        "p50/p99, CPU per inference of service, broker and devices, and the tail timed alone. "
-        "Every request is counted; exit 1 if any is lost.",
+        "p50/p99, CPU per inference of service, broker and devices, and the tail timed alone "
+        "(also per item in a batch, and with XNNPACK). With --max-batch 1,8 each split point "
+        "runs once per service max_batch. Every request is counted; exit 1 if any is lost.",
     )
     tp.add_argument("--model", default="fomo96", help="model id (fomo96)")
     tp.add_argument("--splits", default="0,6,12,20", help="split points (0,6,12,20)")
@@ -114,6 +115,11 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     tp.add_argument("--brokers", default="mosquitto", help="comma-separated: mosquitto, amqtt")
     tp.add_argument("--workers", type=int, default=2, help="the service's tail threads (2)")
+    tp.add_argument(
+        "--max-batch",
+        default="",
+        help="comma-separated: the service's --max-batch, a series each (default: its own)",
+    )
     tp.add_argument("--processes", type=int, default=2, help="light-device processes (2)")
     tp.add_argument("--warmup", type=float, default=2.0, help="unscored seconds per step (2)")
     tp.add_argument("--duration", type=float, default=8.0, help="scored seconds per step (8)")
@@ -285,6 +291,14 @@ def _cmd_throughput(args: argparse.Namespace) -> int:
     unknown = set(brokers) - set(BROKERS)
     if unknown:
         raise SystemExit(f"sciot-mqtt: unknown broker(s) {sorted(unknown)}; use {BROKERS}")
+    try:
+        max_batches = [int(b) for b in args.max_batch.split(",") if b.strip()]
+    except ValueError:
+        raise SystemExit(
+            f"sciot-mqtt: --max-batch wants numbers, e.g. 1,4,8: {args.max_batch!r}"
+        ) from None
+    if any(b < 1 for b in max_batches):
+        raise SystemExit("sciot-mqtt: every --max-batch must be at least 1")
     package = resolve_package(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     report = asyncio.run(
@@ -299,9 +313,13 @@ def _cmd_throughput(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             duration=args.duration,
             command="sciot-mqtt bench throughput " + " ".join(sys.argv[3:]),
+            max_batches=max_batches,
         )
     )
-    summary = {f"{s['broker']} split {s['split']}": s["summary"] for s in report["series"]}
+    summary = {
+        f"{s['broker']} split {s['split']} max_batch {s['max_batch'] or 'default'}": s["summary"]
+        for s in report["series"]
+    }
     print(json.dumps({"lost": report["lost"], "summary": summary}, indent=1))
     print(f"saved {args.out / 'throughput.json'} and {args.out / 'throughput.png'}")
     return 0 if report["lost"] == 0 else 1

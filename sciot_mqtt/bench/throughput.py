@@ -8,8 +8,10 @@ apart. Per split point the offered load ramps up, each step a number of devices 
 window of requests each keeps outstanding. Per step: answered/s, latency p50/p99 (publish
 `infer` to receiving its `result`), and the CPU per inference of the service, the broker and
 the devices (each process's CPU time over the scored window, divided by the inferences
-answered in it). For scale, the tail of the same split is timed alone in this process
-(LiteRT, one thread, the service's kernels) in the same run. Every request sent is counted:
+answered in it). Each split point is run once per `--max-batch` (the service's largest
+batch of waiting tails in one invoke; 1 = each alone). For scale, the tail of the same split
+is timed alone in this process (LiteRT, one thread, the service's kernels) in the same run,
+and per item in a batch of each size. Every request sent is counted:
 answered, answered with an `error`, or missing (no answer within the timeout); anything
 missing is a loss.
 """
@@ -90,10 +92,59 @@ class Workload:
     templates: list[dict[str, Any]]
     payload_bytes: int
     tail_ms: dict[str, float]
+    batch_tail_ms: dict[int, float] | None = None  # batch size -> per-item p50
+    xnnpack_tail: dict[str, Any] | None = None  # see `time_xnnpack_tail`
 
 
-def prepare_workload(package: ModelPackage, split: int, frames: int = 8) -> Workload:
-    """Run the heads here (once), encode the requests as the contract says, time the tail."""
+def time_xnnpack_tail(
+    package: ModelPackage, split: int, live: list[dict[str, np.ndarray]], runs: int = 400
+) -> dict[str, Any]:
+    """The same tail with LiteRT's default delegate (XNNPACK): p50 (ms), and whether its
+    outputs are bit-identical to the builtin kernels' on these inputs (the service would
+    need that to use it; it does not: docs/perf.md)."""
+    builtin = SegmentRunner(package)
+    xnnpack = SegmentRunner(package, default_delegates=True)
+    identical = all(
+        np.array_equal(xnnpack.run_tail(split, t), builtin.run_tail(split, t)) for t in live
+    )
+    samples = []
+    for i in range(runs):
+        started = time.perf_counter()
+        xnnpack.run_tail(split, live[i % len(live)])
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"p50": round(float(np.percentile(samples, 50)), 4), "identical": identical}
+
+
+def time_batched_tail(
+    runner: SegmentRunner, split: int, live: list[dict[str, np.ndarray]], sizes: list[int]
+) -> dict[int, float]:
+    """The tail in one invoke for a batch of each size: per-item p50 (ms). Timed whether or
+    not the service's check lets this split batch (it is the kernels' cost either way)."""
+    out = {}
+    for size in sizes:
+        if size < 2:
+            continue
+        items = [live[i % len(live)] for i in range(size)]
+        runner.run_tail_batch(split, items)  # warm up, resize
+        samples = []
+        for _ in range(max(20, 800 // size)):
+            started = time.perf_counter()
+            runner.run_tail_batch(split, items)
+            samples.append((time.perf_counter() - started) * 1000 / size)
+        out[size] = round(float(np.percentile(samples, 50)), 4)
+    return out
+
+
+def prepare_workload(
+    package: ModelPackage,
+    split: int,
+    frames: int = 8,
+    batch_sizes: list[int] | None = None,
+    *,
+    xnnpack: bool = False,
+) -> Workload:
+    """Run the heads here (once), encode the requests as the contract says, time the tail
+    (alone, per item in a batch of each of `batch_sizes`, and with XNNPACK if asked)."""
     runner = SegmentRunner(package)
     images = synthetic_images(seed=5)
     templates, live = [], []
@@ -110,7 +161,14 @@ def prepare_workload(package: ModelPackage, split: int, frames: int = 8) -> Work
         templates.append(request.model_dump(mode="python", exclude_none=True))
         live.append(tensors)
     payload_bytes = len(msgpack.packb(templates[0]))
-    return Workload(split, templates, payload_bytes, time_tail(runner, split, live))
+    return Workload(
+        split,
+        templates,
+        payload_bytes,
+        time_tail(runner, split, live),
+        time_batched_tail(runner, split, live, batch_sizes or []),
+        time_xnnpack_tail(package, split, live) if xnnpack else None,
+    )
 
 
 def time_tail(
@@ -280,7 +338,11 @@ async def run_throughput_bench(
     duration: float,
     answer_timeout: float = 10.0,
     command: str = "",
+    max_batches: list[int] | None = None,
 ) -> dict[str, Any]:
+    """`max_batches`: the service's `--max-batch` values, each a series (default: the
+    service's own default, not passed)."""
+    batches: list[int | None] = list(max_batches) if max_batches else [None]
     for split in splits:
         if not 0 <= split < package.num_ops:
             raise ConfigurationError(f"split {split} outside 0..{package.num_ops - 1}")
@@ -295,6 +357,7 @@ async def run_throughput_bench(
             "steps": [str(s) for s in steps],
             "brokers": brokers,
             "service_workers": workers,
+            "max_batches": batches,
             "device_processes": processes,
             "warmup_s": warmup,
             "duration_s": duration,
@@ -310,37 +373,45 @@ async def run_throughput_bench(
     }
     lost = 0
     for split in splits:
-        workload = prepare_workload(package, split)
+        sizes = [b for b in batches if b is not None]
+        workload = prepare_workload(package, split, batch_sizes=sizes, xnnpack=True)
         for broker in brokers:
-            service_args = ["--split", str(split), "--workers", str(workers)]
-            name = f"{broker}-s{split}"
-            series: dict[str, Any] = {
-                "broker": broker,
-                "split": split,
-                "payload_bytes": workload.payload_bytes,
-                "tail_ms": workload.tail_ms,
-                "steps": [],
-            }
-            async with edge_stack(
-                broker, out, service_args=service_args, log_name=f"throughput-{name}.log"
-            ) as edge:
-                for number, step in enumerate(steps):
-                    figures = await run_step(
-                        edge,
-                        step,
-                        workload,
-                        model=package.model_id,
-                        processes=processes,
-                        warmup=warmup,
-                        duration=duration,
-                        answer_timeout=answer_timeout,
-                        tag=f"{number}",
-                    )
-                    lost += figures[MISSING]
-                    series["steps"].append(figures)
-                    print(json.dumps({"series": name, "step": figures}), flush=True)
-            series["summary"] = summarize(series)
-            report["series"].append(series)
+            for max_batch in batches:
+                service_args = ["--split", str(split), "--workers", str(workers)]
+                name = f"{broker}-s{split}"
+                if max_batch is not None:
+                    service_args += ["--max-batch", str(max_batch)]
+                    name += f"-b{max_batch}"
+                series: dict[str, Any] = {
+                    "broker": broker,
+                    "split": split,
+                    "max_batch": max_batch,
+                    "payload_bytes": workload.payload_bytes,
+                    "tail_ms": workload.tail_ms,
+                    "batch_tail_ms_per_item": workload.batch_tail_ms,
+                    "xnnpack_tail_ms": workload.xnnpack_tail,
+                    "steps": [],
+                }
+                async with edge_stack(
+                    broker, out, service_args=service_args, log_name=f"throughput-{name}.log"
+                ) as edge:
+                    for number, step in enumerate(steps):
+                        figures = await run_step(
+                            edge,
+                            step,
+                            workload,
+                            model=package.model_id,
+                            processes=processes,
+                            warmup=warmup,
+                            duration=duration,
+                            answer_timeout=answer_timeout,
+                            tag=f"{number}",
+                        )
+                        lost += figures[MISSING]
+                        series["steps"].append(figures)
+                        print(json.dumps({"series": name, "step": figures}), flush=True)
+                series["summary"] = summarize(series)
+                report["series"].append(series)
     report["lost"] = lost
     (out / "throughput.json").write_text(json.dumps(report, indent=1) + "\n")
     plot_throughput(report, out / "throughput.png")
@@ -354,28 +425,34 @@ def plot_throughput(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.4))
-    for i, series in enumerate(report["series"]):
+    # One colour per (broker, split); one marker and line style per max_batch.
+    groups = list(dict.fromkeys((x["broker"], x["split"]) for x in report["series"]))
+    batches = list(dict.fromkeys(x.get("max_batch") for x in report["series"]))
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-")]
+    for series in report["series"]:
         steps = [s for s in series["steps"] if s.get("latency_ms")]
         rate = [s["answered_per_s"] for s in steps]
         label = f"{series['broker']} s={series['split']}"
-        color = f"C{i % 10}"
-        ax.plot(rate, [s["latency_ms"]["p99"] for s in steps], "o-", color=color, label=label)
-        ax.plot(rate, [s["latency_ms"]["p50"] for s in steps], ".:", color=color)
+        if series.get("max_batch") is not None:
+            label += f" b={series['max_batch']}"
+        color = f"C{groups.index((series['broker'], series['split'])) % 10}"
+        marker, line = styles[batches.index(series.get("max_batch")) % len(styles)]
+        style = {"color": color, "marker": marker, "ls": line, "ms": 4}
+        ax.plot(rate, [s["latency_ms"]["p99"] for s in steps], label=label, **style)
         service = [s["cpu_ms_per_inference"].get("service") for s in steps]
-        bx.plot(rate, service, "o-", color=color, label=label)
+        bx.plot(rate, service, label=label, **style)
         bx.axhline(series["tail_ms"]["p50"], color=color, ls="--", lw=0.8)
         cx.plot(
             [s["offered"] for s in series["steps"]],
             [s["answered_per_s"] for s in series["steps"]],
-            "o-",
-            color=color,
             label=label,
+            **style,
         )
     ax.axhline(TARGET_P99_MS, color="grey", ls="--", lw=0.8, label="p99 target")
     ax.axvline(TARGET_PER_S, color="grey", ls=":", lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("answered inferences/s")
-    ax.set_ylabel("latency (ms): p99 solid, p50 dotted")
+    ax.set_ylabel("latency p99 (ms)")
     ax.legend(fontsize=7)
     bx.set_xlabel("answered inferences/s")
     bx.set_ylabel("service CPU ms per inference (dashed: tail alone)")

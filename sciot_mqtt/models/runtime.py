@@ -11,7 +11,7 @@ whole model.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +23,24 @@ from sciot_mqtt.models.package import ModelPackage
 
 __all__ = ["OP_RESOLVER", "SegmentRunner", "make_interpreter"]
 
+# What resizing a tail to a batch can raise: LiteRT refuses the shapes (a RESHAPE to a fixed
+# batch of 1, say) at `allocate_tensors` or at `invoke`.
+_RESIZE_ERRORS = (ValueError, RuntimeError)
+
 OP_RESOLVER = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
 
-def make_interpreter(path: str | Path) -> Interpreter:
-    """An allocated LiteRT interpreter with the settings every segment must share."""
+def make_interpreter(path: str | Path, *, default_delegates: bool = False) -> Interpreter:
+    """An allocated LiteRT interpreter with the settings every segment must share.
+
+    `default_delegates`: LiteRT's default delegates (XNNPACK) instead, for benchmarks that
+    compare them with the builtin kernels; the service never runs them (docs/perf.md)."""
+    resolver = OpResolverType.BUILTIN if default_delegates else OP_RESOLVER
     try:
         interpreter = Interpreter(
             model_path=str(path),
             num_threads=1,
-            experimental_op_resolver_type=OP_RESOLVER,
+            experimental_op_resolver_type=resolver,
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
@@ -43,14 +51,40 @@ def make_interpreter(path: str | Path) -> Interpreter:
 class _Segment:
     """An interpreter plus which original tensors feed and leave it, in its I/O order."""
 
-    def __init__(self, path: Path, inputs: list[int], outputs: list[int]) -> None:
-        self.interpreter = make_interpreter(path)
+    def __init__(
+        self, path: Path, inputs: list[int], outputs: list[int], *, default_delegates: bool = False
+    ) -> None:
+        self.path = path
+        self.interpreter = make_interpreter(path, default_delegates=default_delegates)
         in_details = self.interpreter.get_input_details()
         out_details = self.interpreter.get_output_details()
         if len(in_details) != len(inputs) or len(out_details) != len(outputs):
             raise ModelError(f"segment {path.name} does not match the manifest; re-prepare")
+        self.batch = 1
+        self._input_shapes = [list(d["shape"]) for d in in_details]
         self.inputs = list(zip(inputs, (d["index"] for d in in_details), strict=True))
         self.outputs = list(zip(outputs, (d["index"] for d in out_details), strict=True))
+
+    def resize(self, batch: int) -> None:
+        """Every input's first (batch) dimension set to `batch`; a no-op at the current size.
+
+        Resizing costs 8-22 us on fomo96's tails (an interpreter per batch size would cost
+        0.5-12 ms to build and its arena to keep, for each size, split and thread)."""
+        if batch == self.batch:
+            return
+        it = self.interpreter
+        self.batch = 0  # unknown until every input is resized and the arena allocated
+        try:
+            for (_, local), shape in zip(self.inputs, self._input_shapes, strict=True):
+                if not shape or shape[0] != 1:
+                    raise ModelError(f"segment {self.path.name}: input {shape} has no batch of 1")
+                it.resize_tensor_input(local, [batch, *shape[1:]])
+            it.allocate_tensors()
+        except _RESIZE_ERRORS as exc:
+            raise ModelError(
+                f"segment {self.path.name} cannot run a batch of {batch}: {exc}"
+            ) from exc
+        self.batch = batch
 
     def run(self, tensors: Mapping[int, np.ndarray]) -> tuple[dict[int, np.ndarray], float]:
         it = self.interpreter
@@ -66,12 +100,15 @@ class SegmentRunner:
     """Runs a ``ModelPackage``; interpreters are created on first use and then reused.
 
     Not thread-safe (LiteRT interpreters are not): use one runner per thread.
+    `default_delegates`: every interpreter with XNNPACK (`make_interpreter`), for benchmarks.
     """
 
-    def __init__(self, package: ModelPackage) -> None:
+    def __init__(self, package: ModelPackage, *, default_delegates: bool = False) -> None:
         self.package = package
+        self._default_delegates = default_delegates
         self._ops: dict[int, _Segment] = {}
         self._tails: dict[int, _Segment] = {}
+        self._batched: dict[int, _Segment] = {}
         self._whole: _Segment | None = None
         self._specs: dict[int, TensorSpec] = {}
         for b in package.boundaries:
@@ -158,6 +195,39 @@ class SegmentRunner:
         """Ops ``[s, N)`` fused; returns the (first) model output."""
         return self.run_tail_outputs(s, tensors)[self.package.outputs[0].name]
 
+    def run_tail_batch(self, s: int, items: Sequence[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+        """Ops ``[s, N)`` fused, for several inputs in ONE invoke with the batch dimension
+        resized to their number; each item's (first) model output, in order.
+
+        Only for a split whose tail `models.batching.batchable_splits` proved bit-identical
+        to lone runs: the interpreter is built (once per batch size) from the same tail file,
+        and raises `ModelError` if LiteRT refuses the batch."""
+        pkg = self.package
+        self._check_split(s)
+        if s >= pkg.num_ops:
+            raise ModelError(f"split {s}: nothing left to run in a batch")
+        boundary = pkg.boundaries[s]
+        given: dict[int, np.ndarray] = {}
+        for t in boundary.tensors:
+            try:
+                parts = [t.check(item[t.name]) for item in items]
+            except KeyError as exc:
+                raise ModelError(f"split {s}: missing tensor {exc}") from None
+            given[t.index] = np.concatenate(parts)
+        segment = self._batch_segment(s)
+        segment.resize(len(items))
+        try:
+            results, _ = segment.run(given)
+        except _RESIZE_ERRORS as exc:  # a shape only `invoke` finds wrong
+            raise ModelError(
+                f"split {s}: the tail cannot run a batch of {len(items)}: {exc}"
+            ) from exc
+        spec = pkg.outputs[0]
+        batched = results.get(spec.index, given.get(spec.index))
+        if batched is None or batched.shape[0] != len(items):
+            raise ModelError(f"split {s}: output {spec.name!r} has no batch of {len(items)}")
+        return [batched[k : k + 1] for k in range(len(items))]
+
     # -- internals ----------------------------------------------------------------------
 
     def _check_split(self, s: int) -> None:
@@ -179,7 +249,10 @@ class SegmentRunner:
         if self._whole is None:
             pkg = self.package
             self._whole = _Segment(
-                pkg.model_path, [t.index for t in pkg.inputs], [t.index for t in pkg.outputs]
+                pkg.model_path,
+                [t.index for t in pkg.inputs],
+                [t.index for t in pkg.outputs],
+                default_delegates=self._default_delegates,
             )
         return self._whole
 
@@ -187,19 +260,37 @@ class SegmentRunner:
         seg = self._ops.get(i)
         if seg is None:
             op = self.package.ops[i]
-            seg = _Segment(self.package.op_segment_path(i), list(op.inputs), list(op.outputs))
+            seg = _Segment(
+                self.package.op_segment_path(i),
+                list(op.inputs),
+                list(op.outputs),
+                default_delegates=self._default_delegates,
+            )
             self._ops[i] = seg
         return seg
 
     def _tail_segment(self, s: int) -> _Segment:
         seg = self._tails.get(s)
         if seg is None:
-            b = self.package.boundaries[s]
-            seg = _Segment(
-                self.package.tail_segment_path(s), list(b.tail_inputs), list(b.tail_outputs)
-            )
-            self._tails[s] = seg
+            seg = self._tails[s] = self._new_tail(s)
         return seg
+
+    def _batch_segment(self, s: int) -> _Segment:
+        """A second interpreter of the tail at `s`, resized to each batch: the lone runs'
+        one keeps its batch of 1, so a lone request never pays for a resize."""
+        seg = self._batched.get(s)
+        if seg is None:
+            seg = self._batched[s] = self._new_tail(s)
+        return seg
+
+    def _new_tail(self, s: int) -> _Segment:
+        b = self.package.boundaries[s]
+        return _Segment(
+            self.package.tail_segment_path(s),
+            list(b.tail_inputs),
+            list(b.tail_outputs),
+            default_delegates=self._default_delegates,
+        )
 
     def __repr__(self) -> str:
         return f"SegmentRunner({self.package.model_id!r}, ops={self.package.num_ops})"

@@ -26,6 +26,7 @@ PASSED_FLAGS = (
     "max_payload",
     "split",
     "workers",
+    "max_batch",
     "placement",
     "capacity",
     "tier",

@@ -172,6 +172,7 @@ class Service:
                 self.packages,
                 workers=self.settings.workers,
                 max_pending=self.settings.max_pending,
+                max_batch=self.settings.max_batch,
             )
             await self.engine.__aenter__()
             self.planner.engine = self.pipeline.engine = self.engine

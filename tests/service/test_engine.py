@@ -95,3 +95,25 @@ async def test_leaving_cancels_what_still_waits(sciot_models: dict[str, ModelPac
     assert all(t.cancelled() or t.exception() is None for t in done)
     with pytest.raises(RuntimeError, match="not started"):
         await engine.run_tail(package.model_id, split, live)
+
+
+@pytest.mark.parametrize("max_batch", [1, 4])
+async def test_batches_hold_one_split_and_at_most_max_batch(
+    sciot_models: dict[str, ModelPackage], max_batch: int
+) -> None:
+    """Tails of several split points waiting together: a batch never mixes split points nor
+    exceeds `max_batch` (1: every tail its own invoke, as before batching); each result is
+    its lone run's."""
+    package = sciot_models["fomo96"]
+    requests = _requests(package, [6, 12, 20], 3 * 5)  # five per split, interleaved
+    async with InferenceEngine(
+        {package.model_id: package}, workers=1, max_batch=max_batch
+    ) as engine:
+        outcomes = await asyncio.gather(
+            *(engine.run_tail(package.model_id, s, live) for s, live, _ in requests)
+        )
+    for (split, _, expected), outcome in zip(requests, outcomes, strict=True):
+        assert np.array_equal(outcome.output, expected), f"split {split}"
+        assert 1 <= outcome.batch <= max_batch
+    if max_batch > 1:  # one hand-off took them all: five per split, a batch of 4 and one
+        assert sorted(o.batch for o in outcomes) == [1] * 3 + [4] * 12
