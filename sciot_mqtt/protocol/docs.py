@@ -45,6 +45,8 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     kind = {"integer": "int", "number": "float", "string": "str", "boolean": "bool"}.get(
         raw_kind, raw_kind
     )
+    if kind == "str" and prop.get("format") == "binary":
+        kind = "bytes"  # msgpack bin on the wire, not a UTF-8 string
     if kind == "array":
         kind = f"array of {_type_of(prop.get('items', {}), defs)}"
     limits = []
