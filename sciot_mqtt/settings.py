@@ -11,7 +11,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sciot_mqtt.errors import ConfigurationError
 from sciot_mqtt.logs import LogFormat
 from sciot_mqtt.protocol.accounts import health_client_id, service_client_id
-from sciot_mqtt.protocol.messages import Placement, Tier
+from sciot_mqtt.protocol.service_messages import (
+    Placement,
+    Tier,
+)
 from sciot_mqtt.protocol.topics import DEVICE_ID_PATTERN
 from sciot_mqtt.transport import BrokerAddress, Credentials, TlsConfig
 

@@ -15,7 +15,7 @@ from typing import Any, get_args
 import numpy as np
 
 from sciot_mqtt.models.errors import ModelError, UnsupportedModelError
-from sciot_mqtt.protocol.messages import Dtype
+from sciot_mqtt.protocol.device_messages import Dtype
 
 __all__ = [
     "MANIFEST_FORMAT",

@@ -1,6 +1,29 @@
 """The wire contract: topic names and payload schemas (documented in topics.md)."""
 
 from sciot_mqtt.protocol.catalog import ALL_MESSAGES
+from sciot_mqtt.protocol.codec import (
+    CONTROL_MAX_BYTES,
+    U32_MAX,
+    Message,
+)
+from sciot_mqtt.protocol.device_messages import (
+    ECHO_PADDING_MAX,
+    Assign,
+    Birth,
+    Command,
+    DeviceMode,
+    DeviceState,
+    Echo,
+    EchoReply,
+    ErrorReport,
+    Heartbeat,
+    InferRequest,
+    InferResult,
+    LocalTimings,
+    SplitDecision,
+    SplitMode,
+    Tensor,
+)
 from sciot_mqtt.protocol.insight import (
     DecisionRecord,
     DeviceSnapshot,
@@ -9,26 +32,10 @@ from sciot_mqtt.protocol.insight import (
     PredictedLatency,
     SplitExplanation,
 )
-from sciot_mqtt.protocol.messages import (
-    CONTROL_MAX_BYTES,
-    ECHO_PADDING_MAX,
-    U32_MAX,
-    Assign,
-    Birth,
-    Command,
+from sciot_mqtt.protocol.service_messages import (
     DeviceCounts,
-    DeviceMode,
-    DeviceState,
-    Echo,
-    EchoReply,
-    ErrorReport,
-    Heartbeat,
     InferenceCounts,
     InferenceWindow,
-    InferRequest,
-    InferResult,
-    LocalTimings,
-    Message,
     MessageRates,
     Ping,
     Placement,
@@ -36,9 +43,6 @@ from sciot_mqtt.protocol.messages import (
     ServiceLoad,
     ServiceState,
     ServiceStats,
-    SplitDecision,
-    SplitMode,
-    Tensor,
     Tier,
 )
 from sciot_mqtt.protocol.topics import (

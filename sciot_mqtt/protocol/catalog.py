@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sciot_mqtt.protocol.insight import DeviceSnapshot, SplitExplanation
-from sciot_mqtt.protocol.messages import (
+from sciot_mqtt.protocol.codec import Message
+from sciot_mqtt.protocol.device_messages import (
     Assign,
     Birth,
     Command,
@@ -15,12 +15,14 @@ from sciot_mqtt.protocol.messages import (
     InferRequest,
     InferResult,
     LocalTimings,
-    Message,
+    SplitDecision,
+)
+from sciot_mqtt.protocol.insight import DeviceSnapshot, SplitExplanation
+from sciot_mqtt.protocol.service_messages import (
     Ping,
     Pong,
     ServiceState,
     ServiceStats,
-    SplitDecision,
 )
 
 ALL_MESSAGES: tuple[type[Message], ...] = (

@@ -2,9 +2,9 @@
 
 `python -m sciot_mqtt.protocol.cgen --write firmware-bridge/generated/sciot_protocol.h`
 renders topic names, field keys (as X-macro lists with a required flag), enum values, error
-codes, limits and the protocol version from `messages.py`, `topics.py` and
-`sciot_mqtt/errors.py`; `--check` fails when the committed header differs, so the C core and
-the Python device cannot drift apart.
+codes, limits and the protocol version from `codec.py`, `service_messages.py`,
+`device_messages.py`, `topics.py` and `sciot_mqtt/errors.py`; `--check` fails when the
+committed header differs, so the C core and the Python device cannot drift apart.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from pydantic.fields import FieldInfo
 
 from sciot_mqtt.errors import ErrorCode
 from sciot_mqtt.protocol.catalog import ALL_MESSAGES
+from sciot_mqtt.protocol.codec import (
+    CONTROL_MAX_BYTES,
+    TIMING_MAX_MS,
+    U32_MAX,
+    Strict,
+)
+from sciot_mqtt.protocol.device_messages import TENSOR_MAX_BYTES
 from sciot_mqtt.protocol.linkcheck import (
     ECHO_BANDWIDTH_CAP,
     ECHO_LARGE_PADDING,
     ECHO_LATENCY_CAP,
     ECHO_SHARE_DIVISOR,
-)
-from sciot_mqtt.protocol.messages import (
-    CONTROL_MAX_BYTES,
-    TENSOR_MAX_BYTES,
-    TIMING_MAX_MS,
-    U32_MAX,
-    Strict,
 )
 from sciot_mqtt.protocol.topics import (
     ADDRESSED,

@@ -13,7 +13,7 @@ from typing import Any
 
 from sciot_mqtt.errors import ErrorCode
 from sciot_mqtt.protocol.catalog import ALL_MESSAGES
-from sciot_mqtt.protocol.messages import Message
+from sciot_mqtt.protocol.codec import Message
 from sciot_mqtt.protocol.topics import ADDRESSED, NAMESPACE, DeviceTopic
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (python -m sciot_mqtt.protocol.docs --write topics.md) -->"

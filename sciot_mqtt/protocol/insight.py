@@ -9,15 +9,15 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from sciot_mqtt.protocol.messages import (
+from sciot_mqtt.protocol.codec import (
     U32,
     DurationMs,
     Message,
     ModelId,
     ShortText,
-    SplitMode,
     Strict,
 )
+from sciot_mqtt.protocol.device_messages import SplitMode
 from sciot_mqtt.protocol.topics import DeviceTopic
 
 PresenceName = Literal["online", "stale", "offline"]

@@ -14,7 +14,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from sciot_mqtt.errors import ErrorCode, ProtocolError
-from sciot_mqtt.protocol.messages import Dtype, Tensor
+from sciot_mqtt.protocol.device_messages import (
+    Dtype,
+    Tensor,
+)
 
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "int8": np.dtype(np.int8),

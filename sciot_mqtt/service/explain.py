@@ -25,8 +25,9 @@ from sciot_mqtt.protocol import (
     SplitDecision,
     SplitExplanation,
 )
-from sciot_mqtt.protocol.messages import TIMING_MAX_MS
-from sciot_mqtt.service.decisions import DeviceCostModel, curve_parts
+from sciot_mqtt.protocol.codec import TIMING_MAX_MS
+from sciot_mqtt.service.costcurve import curve_parts
+from sciot_mqtt.service.decisions import DeviceCostModel
 from sciot_mqtt.service.planner import SplitPlanner
 from sciot_mqtt.service.registry import DeviceRecord
 

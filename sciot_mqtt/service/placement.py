@@ -1,6 +1,6 @@
 """Where a fleet places a device: rendezvous hashing and the three policies. Pure logic.
 
-Every instance runs the same functions over the same view of the fleet (`fleet.py`), so
+Every instance runs the same functions over the same view of the fleet (`fleetview.py`), so
 they agree on who decides for a device (its *home*, the rendezvous winner among the
 instances taking devices) and, for `hash`, on where it goes.
 """

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from sciot_mqtt.errors import ProtocolError
 from sciot_mqtt.protocol import DeviceSnapshot
-from sciot_mqtt.protocol.messages import TIMING_MAX_MS
+from sciot_mqtt.protocol.codec import TIMING_MAX_MS
 from sciot_mqtt.service.decisions import DeviceCostModel
 from sciot_mqtt.service.registry import DeviceRecord
 

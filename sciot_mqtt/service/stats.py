@@ -16,7 +16,7 @@ from sciot_mqtt.protocol import (
     ServiceLoad,
     ServiceStats,
 )
-from sciot_mqtt.protocol.messages import TIMING_MAX_MS
+from sciot_mqtt.protocol.codec import TIMING_MAX_MS
 from sciot_mqtt.service.decisions import Measured
 
 

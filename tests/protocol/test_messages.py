@@ -25,8 +25,8 @@ from sciot_mqtt.protocol import (
     is_valid_device_id,
     parse_topic,
 )
+from sciot_mqtt.protocol.codec import TIMING_MAX_MS
 from sciot_mqtt.protocol.docs import update
-from sciot_mqtt.protocol.messages import TIMING_MAX_MS
 
 BIRTH = Birth(protocol=1, session=9, kind="python", models=["fomo96"], max_payload=65536)
 

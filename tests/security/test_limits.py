@@ -29,7 +29,7 @@ from sciot_mqtt.protocol import (
     device_topic,
     service_topic,
 )
-from sciot_mqtt.protocol.messages import TIMING_MAX_MS
+from sciot_mqtt.protocol.codec import TIMING_MAX_MS
 from sciot_mqtt.service import Service
 from sciot_mqtt.testing import MqttProbe
 from sciot_mqtt.transport import BrokerAddress, MqttSession

@@ -1,7 +1,7 @@
 /*
  * sciot/msgs.h: encode and decode the payloads of topics.md.
  *
- * Decoding follows sciot_mqtt/protocol/messages.py: a payload that is not one msgpack map
+ * Decoding follows sciot_mqtt/protocol/codec.py: a payload that is not one msgpack map
  * with string keys (or not valid UTF-8) is SCIOT_E_MALFORMED; a required key missing, a
  * value of the wrong type or out of range is SCIOT_E_INVALID; unknown keys are ignored; an
  * optional key holding nil counts as absent. Decoded strings and binaries are views into
