@@ -342,15 +342,18 @@ class _BufferedSocket:
     """The connection's socket as paho sees it.
 
     Reads: one `recv` takes all the kernel has (up to 64 KiB) and paho's small reads are
-    served from that. `pending()` is what aiomqtt asks of TLS sockets after each `loop_read`:
-    while bytes remain buffered it reads on, so a buffered message never waits for the next
-    readable event.
+    served from that; once a readable event's `recv` is used up (`fresh` false), the next
+    read reports "nothing yet" without asking the kernel, which would only say the same at
+    the cost of a system call. The loop's epoll is level-triggered, so bytes that arrived
+    meanwhile make the socket readable again at once. `pending()` is what the reader asks
+    after each `loop_read`: while bytes remain buffered it reads on, so a buffered message
+    never waits for the next readable event.
 
     Writes: while `collecting`, paho's packets are appended to `_out` (and reported written),
     then `drain()` sends them in one call; bytes the kernel would not take stay in `_out`,
     ahead of anything paho writes later. Everything else is the socket's."""
 
-    __slots__ = ("_buffer", "_out", "_pos", "_sock", "collecting")
+    __slots__ = ("_buffer", "_out", "_pos", "_sock", "collecting", "fresh")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -358,12 +361,16 @@ class _BufferedSocket:
         self._pos = 0
         self._out = bytearray()
         self.collecting = False
+        self.fresh = True  # the kernel may have bytes: this readable event has not read yet
 
     def recv(self, buffer_size: int) -> bytes:
         if self._pos >= len(self._buffer):
+            if not self.fresh:
+                raise BlockingIOError  # paho's "nothing yet"; epoll will call again
             # BlockingIOError when the kernel has nothing; b"" when the peer closed.
             self._buffer = self._sock.recv(max(buffer_size, _READ_CHUNK))
             self._pos = 0
+            self.fresh = len(self._buffer) == _READ_CHUNK  # a full chunk: more may wait
         start = self._pos
         self._pos = min(start + buffer_size, len(self._buffer))
         return self._buffer[start : self._pos]
@@ -405,7 +412,8 @@ class _BufferedSocket:
 
 
 def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
-    """Buffered reads, and writes flushed once per loop iteration, in one `send`.
+    """Buffered reads, one `recv` per readable event, and writes flushed once per loop
+    iteration, in one `send`.
 
     paho asks for a writer whenever it queues a packet; aiomqtt answers from any thread with
     `call_soon_threadsafe(add_writer)`. Once connected every publish comes from the loop's own
@@ -453,8 +461,21 @@ def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
         else:
             loop.call_soon(flush)
 
+    def read_when_readable() -> None:
+        # aiomqtt's own reader, plus marking the event fresh for `_BufferedSocket.recv`.
+        buffered.fresh = True
+        try:
+            while True:
+                paho.loop_read()
+                if not buffered.pending():
+                    break
+        except Exception as exc:
+            fail(exc)
+
     paho.on_socket_register_write = register_write
     paho._sock = buffered
+    loop.remove_reader(fileno)
+    loop.add_reader(fileno, read_when_readable)
 
 
 def _code(code: object) -> int:
