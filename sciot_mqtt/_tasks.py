@@ -46,11 +46,18 @@ class Changes:
 
     def __init__(self) -> None:
         self._condition = asyncio.Condition()
+        self._waiting = 0
 
     async def notify(self) -> None:
-        async with self._condition:
-            self._condition.notify_all()
+        # Called after every message and every inference; nearly always nobody waits.
+        if self._waiting:
+            async with self._condition:
+                self._condition.notify_all()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout), self._condition:
-            await self._condition.wait_for(predicate)
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(timeout), self._condition:
+                await self._condition.wait_for(predicate)
+        finally:
+            self._waiting -= 1

@@ -13,12 +13,14 @@ import random
 import socket
 import ssl
 import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 
 from sciot_mqtt.errors import AccessDeniedError, ConfigurationError, ConnectionLostError
 
@@ -129,6 +131,8 @@ class MqttSession:
         # worth. In-flight publishes are bounded by `max_inflight` and paho's queue anyway.
         self._client.pending_calls_threshold = 10 * max_inflight
         self._raw_socket: socket.socket | None = None
+        self._timeout = timeout
+        self._inbox = _Inbox()
 
     async def __aenter__(self) -> Self:
         try:
@@ -154,6 +158,7 @@ class MqttSession:
         if type(sock) is socket.socket:  # plain TCP; an SSLSocket buffers on its own
             self._raw_socket = sock
             _speed_up(self._client, sock)
+        self._inbox.attach(self._client)
         return self
 
     async def __aexit__(
@@ -184,19 +189,37 @@ class MqttSession:
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> None:
-        """Publish; with QoS 1 this returns once the broker has acknowledged."""
-        task = asyncio.current_task()
-        cancels = task.cancelling() if task is not None else 0
+        """Publish; returns once paho has sent it (QoS 0) or the broker has acknowledged it
+        (QoS 1).
+
+        paho directly, not `aiomqtt.Client.publish`: that one creates an `asyncio.Event`, a
+        task (`asyncio.wait_for`) and a list of every pending message id per publish, which
+        under load was a tenth of the service's loop. The wait here is one future, resolved by
+        aiomqtt's own `on_publish` (it calls `set()` on what `_pending_publishes` holds), and
+        failed at once when the connection drops instead of after the timeout."""
+        paho = self._client._client  # aiomqtt 2 exposes no public accessor
         try:
-            await self._client.publish(topic, payload, qos=qos, retain=retain)
-        except aiomqtt.MqttError as exc:
+            info = paho.publish(topic, payload, qos, retain)
+        except ValueError as exc:  # a topic or payload MQTT cannot carry
             raise ConnectionLostError(f"publish to {topic} failed: {exc}") from exc
-        if task is not None and task.cancelling() > cancels:
-            # aiomqtt waits for the PUBACK with `asyncio.wait_for`, which on Python 3.11
-            # swallows a cancellation that arrives in the same loop turn as the PUBACK
-            # (CPython gh-86296): the task would go on as if never cancelled, and a service
-            # stopping its receive loop would wait for it forever.
-            raise asyncio.CancelledError
+        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionLostError(
+                f"publish to {topic} failed: {paho_mqtt.error_string(info.rc)}"
+            )
+        if info.is_published():
+            return
+        ack = _Ack()
+        pending = self._client._pending_publishes  # aiomqtt 2 exposes no public accessor
+        pending[info.mid] = ack  # type: ignore[assignment]
+        self._inbox.acks[info.mid] = ack
+        try:
+            async with asyncio.timeout(self._timeout):
+                await ack.future
+        except TimeoutError:
+            raise ConnectionLostError(f"publish to {topic} was not acknowledged") from None
+        finally:
+            pending.pop(info.mid, None)
+            self._inbox.acks.pop(info.mid, None)
 
     async def subscribe(self, *filters: str, qos: int = 1) -> None:
         """Subscribe; `AccessDeniedError` names the filters the broker refused (the others
@@ -221,15 +244,87 @@ class MqttSession:
 
     async def messages(self) -> AsyncIterator[Inbound]:
         """Received messages until the connection drops (then `ConnectionLostError`)."""
+        inbox = self._inbox
+        while True:
+            while inbox.items:
+                yield inbox.items.popleft()
+            if inbox.lost is not None:
+                raise ConnectionLostError(f"connection to {self.broker} lost: {inbox.lost}")
+            await inbox.wait()
+
+
+class _Ack:
+    """What aiomqtt's `on_publish` sets for one publish awaiting its acknowledgement."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+class _Inbox:
+    """Received messages as `Inbound`s, straight from paho's `on_message`.
+
+    aiomqtt's message iterator creates a task and an `asyncio.wait` for every message it
+    hands out, a fifth of the service's loop under load; here a message is one `append`, and
+    a reader that found nothing waits on one future. paho calls `on_message` from
+    `loop_read`, which aiomqtt runs on the event loop's thread. When the connection drops,
+    the messages already received are still handed out, then `lost` says why, and every
+    publish still awaiting its acknowledgement fails at once."""
+
+    __slots__ = ("_waiters", "acks", "items", "lost")
+
+    def __init__(self) -> None:
+        self.items: deque[Inbound] = deque()
+        self.acks: dict[int, _Ack] = {}
+        self.lost: BaseException | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def attach(self, client: aiomqtt.Client) -> None:
+        client._client.on_message = self._on_message  # aiomqtt 2 exposes no public accessor
+        client._disconnected.add_done_callback(self._on_disconnected)
+
+    def _on_message(self, _client: Any, _userdata: Any, message: paho_mqtt.MQTTMessage) -> None:
         try:
-            async for message in self._client.messages:
-                payload = message.payload
-                if not isinstance(payload, bytes | bytearray):
-                    payload = b"" if payload is None else str(payload).encode()
-                yield Inbound(str(message.topic), bytes(payload), message.retain, message.qos)
-        except aiomqtt.MqttError as exc:
-            raise ConnectionLostError(f"connection to {self.broker} lost: {exc}") from exc
-        raise ConnectionLostError(f"connection to {self.broker} closed")
+            topic = message.topic
+        except UnicodeDecodeError:  # brokers refuse such topics; nothing could answer it
+            return
+        self.items.append(Inbound(topic, bytes(message.payload), message.retain, message.qos))
+        self._wake()
+
+    def _on_disconnected(self, disconnected: asyncio.Future[None]) -> None:
+        if disconnected.cancelled():
+            self.lost = ConnectionLostError("the session ended")
+        else:
+            self.lost = disconnected.exception() or ConnectionLostError("disconnected")
+        failure = ConnectionLostError(f"connection lost: {self.lost}")
+        for ack in list(self.acks.values()):
+            ack.fail(failure)
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def wait(self) -> None:
+        """Until a message arrives or the connection drops."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
 
 # --- fewer system calls per message -------------------------------------------------------
@@ -247,15 +342,18 @@ class _BufferedSocket:
     """The connection's socket as paho sees it.
 
     Reads: one `recv` takes all the kernel has (up to 64 KiB) and paho's small reads are
-    served from that. `pending()` is what aiomqtt asks of TLS sockets after each `loop_read`:
-    while bytes remain buffered it reads on, so a buffered message never waits for the next
-    readable event.
+    served from that; once a readable event's `recv` is used up (`fresh` false), the next
+    read reports "nothing yet" without asking the kernel, which would only say the same at
+    the cost of a system call. The loop's epoll is level-triggered, so bytes that arrived
+    meanwhile make the socket readable again at once. `pending()` is what the reader asks
+    after each `loop_read`: while bytes remain buffered it reads on, so a buffered message
+    never waits for the next readable event.
 
     Writes: while `collecting`, paho's packets are appended to `_out` (and reported written),
     then `drain()` sends them in one call; bytes the kernel would not take stay in `_out`,
     ahead of anything paho writes later. Everything else is the socket's."""
 
-    __slots__ = ("_buffer", "_out", "_pos", "_sock", "collecting")
+    __slots__ = ("_buffer", "_out", "_pos", "_sock", "collecting", "fresh")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -263,12 +361,16 @@ class _BufferedSocket:
         self._pos = 0
         self._out = bytearray()
         self.collecting = False
+        self.fresh = True  # the kernel may have bytes: this readable event has not read yet
 
     def recv(self, buffer_size: int) -> bytes:
         if self._pos >= len(self._buffer):
+            if not self.fresh:
+                raise BlockingIOError  # paho's "nothing yet"; epoll will call again
             # BlockingIOError when the kernel has nothing; b"" when the peer closed.
             self._buffer = self._sock.recv(max(buffer_size, _READ_CHUNK))
             self._pos = 0
+            self.fresh = len(self._buffer) == _READ_CHUNK  # a full chunk: more may wait
         start = self._pos
         self._pos = min(start + buffer_size, len(self._buffer))
         return self._buffer[start : self._pos]
@@ -310,7 +412,8 @@ class _BufferedSocket:
 
 
 def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
-    """Buffered reads, and writes flushed once per loop iteration, in one `send`.
+    """Buffered reads, one `recv` per readable event, and writes flushed once per loop
+    iteration, in one `send`.
 
     paho asks for a writer whenever it queues a packet; aiomqtt answers from any thread with
     `call_soon_threadsafe(add_writer)`. Once connected every publish comes from the loop's own
@@ -358,8 +461,21 @@ def _speed_up(client: aiomqtt.Client, sock: socket.socket) -> None:
         else:
             loop.call_soon(flush)
 
+    def read_when_readable() -> None:
+        # aiomqtt's own reader, plus marking the event fresh for `_BufferedSocket.recv`.
+        buffered.fresh = True
+        try:
+            while True:
+                paho.loop_read()
+                if not buffered.pending():
+                    break
+        except Exception as exc:
+            fail(exc)
+
     paho.on_socket_register_write = register_write
     paho._sock = buffered
+    loop.remove_reader(fileno)
+    loop.add_reader(fileno, read_when_readable)
 
 
 def _code(code: object) -> int:

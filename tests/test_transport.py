@@ -110,3 +110,18 @@ def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
         Backoff(0.0, 1.0)
     with pytest.raises(ValueError):
         Backoff(2.0, 1.0)
+
+
+async def test_a_publish_awaiting_its_ack_fails_as_soon_as_the_connection_drops(
+    sciot_broker: BrokerAddress,
+) -> None:
+    """Not after the session's timeout: the service counts the result lost and goes on."""
+    async with MqttSession(sciot_broker, client_id="t-drop", timeout=60) as session:
+        await session.publish("t/before", b"ok", qos=1)
+        session.sever()
+        with pytest.raises(ConnectionLostError):
+            async with asyncio.timeout(10):
+                await session.publish("t/after", b"lost", qos=1)
+        with pytest.raises(ConnectionLostError):
+            async with asyncio.timeout(10):
+                await _next(session, "t/never")

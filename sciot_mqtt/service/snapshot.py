@@ -82,6 +82,10 @@ def material_change(old: DeviceSnapshot, new: DeviceSnapshot) -> bool:
     )
 
 
+CHECKS = 8
+"""Times per interval a device's snapshot is built to look for a material change."""
+
+
 class SnapshotKeeper:
     """Decides when a device's snapshot is published: on a new session at once, then on a
     material change at most once per `interval` seconds."""
@@ -89,27 +93,36 @@ class SnapshotKeeper:
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self.clock = clock
-        self._last: dict[str, tuple[float, DeviceSnapshot]] = {}
+        self._last: dict[str, tuple[float, DeviceSnapshot]] = {}  # published: when, what
+        self._checked: dict[str, float] = {}  # when a snapshot was last built to compare
 
     def due(
         self, record: DeviceRecord, instance: str, *, force: bool = False
     ) -> DeviceSnapshot | None:
         """The snapshot to publish now, if any (and it is then taken as published)."""
         now = self.clock()
-        last = self._last.get(record.device_id)
-        recent = last is not None and now - last[0] < self.interval
-        if recent and not force and last is not None and last[1].session == record.session:
-            return None  # the common case, per inference: cheap
+        device_id = record.device_id
+        last = self._last.get(device_id)
+        if not force and last is not None and last[1].session == record.session:
+            # The common case, per inference, must stay cheap: nothing while the last
+            # snapshot is recent, and building one to compare at most `CHECKS` times an
+            # interval after that.
+            if now - last[0] < self.interval:
+                return None
+            if now - self._checked.get(device_id, -math.inf) < self.interval / CHECKS:
+                return None
+        self._checked[device_id] = now
         snapshot = snapshot_of(record, instance)
         if snapshot is None:
             return None
         if last is not None and not force and not material_change(last[1], snapshot):
             return None
-        self._last[record.device_id] = (now, snapshot)
+        self._last[device_id] = (now, snapshot)
         return snapshot
 
     def forget(self, device_id: str) -> None:
         self._last.pop(device_id, None)
+        self._checked.pop(device_id, None)
 
 
 def decode_snapshot(payload: bytes | None) -> DeviceSnapshot | None:
