@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -265,6 +266,10 @@ async def _run_up(
             )
             # Printed, not logged: the swarm's live view silences routine logs.
             print(f"dashboard: {server.url}", file=sys.stderr, flush=True)
+        # What start-up built (imports, models, interpreters, tables) lives as long as the
+        # process: frozen, a full collection no longer walks its ~70,000 objects. Measured
+        # under `bench throughput` load: the longest full collection 63 ms before, 13 after.
+        gc.freeze()
         watcher = asyncio.create_task(stop_when_ended(service, stop), name="up-watch-service")
         try:
             if swarm is None:
