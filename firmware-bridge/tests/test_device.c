@@ -1,6 +1,7 @@
 /*
  * The device state machine against a fake HAL and a fake clock: what it publishes, when, and
- * how it reacts to what the service sends (sciot_mqtt/device/device.py is the reference).
+ * how it reacts to what the service sends (sciot_mqtt/device/ is the reference: device.py,
+ * presence.py and inbox.py).
  *
  * The fake model has 3 operators; boundary 2 holds two tensors (a residual block), and
  * every operator adds its number + 1 to each byte, so a split run equals a whole run only

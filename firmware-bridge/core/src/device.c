@@ -1,4 +1,6 @@
-/* The device state machine; mirrors sciot_mqtt/device/device.py step by step. */
+/* The device state machine; mirrors sciot_mqtt/device/ (device.py: connection and mode;
+ * presence.py: state, will, birth, heartbeats; inbox.py: what the service sends;
+ * inference.py and offload.py: one inference) step by step. */
 #include "sciot/device.h"
 
 #include "util.h"

@@ -1,6 +1,7 @@
 /*
  * sciot/device.h: the device side of the contract (topics.md), as the Python reference device
- * (sciot_mqtt/device/device.py) does it, in portable C99.
+ * (sciot_mqtt/device/: device.py, presence.py, inbox.py, inference.py, offload.py) does it,
+ * in portable C99.
  *
  * No heap and no OS calls: the caller gives one memory block at init (its size from
  * sciot_device_memory()), and everything hardware-specific goes through sciot_hal. The
