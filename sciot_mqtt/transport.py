@@ -125,10 +125,10 @@ class MqttSession:
             max_inflight_messages=max_inflight,
             protocol=aiomqtt.ProtocolVersion.V311,
         )
-        # aiomqtt logs a warning on every publish made while more than 10 await their
-        # acknowledgement: a service answering dozens of devices at once always has that,
-        # and the log line (a write to stderr per inference) cost more than the check is
-        # worth. In-flight publishes are bounded by `max_inflight` and paho's queue anyway.
+        # aiomqtt logs a warning on every call it makes while more than 10 await their
+        # acknowledgement, counting our publishes (they wait in its `_pending_publishes`):
+        # a service answering dozens of devices at once always has that. In-flight
+        # publishes are bounded by `max_inflight` and paho's queue anyway.
         self._client.pending_calls_threshold = 10 * max_inflight
         self._raw_socket: socket.socket | None = None
         self._timeout = timeout
@@ -276,7 +276,8 @@ class _Inbox:
     aiomqtt's message iterator creates a task and an `asyncio.wait` for every message it
     hands out, a fifth of the service's loop under load; here a message is one `append`, and
     a reader that found nothing waits on one future. paho calls `on_message` from
-    `loop_read`, which aiomqtt runs on the event loop's thread. When the connection drops,
+    `loop_read`, which runs on the event loop's thread (aiomqtt's reader, or
+    `read_when_readable` on plain TCP). When the connection drops,
     the messages already received are still handed out, then `lost` says why, and every
     publish still awaiting its acknowledgement fails at once."""
 

@@ -1,7 +1,7 @@
 """One inference on the device: plan the split, run the head, offload, or finish locally.
 
-The device's lifecycle (`device.py`) says whether it may offload and what the service
-decided; this module does the work of an inference with that, on the device's compute
+The device's lifecycle (`device.py`) says whether it may offload, and its inbox
+(`inbox.py`) what the service decided; this module does the work of an inference with that, on the device's compute
 threads, through its emulated chip and link, and accounts for every `infer` it publishes.
 
 A probe asked for while the device offloads is answered off the critical path: the user's
