@@ -1,8 +1,9 @@
 """One inference on the device: plan the split, run the head, offload, or finish locally.
 
 The device's lifecycle (`device.py`) says whether it may offload, and its inbox
-(`inbox.py`) what the service decided; this module does the work of an inference with that, on the device's compute
-threads, through its emulated chip and link, and accounts for every `infer` it publishes.
+(`inbox.py`) what the service decided; this module does the work of an inference with
+that, on the device's compute threads, through its emulated chip and link, and accounts
+for every `infer` it publishes.
 
 A probe asked for while the device offloads is answered off the critical path: the user's
 inference runs at its split, then the operators it did not run are timed one at a time while
