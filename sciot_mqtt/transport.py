@@ -125,14 +125,10 @@ class MqttSession:
             max_inflight_messages=max_inflight,
             protocol=aiomqtt.ProtocolVersion.V311,
         )
-        # aiomqtt logs a warning on every call it makes while more than 10 await their
-        # acknowledgement, counting our publishes (they wait in its `_pending_publishes`):
-        # a service answering dozens of devices at once always has that. In-flight
-        # publishes are bounded by `max_inflight` and paho's queue anyway.
-        self._client.pending_calls_threshold = 10 * max_inflight
         self._raw_socket: socket.socket | None = None
         self._timeout = timeout
         self._inbox = _Inbox()
+        self._loop: asyncio.AbstractEventLoop  # the one it connected on, from __aenter__
 
     async def __aenter__(self) -> Self:
         try:
@@ -158,6 +154,7 @@ class MqttSession:
         if type(sock) is socket.socket:  # plain TCP; an SSLSocket buffers on its own
             self._raw_socket = sock
             _speed_up(self._client, sock)
+        self._loop = asyncio.get_running_loop()
         self._inbox.attach(self._client)
         return self
 
@@ -195,31 +192,24 @@ class MqttSession:
         paho directly, not `aiomqtt.Client.publish`: that one creates an `asyncio.Event`, a
         task (`asyncio.wait_for`) and a list of every pending message id per publish, which
         under load was a tenth of the service's loop. The wait here is one future, resolved by
-        aiomqtt's own `on_publish` (it calls `set()` on what `_pending_publishes` holds), and
-        failed at once when the connection drops instead of after the timeout."""
-        paho = self._client._client  # aiomqtt 2 exposes no public accessor
-        try:
-            info = paho.publish(topic, payload, qos, retain)
-        except ValueError as exc:  # a topic or payload MQTT cannot carry
-            raise ConnectionLostError(f"publish to {topic} failed: {exc}") from exc
+        the session's own `on_publish`, and failed at once when the connection drops instead
+        of after the timeout. A topic or payload MQTT cannot carry raises paho's ValueError."""
+        info = self._client._client.publish(topic, payload, qos, retain)  # no public accessor
         if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
             raise ConnectionLostError(
                 f"publish to {topic} failed: {paho_mqtt.error_string(info.rc)}"
             )
         if info.is_published():
             return
-        ack = _Ack()
-        pending = self._client._pending_publishes  # aiomqtt 2 exposes no public accessor
-        pending[info.mid] = ack  # type: ignore[assignment]
-        self._inbox.acks[info.mid] = ack
+        acks = self._inbox.acks
+        ack = acks[info.mid] = _Ack(self._loop)
         try:
             async with asyncio.timeout(self._timeout):
                 await ack.future
         except TimeoutError:
             raise ConnectionLostError(f"publish to {topic} was not acknowledged") from None
         finally:
-            pending.pop(info.mid, None)
-            self._inbox.acks.pop(info.mid, None)
+            acks.pop(info.mid, None)
 
     async def subscribe(self, *filters: str, qos: int = 1) -> None:
         """Subscribe; `AccessDeniedError` names the filters the broker refused (the others
@@ -254,12 +244,12 @@ class MqttSession:
 
 
 class _Ack:
-    """What aiomqtt's `on_publish` sets for one publish awaiting its acknowledgement."""
+    """One publish awaiting its acknowledgement (or, at QoS 0, its write)."""
 
     __slots__ = ("future",)
 
-    def __init__(self) -> None:
-        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[None] = loop.create_future()
 
     def set(self) -> None:
         if not self.future.done():
@@ -290,7 +280,9 @@ class _Inbox:
         self._waiters: list[asyncio.Future[None]] = []
 
     def attach(self, client: aiomqtt.Client) -> None:
-        client._client.on_message = self._on_message  # aiomqtt 2 exposes no public accessor
+        paho = client._client  # aiomqtt 2 exposes no public accessor
+        paho.on_message = self._on_message
+        paho.on_publish = self._on_publish
         client._disconnected.add_done_callback(self._on_disconnected)
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho_mqtt.MQTTMessage) -> None:
@@ -300,6 +292,13 @@ class _Inbox:
             return
         self.items.append(Inbound(topic, bytes(message.payload), message.retain, message.qos))
         self._wake()
+
+    def _on_publish(
+        self, _client: Any, _userdata: Any, mid: int, _reason: Any, _properties: Any
+    ) -> None:
+        ack = self.acks.pop(mid, None)
+        if ack is not None:
+            ack.set()
 
     def _on_disconnected(self, disconnected: asyncio.Future[None]) -> None:
         if disconnected.cancelled():
