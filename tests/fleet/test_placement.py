@@ -12,6 +12,7 @@ from sciot_mqtt.protocol import (
     DeviceState,
     ServiceState,
 )
+from sciot_mqtt.service.decisions import DecisionSettings, DeviceCostModel
 from sciot_mqtt.service.fleet import Fleet, Place, Rebirth, Release
 from sciot_mqtt.service.placement import (
     HashPlacement,
@@ -21,7 +22,8 @@ from sciot_mqtt.service.placement import (
     bound,
     ranked,
 )
-from sciot_mqtt.service.snapshot import material_change
+from sciot_mqtt.service.registry import DeviceRecord, Presence
+from sciot_mqtt.service.snapshot import CHECKS, SnapshotKeeper, material_change
 
 
 class Clock:
@@ -36,6 +38,20 @@ def birth(session: int = 1) -> Birth:
     return Birth(
         protocol=PROTOCOL_VERSION, session=session, kind="t", models=["fomo96"], max_payload=4096
     )
+
+
+def claim(instance: str, session: int = 1) -> Assign:
+    """The retained `assign` by which `instance` says it serves a device."""
+    return Assign(
+        model="fomo96", session=session, hb_interval_s=1, max_payload=4096, instance=instance
+    )
+
+
+def served_by(fleet: Fleet, device: str, instance: str) -> None:
+    """`device` is online, born, and claimed by `instance`, as this instance hears it."""
+    fleet.on_device_state(device, DeviceState(online=True, session=1), retained=False)
+    fleet.on_birth(device, birth())
+    fleet.on_claim(device, claim(instance))
 
 
 def member(name: str, capacity: float = 1.0, **fields: object) -> Member:
@@ -113,12 +129,7 @@ def test_a_device_of_a_dead_instance_is_placed_by_its_home_and_released_on_anoth
     device = next(
         d for d in (f"dev-{i}" for i in range(100)) if ranked(d, [me, fleet.members["b"]])[0] is me
     )
-    fleet.on_device_state(device, DeviceState(online=True, session=1), retained=False)
-    fleet.on_birth(device, birth())
-    fleet.on_claim(
-        device,
-        Assign(model="fomo96", session=1, hb_interval_s=1, max_payload=4096, instance="dead"),
-    )
+    served_by(fleet, device, "dead")
     fleet.on_service_state("dead", ServiceState(online=False, instance="dead"))
     clock.now += 2
     actions = fleet.sweep()
@@ -130,9 +141,7 @@ def test_a_device_of_a_dead_instance_is_placed_by_its_home_and_released_on_anoth
     assert fleet.sweep() == []
     fleet.settle()
     # Another instance claims it: this one releases it.
-    action = fleet.on_claim(
-        device, Assign(model="fomo96", session=1, hb_interval_s=1, max_payload=4096, instance="b")
-    )
+    action = fleet.on_claim(device, claim("b"))
     assert isinstance(action, Release)
 
 
@@ -174,12 +183,7 @@ def test_one_sweep_placing_a_dead_instances_devices_keeps_each_instance_within_i
     survivors = [me, fleet.members["b"]]
     mine = [d for d in (f"dev-{i}" for i in range(400)) if ranked(d, survivors)[0] is me][:8]
     for device in mine:
-        fleet.on_device_state(device, DeviceState(online=True, session=1), retained=False)
-        fleet.on_birth(device, birth())
-        fleet.on_claim(
-            device,
-            Assign(model="fomo96", session=1, hb_interval_s=1, max_payload=4096, instance="dead"),
-        )
+        served_by(fleet, device, "dead")
     fleet.on_service_state("dead", ServiceState(online=False, instance="dead"))
     clock.now += 2
     placed = Counter(a.instance for a in fleet.sweep() if isinstance(a, Place))
@@ -196,9 +200,7 @@ def test_an_owner_unknown_birth_is_asked_for() -> None:
     fleet = Fleet(me, HashPlacement(), retry_after=1.0, clock=clock)
     fleet.settle()
     fleet.on_device_state("d1", DeviceState(online=True, session=3), retained=True)
-    fleet.on_claim(
-        "d1", Assign(model="fomo96", session=2, hb_interval_s=1, max_payload=4096, instance="gone")
-    )
+    fleet.on_claim("d1", claim("gone", session=2))
     clock.now += 2
     actions = fleet.sweep()
     assert [type(a) for a in actions] == [Rebirth]
@@ -225,6 +227,32 @@ def test_a_snapshot_is_republished_only_on_a_material_change() -> None:
     assert material_change(old, snapshot(link_ms=13.0))
     assert material_change(old, snapshot(session=2))
     assert material_change(old, snapshot(device_ms=None))
+
+
+def test_a_snapshot_goes_out_at_most_once_an_interval_and_is_compared_checks_times_one() -> None:
+    clock = Clock()
+    keeper = SnapshotKeeper(interval=8.0, clock=clock)
+    cost = DeviceCostModel(3, [1000, 900, 800, 10], DecisionSettings())
+    record = DeviceRecord(
+        "d1", 1, Presence.ONLINE, clock.now, birth=birth(), model="fomo96", cost=cost
+    )
+    cost.link.latency_ms = 100.0
+    first = keeper.due(record, "a", force=True)  # a new session's goes out at once
+    assert first is not None and first.link_ms == 100.0
+    cost.link.latency_ms = 200.0  # a material change...
+    clock.now += 4.0
+    assert keeper.due(record, "a") is None  # ...waits for the interval to pass
+    clock.now += 4.5
+    second = keeper.due(record, "a")
+    assert second is not None and second.link_ms == 200.0
+    clock.now += 9.0
+    assert keeper.due(record, "a") is None  # compared, nothing material
+    cost.link.latency_ms = 300.0
+    clock.now += 0.5 * 8.0 / CHECKS
+    assert keeper.due(record, "a") is None  # not compared again so soon
+    clock.now += 0.6 * 8.0 / CHECKS
+    third = keeper.due(record, "a")
+    assert third is not None and third.link_ms == 300.0
 
 
 def test_least_loaded_places_on_the_shortest_queue_per_capacity_and_keeps_placed_ones() -> None:
