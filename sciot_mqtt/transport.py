@@ -264,12 +264,11 @@ class _Inbox:
     """Received messages as `Inbound`s, straight from paho's `on_message`.
 
     aiomqtt's message iterator creates a task and an `asyncio.wait` for every message it
-    hands out, a fifth of the service's loop under load; here a message is one `append`, and
-    a reader that found nothing waits on one future. paho calls `on_message` from
-    `loop_read`, which runs on the event loop's thread (aiomqtt's reader, or
-    `read_when_readable` on plain TCP). When the connection drops,
-    the messages already received are still handed out, then `lost` says why, and every
-    publish still awaiting its acknowledgement fails at once."""
+    hands out; here a message is one `append`, and a reader that found nothing waits on one
+    future. paho calls `on_message` from `loop_read`, which runs on the event loop's thread
+    (aiomqtt's reader, or `read_when_readable` on plain TCP). When the connection drops, the
+    messages already received are still handed out, then `lost` says why, and every publish
+    still awaiting its acknowledgement fails at once."""
 
     __slots__ = ("_waiters", "acks", "items", "lost")
 
